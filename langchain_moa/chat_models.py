@@ -1,0 +1,316 @@
+"""ChatMoA: a whole Mixture-of-Agents stack behind the chat-model interface."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackManager,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import PrivateAttr, SkipValidation, model_validator
+
+from langchain_moa.accounting import by_layer, total_usage
+from langchain_moa.graph import (
+    ANSWER_CHUNK,
+    STREAM_ANSWER,
+    MoAState,
+    build_moa_graph,
+    resolve_stack,
+)
+from langchain_moa.local import (
+    DEFAULT_LAYERS,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_PROPOSERS,
+    DEFAULT_TEMPERATURE,
+    LlamaServer,
+    local_stack,
+    shared_server,
+)
+from langchain_moa.models import ModelSpec, model_label
+from langchain_moa.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT
+
+PAPER_LAYERS = 3
+"""The paper's MoA: two proposer layers and the aggregator."""
+
+
+def _child_callbacks(
+    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun,
+) -> BaseCallbackManager:
+    """Callbacks that nest the graph's runs under this chat-model run.
+
+    LLM run managers have no ``get_child``: chat models rarely have children.
+    """
+    manager_class = (
+        AsyncCallbackManager
+        if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
+        else CallbackManager
+    )
+    manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
+    manager.set_handlers(run_manager.inheritable_handlers)
+    manager.add_tags(run_manager.inheritable_tags)
+    manager.add_metadata(run_manager.inheritable_metadata)
+    return manager
+
+
+class ChatMoA(BaseChatModel):
+    """Mixture-of-Agents (Wang et al., 2024) as a LangChain chat model.
+
+    Proposer models answer, later layers answer again with the previous
+    layer's answers in their system message, and an aggregator writes the
+    final answer. Configure it as the paper does::
+
+        ChatMoA(proposers=[m1, m2, m3], aggregator=m1, layers=3)
+
+    or layer by layer::
+
+        ChatMoA(layers=[[m1, m2, m3], [m1, m2]], aggregator=m1)
+
+    With no models at all it runs offline on the embedded SmolLM2-135M-Instruct
+    (see ``langchain_moa.local``): 3 proposers and 2 layers.
+
+    ``usage_metadata`` of the answer sums every call; ``response_metadata``
+    holds ``model_name``, ``layers`` (each layer's call records: node, model,
+    text, usage, latency, error; the aggregator's layer last) and
+    ``latency_s``.
+    """
+
+    proposers: SkipValidation[Sequence[ModelSpec] | None] = None
+    """Proposers of every proposer layer (the paper's set-up). Chat models or
+    ``"provider:model"`` strings; repeat one for the single-proposer setting."""
+
+    layers: SkipValidation[int | Sequence[Sequence[ModelSpec]] | None] = None
+    """With ``proposers``: the number of layers counting the aggregator's
+    (2 = MoA-Lite, default 3 = MoA). Without: the proposers of each layer."""
+
+    aggregator: SkipValidation[ModelSpec | None] = None
+    """The model that writes the final answer."""
+
+    prompt: str = AGGREGATE_AND_SYNTHESIZE_PROMPT
+    """Put before the numbered references; the paper's prompt by default."""
+
+    min_proposers: int = 1
+    """How many proposers of each layer must succeed for the run to go on."""
+
+    model_name: str | None = None
+    """Reported as ``response_metadata["model_name"]``; derived if not given."""
+
+    _graph: CompiledStateGraph = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _build(self) -> Self:
+        layers, aggregator = self._stack()
+        models, aggregator_model = resolve_stack(layers, aggregator, self.min_proposers)
+        if self.model_name is None:
+            self.model_name = f"moa-{len(models) + 1}l:{model_label(aggregator_model)}"
+        # checkpointer=False: inside an outer graph, the run stays our own.
+        self._graph = build_moa_graph(
+            models,
+            aggregator_model,
+            prompt=self.prompt,
+            min_proposers=self.min_proposers,
+            checkpointer=False,
+        )
+        return self
+
+    def _stack(self) -> tuple[Sequence[Sequence[ModelSpec]], ModelSpec | None]:
+        """The proposer layers and aggregator that the fields describe."""
+        if self.layers is not None and not isinstance(self.layers, int):
+            if self.proposers is not None:
+                msg = "give either proposers (with layers as a count) or per-layer layers, not both"
+                raise ValueError(msg)
+            return self.layers, self.aggregator
+        if self.layers is not None and self.layers < 2:  # noqa: PLR2004 - proposers + aggregator
+            msg = f"layers counts the aggregator's layer and must be at least 2, got {self.layers}"
+            raise ValueError(msg)
+        if self.proposers is not None:
+            if isinstance(self.proposers, str | BaseChatModel):
+                msg = "proposers must be a list of models"
+                raise ValueError(msg)
+            count = self.layers or PAPER_LAYERS
+            return [self.proposers] * (count - 1), self.aggregator
+        if self.aggregator is not None:
+            msg = "an aggregator was given without proposers: give proposers or layers"
+            raise ValueError(msg)
+        return local_stack(layers=self.layers or DEFAULT_LAYERS)
+
+    @classmethod
+    def local(
+        cls,
+        *,
+        layers: int = DEFAULT_LAYERS,
+        proposers: int = DEFAULT_PROPOSERS,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        temperature: float = DEFAULT_TEMPERATURE,
+        model_path: str | Path | None = None,
+        server: LlamaServer | None = None,
+        **kwargs: Any,  # noqa: ANN401 - ChatMoA's other fields
+    ) -> Self:
+        """A MoA stack on the embedded model (or another GGUF), offline.
+
+        Args:
+            layers: Layers counting the aggregator's.
+            proposers: Proposers per layer, each sampling with its own seed.
+            max_tokens: Longest answer of each call.
+            temperature: Sampling temperature of every call.
+            model_path: A GGUF file to serve instead of SmolLM2-135M-Instruct.
+            server: A running ``LlamaServer`` to use instead of the shared one.
+            **kwargs: Other ``ChatMoA`` fields (``prompt``, ``min_proposers``...).
+        """
+        stack, aggregator = local_stack(
+            layers=layers,
+            proposers=proposers,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            server=server or shared_server(model_path),
+        )
+        return cls(layers=stack, aggregator=aggregator, **kwargs)
+
+    @property
+    def graph(self) -> CompiledStateGraph:
+        """The compiled MoA graph (built once, when the model is created)."""
+        return self._graph
+
+    @property
+    def _llm_type(self) -> str:
+        return "moa"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "min_proposers": self.min_proposers}
+
+    def _input(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> MoAState:  # noqa: ANN401
+        aggregator_kwargs = {**kwargs, **({"stop": stop} if stop else {})}
+        return MoAState(messages=messages, calls=[], aggregator_kwargs=aggregator_kwargs)
+
+    def _config(
+        self,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        *,
+        stream: bool,
+    ) -> RunnableConfig:
+        return {
+            "callbacks": _child_callbacks(run_manager) if run_manager else None,
+            "configurable": {STREAM_ANSWER: stream},
+        }
+
+    def _metadata(self, state: dict[str, Any], started: float) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "layers": by_layer(state["calls"]),
+            "latency_s": time.perf_counter() - started,
+        }
+
+    def _result(self, state: dict[str, Any], started: float) -> ChatResult:
+        answer: AIMessage = state["answer"]
+        message = AIMessage(
+            content=answer.content,
+            tool_calls=answer.tool_calls,
+            invalid_tool_calls=answer.invalid_tool_calls,
+            usage_metadata=total_usage(state["calls"]),
+            response_metadata=self._metadata(state, started),
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _last_chunk(self, state: dict[str, Any], started: float) -> ChatGenerationChunk:
+        # Usage and metadata travel once, at the end: chunk merging would add
+        # up or concatenate them if every chunk carried them.
+        return ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                usage_metadata=total_usage(state["calls"]),
+                response_metadata=self._metadata(state, started),
+                chunk_position="last",
+            )
+        )
+
+    @staticmethod
+    def _answer_chunk(part: Any) -> ChatGenerationChunk | None:  # noqa: ANN401 - custom stream payload
+        if not (isinstance(part, dict) and part.get("event") == ANSWER_CHUNK):
+            return None
+        chunk: AIMessageChunk = part["chunk"]
+        if not chunk.content and not chunk.tool_call_chunks:
+            return None
+        # The aggregator's own usage and metadata are counted in the last chunk.
+        return ChatGenerationChunk(
+            message=AIMessageChunk(content=chunk.content, tool_call_chunks=chunk.tool_call_chunks)
+        )
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        started = time.perf_counter()
+        state = self._graph.invoke(
+            self._input(messages, stop, **kwargs), self._config(run_manager, stream=False)
+        )
+        return self._result(state, started)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        started = time.perf_counter()
+        state = await self._graph.ainvoke(
+            self._input(messages, stop, **kwargs), self._config(run_manager, stream=False)
+        )
+        return self._result(state, started)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        started, state = time.perf_counter(), {}
+        for mode, part in self._graph.stream(
+            self._input(messages, stop, **kwargs),
+            self._config(run_manager, stream=True),
+            stream_mode=["custom", "values"],
+        ):
+            if mode == "values":
+                state = part
+            elif chunk := self._answer_chunk(part):
+                if run_manager:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        yield self._last_chunk(state, started)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        started, state = time.perf_counter(), {}
+        async for mode, part in self._graph.astream(
+            self._input(messages, stop, **kwargs),
+            self._config(run_manager, stream=True),
+            stream_mode=["custom", "values"],
+        ):
+            if mode == "values":
+                state = part
+            elif chunk := self._answer_chunk(part):
+                if run_manager:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        yield self._last_chunk(state, started)

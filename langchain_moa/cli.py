@@ -1,0 +1,145 @@
+"""The ``moa`` command: ``moa chat "question"``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+
+from langchain_moa.accounting import ModelCall, format_summary
+from langchain_moa.chat_models import ChatMoA
+from langchain_moa.graph import ANSWER_CHUNK, STREAM_ANSWER, MoAState
+from langchain_moa.local import DEFAULT_LAYERS, DEFAULT_MAX_TOKENS, DEFAULT_PROPOSERS
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moa", description="Mixture-of-Agents from the shell.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    chat = commands.add_parser(
+        "chat",
+        help="answer a question with MoA, streaming the final answer",
+        description="Answer a question with MoA. Without --model it runs offline "
+        "on the embedded SmolLM2-135M-Instruct.",
+    )
+    chat.add_argument("question")
+    chat.add_argument("--system", help="a system message to put first")
+    chat.add_argument(
+        "--model",
+        action="append",
+        metavar="PROVIDER:MODEL",
+        help="a proposer (repeat for more), e.g. openai:gpt-4o-mini; "
+        "without it the embedded model is used",
+    )
+    chat.add_argument(
+        "--aggregator", metavar="PROVIDER:MODEL", help="the aggregator; the first --model by default"
+    )
+    chat.add_argument(
+        "--layers",
+        type=int,
+        help=f"layers counting the aggregator's (default {DEFAULT_LAYERS} on the "
+        "embedded model, 3 with --model, as the paper)",
+    )
+    chat.add_argument("--min-proposers", type=int, default=1)
+    chat.add_argument(
+        "--proposers",
+        type=int,
+        default=DEFAULT_PROPOSERS,
+        help="embedded model only: proposers per layer",
+    )
+    chat.add_argument(
+        "--max-tokens",
+        type=int,
+        default=DEFAULT_MAX_TOKENS,
+        help="embedded model only: longest answer of each call",
+    )
+    chat.add_argument("--gguf", help="embedded model only: serve this GGUF instead of SmolLM2")
+    chat.add_argument(
+        "--show-layers", action="store_true", help="print each proposer's answer as it arrives"
+    )
+    return parser
+
+
+def _model(args: argparse.Namespace) -> ChatMoA:
+    if args.model:
+        return ChatMoA(
+            proposers=args.model,
+            aggregator=args.aggregator or args.model[0],
+            layers=args.layers,
+            min_proposers=args.min_proposers,
+        )
+    if args.aggregator:
+        _fail("--aggregator needs --model proposers")
+    return ChatMoA.local(
+        layers=args.layers or DEFAULT_LAYERS,
+        proposers=args.proposers,
+        max_tokens=args.max_tokens,
+        model_path=args.gguf,
+        min_proposers=args.min_proposers,
+    )
+
+
+def _print_call(call: ModelCall) -> None:
+    outcome = f"FAILED: {call['error']}" if call["error"] else f"{call['latency_s']:.1f}s"
+    print(f"\n--- {call['node']} ({call['model']}, {outcome}) ---", flush=True)
+    if call["text"] is not None:
+        print(call["text"].strip(), flush=True)
+
+
+def chat(args: argparse.Namespace) -> int:
+    """Stream the answer; with ``--show-layers`` each proposer's answer first."""
+    moa = _model(args)
+    messages: list[BaseMessage] = [HumanMessage(args.question)]
+    if args.system:
+        messages.insert(0, SystemMessage(args.system))
+    started = time.perf_counter()
+    state: dict[str, Any] = {}
+    answer_started = False
+    for mode, part in moa.graph.stream(
+        MoAState(messages=messages, calls=[]),
+        {"configurable": {STREAM_ANSWER: True}},
+        stream_mode=["updates", "custom", "values"],
+    ):
+        if mode == "values":
+            state = part
+        elif mode == "updates" and args.show_layers:
+            for update in part.values():
+                for call in (update or {}).get("calls", []):
+                    if call["node"] != "aggregator":
+                        _print_call(call)
+        elif mode == "custom" and part.get("event") == ANSWER_CHUNK:
+            if args.show_layers and not answer_started:
+                print("\n--- answer ---", flush=True)
+            answer_started = True
+            print(part["chunk"].text, end="", flush=True)
+    print(flush=True)
+    print(format_summary(state["calls"], time.perf_counter() - started), file=sys.stderr)
+    return 0
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"moa: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> NoReturn:  # noqa: ANN401, ARG001 - signal handler signature
+    # SystemExit runs the atexit hooks, which stop the local server.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``moa`` command."""
+    args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return chat(args)
+    except ValueError as error:
+        _fail(str(error))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

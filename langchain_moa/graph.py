@@ -1,0 +1,298 @@
+"""The Mixture-of-Agents graph: a fan-out node per proposer, a join per layer.
+
+``build_moa_graph`` wires plain nodes into a LangGraph ``StateGraph``::
+
+    START -> layer1/<model> ... -> layer1/join -> layer2/<model> ... -> layer2/join
+          -> aggregator -> END
+
+Proposers of a layer run concurrently; LangGraph starts a join only when every
+proposer of its layer has written its call record, so the next layer sees all
+of them. A failed proposer writes a record with its error instead of raising,
+and the join decides whether enough of the layer succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, NotRequired, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, message_chunk_to_message
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+
+from langchain_moa.accounting import ModelCall, describe_error
+from langchain_moa.models import ModelSpec, model_label, node_slug, resolve_model
+from langchain_moa.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT, inject_references
+
+logger = logging.getLogger(__name__)
+
+AGGREGATOR_NODE = "aggregator"
+"""Name of the final node."""
+
+STREAM_ANSWER = "moa_stream_answer"
+"""``configurable`` key: when true, the aggregator streams its answer as
+custom stream events (``{"event": ANSWER_CHUNK, "chunk": AIMessageChunk}``)."""
+
+ANSWER_CHUNK = "moa_answer_chunk"
+"""``event`` value of a custom stream event that carries an answer token."""
+
+
+class MoAState(TypedDict):
+    """State of one MoA run."""
+
+    messages: list[BaseMessage]
+    """The conversation every model sees (input)."""
+    aggregator_kwargs: NotRequired[dict[str, Any]]
+    """Call options for the aggregator only, e.g. ``stop`` (input)."""
+    calls: Annotated[list[ModelCall], operator.add]
+    """Every model call made so far, in completion order."""
+    references: NotRequired[list[str]]
+    """The last joined layer's successful response texts, in proposer order."""
+    answer: NotRequired[AIMessage]
+    """The aggregator's message (output)."""
+
+
+class LayerFailedError(RuntimeError):
+    """Too few proposers of a layer succeeded to go on."""
+
+
+@dataclass(frozen=True)
+class _ModelNode:
+    """What a proposer node and the aggregator node share."""
+
+    layer: int
+    index: int
+    name: str
+    model: BaseChatModel
+    prompt: str
+
+    def inputs(self, state: MoAState) -> list[BaseMessage]:
+        # Layer 1 sees the conversation alone; later layers the last join's refs.
+        references = state.get("references", []) if self.layer > 1 else []
+        return inject_references(state["messages"], references, self.prompt)
+
+    def config(self, config: RunnableConfig) -> RunnableConfig:
+        # The run name makes a trace read like the graph.
+        return {**config, "run_name": self.name}
+
+    def record(
+        self,
+        started_at: float,
+        latency_s: float,
+        message: BaseMessage | None = None,
+        error: BaseException | None = None,
+    ) -> ModelCall:
+        return ModelCall(
+            layer=self.layer,
+            index=self.index,
+            node=self.name,
+            model=model_label(self.model),
+            text=None if message is None else message.text,
+            usage=getattr(message, "usage_metadata", None),
+            started_at=started_at,
+            latency_s=latency_s,
+            error=None if error is None else describe_error(error),
+        )
+
+
+class _Proposer(_ModelNode):
+    """Answers once; a failure becomes a record, not an exception."""
+
+    def failed(self, started_at: float, t0: float, error: Exception) -> dict:
+        logger.warning("%s failed: %s", self.name, describe_error(error))
+        return {"calls": [self.record(started_at, time.perf_counter() - t0, error=error)]}
+
+    def succeeded(self, started_at: float, t0: float, message: BaseMessage) -> dict:
+        latency = time.perf_counter() - t0
+        if not message.text.strip():
+            return self.failed(started_at, t0, ValueError("empty response"))
+        return {"calls": [self.record(started_at, latency, message=message)]}
+
+    def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
+        started_at, t0 = time.time(), time.perf_counter()
+        try:
+            message = self.model.invoke(self.inputs(state), self.config(config))
+        except Exception as error:  # noqa: BLE001 - recorded; the join decides
+            return self.failed(started_at, t0, error)
+        return self.succeeded(started_at, t0, message)
+
+    async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
+        started_at, t0 = time.time(), time.perf_counter()
+        try:
+            message = await self.model.ainvoke(self.inputs(state), self.config(config))
+        except Exception as error:  # noqa: BLE001 - recorded; the join decides
+            return self.failed(started_at, t0, error)
+        return self.succeeded(started_at, t0, message)
+
+
+class _Aggregator(_ModelNode):
+    """Writes the answer; its failure is the run's failure (no silent fallback)."""
+
+    def done(self, started_at: float, t0: float, message: BaseMessage) -> dict:
+        answer = message_chunk_to_message(message)
+        if not isinstance(answer, AIMessage):
+            msg = f"{self.name}: expected an AIMessage, got {type(answer).__name__}"
+            raise TypeError(msg)
+        latency = time.perf_counter() - t0
+        return {"calls": [self.record(started_at, latency, message=answer)], "answer": answer}
+
+    def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
+        started_at, t0 = time.time(), time.perf_counter()
+        inputs, kwargs = self.inputs(state), state.get("aggregator_kwargs", {})
+        if not config.get("configurable", {}).get(STREAM_ANSWER):
+            return self.done(started_at, t0, self.model.invoke(inputs, self.config(config), **kwargs))
+        write = get_stream_writer()
+        message = None
+        for chunk in self.model.stream(inputs, self.config(config), **kwargs):
+            write({"event": ANSWER_CHUNK, "chunk": chunk})
+            message = chunk if message is None else message + chunk
+        return self.done(started_at, t0, _require(message, self.name))
+
+    async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
+        started_at, t0 = time.time(), time.perf_counter()
+        inputs, kwargs = self.inputs(state), state.get("aggregator_kwargs", {})
+        if not config.get("configurable", {}).get(STREAM_ANSWER):
+            message = await self.model.ainvoke(inputs, self.config(config), **kwargs)
+            return self.done(started_at, t0, message)
+        write = get_stream_writer()
+        message = None
+        async for chunk in self.model.astream(inputs, self.config(config), **kwargs):
+            write({"event": ANSWER_CHUNK, "chunk": chunk})
+            message = chunk if message is None else message + chunk
+        return self.done(started_at, t0, _require(message, self.name))
+
+
+def _require(message: BaseMessage | None, node: str) -> BaseMessage:
+    if message is None:
+        msg = f"{node}: the model streamed nothing"
+        raise RuntimeError(msg)
+    return message
+
+
+@dataclass(frozen=True)
+class _Join:
+    """Waits for a layer, checks enough succeeded, passes their texts on."""
+
+    layer: int
+    min_proposers: int
+
+    def __call__(self, state: MoAState) -> dict:
+        calls = sorted(
+            (c for c in state["calls"] if c["layer"] == self.layer), key=lambda c: c["index"]
+        )
+        ok = [c for c in calls if c["error"] is None]
+        if len(ok) < self.min_proposers:
+            failures = "; ".join(f"{c['node']}: {c['error']}" for c in calls if c["error"])
+            msg = (
+                f"layer {self.layer}: {len(ok)} of {len(calls)} proposers succeeded, "
+                f"min_proposers is {self.min_proposers}. Failures: {failures}"
+            )
+            raise LayerFailedError(msg)
+        return {"references": [c["text"] for c in ok]}
+
+
+def _node_names(layer: int, models: Sequence[BaseChatModel]) -> list[str]:
+    """``layer{n}/{model}``, numbered where a model repeats in the layer."""
+    slugs = [node_slug(model_label(m)) for m in models]
+    names = []
+    for index, slug in enumerate(slugs):
+        repeated = slugs.count(slug) > 1 or slug == "join"
+        suffix = f"-{slugs[:index].count(slug) + 1}" if repeated else ""
+        names.append(f"layer{layer}/{slug}{suffix}")
+    return names
+
+
+def resolve_stack(
+    layers: Sequence[Sequence[ModelSpec]], aggregator: ModelSpec, min_proposers: int = 1
+) -> tuple[list[list[BaseChatModel]], BaseChatModel]:
+    """Check a MoA configuration and resolve every model in it.
+
+    Raises:
+        ValueError: naming what is wrong: no layers, an empty layer, a
+            ``min_proposers`` no layer can meet, or a model that is not one.
+    """
+    if isinstance(layers, str | BaseChatModel) or not isinstance(layers, Sequence):
+        msg = f"layers must be a list of proposer lists, got {type(layers).__name__}"
+        raise ValueError(msg)  # noqa: TRY004 - a configuration error, as all others here
+    if not layers:
+        msg = "no proposer layers: give at least one layer of proposers"
+        raise ValueError(msg)
+    resolved = []
+    for number, layer in enumerate(layers, start=1):
+        if isinstance(layer, str | BaseChatModel) or not isinstance(layer, Sequence):
+            msg = f"layer {number} must be a list of models, got {type(layer).__name__}"
+            raise ValueError(msg)  # noqa: TRY004
+        if not layer:
+            msg = f"layer {number} is empty: every layer needs at least one proposer"
+            raise ValueError(msg)
+        resolved.append(
+            [resolve_model(m, f"layer {number}, model {i + 1}") for i, m in enumerate(layer)]
+        )
+    if aggregator is None:
+        msg = "no aggregator: give the model that writes the final answer"
+        raise ValueError(msg)
+    smallest = min(len(layer) for layer in resolved)
+    if not 1 <= min_proposers <= smallest:
+        msg = (
+            f"min_proposers must be between 1 and the smallest layer's size "
+            f"({smallest}), got {min_proposers}"
+        )
+        raise ValueError(msg)
+    return resolved, resolve_model(aggregator, "aggregator")
+
+
+def build_moa_graph(
+    layers: Sequence[Sequence[ModelSpec]],
+    aggregator: ModelSpec,
+    *,
+    prompt: str = AGGREGATE_AND_SYNTHESIZE_PROMPT,
+    min_proposers: int = 1,
+    checkpointer: Checkpointer = None,
+    name: str = "moa",
+) -> CompiledStateGraph:
+    """Build the Mixture-of-Agents graph.
+
+    Args:
+        layers: The proposer layers, each a list of chat models or
+            ``"provider:model"`` strings; a model may repeat.
+        aggregator: The model that writes the final answer.
+        prompt: Put before the numbered references in the system message of
+            every layer after the first and of the aggregator.
+        min_proposers: How many proposers of each layer must succeed.
+        checkpointer: Passed to ``compile``; ``False`` keeps the graph from
+            using a parent graph's checkpointer.
+        name: The compiled graph's name.
+
+    Returns:
+        The compiled graph. Input ``{"messages": [...]}``; output adds
+        ``calls`` (every model call's record) and ``answer``.
+
+    Raises:
+        ValueError: The configuration is invalid (see ``resolve_stack``).
+    """
+    proposer_layers, aggregator_model = resolve_stack(layers, aggregator, min_proposers)
+    builder = StateGraph(MoAState)
+    previous = START
+    for number, models in enumerate(proposer_layers, start=1):
+        names = _node_names(number, models)
+        join = f"layer{number}/join"
+        for index, (node_name, model) in enumerate(zip(names, models, strict=True)):
+            proposer = _Proposer(number, index, node_name, model, prompt)
+            builder.add_node(node_name, RunnableLambda(proposer, afunc=proposer.acall, name=node_name))
+            builder.add_edge(previous, node_name)
+        builder.add_node(join, _Join(number, min_proposers))
+        builder.add_edge(names, join)
+        previous = join
+    final = _Aggregator(len(proposer_layers) + 1, 0, AGGREGATOR_NODE, aggregator_model, prompt)
+    builder.add_node(AGGREGATOR_NODE, RunnableLambda(final, afunc=final.acall, name=AGGREGATOR_NODE))
+    builder.add_edge(previous, AGGREGATOR_NODE)
+    builder.add_edge(AGGREGATOR_NODE, END)
+    return builder.compile(checkpointer=checkpointer, name=name)

@@ -109,7 +109,6 @@ def format_summary(calls: Sequence[ModelCall], total_latency_s: float) -> str:
     missing = sum(c["usage"] is None and c["error"] is None for c in calls)
     note = f" ({missing} calls reported no usage)" if missing else ""
     parts.append(
-        f"total: {len(calls)} calls, {tokens(total_usage(calls))}{note}, "
-        f"{total_latency_s:.1f}s"
+        f"total: {len(calls)} calls, {tokens(total_usage(calls))}{note}, {total_latency_s:.1f}s"
     )
     return " | ".join(parts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -155,7 +155,7 @@ class ChatMoA(BaseChatModel):
         temperature: float = DEFAULT_TEMPERATURE,
         model_path: str | Path | None = None,
         server: LlamaServer | None = None,
-        **kwargs: Any,  # noqa: ANN401 - ChatMoA's other fields
+        **kwargs: Any,
     ) -> Self:
         """A MoA stack on the embedded model (or another GGUF), offline.
 
@@ -190,7 +190,9 @@ class ChatMoA(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "min_proposers": self.min_proposers}
 
-    def _input(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> MoAState:  # noqa: ANN401
+    def _input(
+        self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any
+    ) -> MoAState:
         aggregator_kwargs = {**kwargs, **({"stop": stop} if stop else {})}
         return MoAState(messages=messages, calls=[], aggregator_kwargs=aggregator_kwargs)
 
@@ -236,7 +238,7 @@ class ChatMoA(BaseChatModel):
         )
 
     @staticmethod
-    def _answer_chunk(part: Any) -> ChatGenerationChunk | None:  # noqa: ANN401 - custom stream payload
+    def _answer_chunk(part: Any) -> ChatGenerationChunk | None:
         if not (isinstance(part, dict) and part.get("event") == ANSWER_CHUNK):
             return None
         chunk: AIMessageChunk = part["chunk"]
@@ -280,14 +282,14 @@ class ChatMoA(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        started, state = time.perf_counter(), {}
+        started, state = time.perf_counter(), cast("dict[str, Any]", {})
         for mode, part in self._graph.stream(
             self._input(messages, stop, **kwargs),
             self._config(run_manager, stream=True),
             stream_mode=["custom", "values"],
         ):
             if mode == "values":
-                state = part
+                state = cast("dict[str, Any]", part)
             elif chunk := self._answer_chunk(part):
                 if run_manager:
                     run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -301,14 +303,14 @@ class ChatMoA(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        started, state = time.perf_counter(), {}
+        started, state = time.perf_counter(), cast("dict[str, Any]", {})
         async for mode, part in self._graph.astream(
             self._input(messages, stop, **kwargs),
             self._config(run_manager, stream=True),
             stream_mode=["custom", "values"],
         ):
             if mode == "values":
-                state = part
+                state = cast("dict[str, Any]", part)
             elif chunk := self._answer_chunk(part):
                 if run_manager:
                     await run_manager.on_llm_new_token(chunk.text, chunk=chunk)

@@ -6,8 +6,8 @@ import argparse
 import signal
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn, cast
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
@@ -36,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
         "without it the embedded model is used",
     )
     chat.add_argument(
-        "--aggregator", metavar="PROVIDER:MODEL", help="the aggregator; the first --model by default"
+        "--aggregator",
+        metavar="PROVIDER:MODEL",
+        help="the aggregator; the first --model by default",
     )
     chat.add_argument(
         "--layers",
@@ -99,11 +101,12 @@ def chat(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     state: dict[str, Any] = {}
     answer_started = False
-    for mode, part in moa.graph.stream(
+    stream = moa.graph.stream(
         MoAState(messages=messages, calls=[]),
         {"configurable": {STREAM_ANSWER: True}},
         stream_mode=["updates", "custom", "values"],
-    ):
+    )
+    for mode, part in cast("Iterator[tuple[str, dict[str, Any]]]", stream):
         if mode == "values":
             state = part
         elif mode == "updates" and args.show_layers:
@@ -126,7 +129,7 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> NoReturn:  # noqa: ANN401, ARG001 - signal handler signature
+def _exit_on_sigterm(signum: int, _frame: object) -> NoReturn:
     # SystemExit runs the atexit hooks, which stop the local server.
     raise SystemExit(128 + signum)
 

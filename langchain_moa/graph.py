@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any, NotRequired, TypedDict
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, message_chunk_to_message
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    BaseMessageChunk,
+    message_chunk_to_message,
+)
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
@@ -144,33 +149,40 @@ class _Aggregator(_ModelNode):
         latency = time.perf_counter() - t0
         return {"calls": [self.record(started_at, latency, message=answer)], "answer": answer}
 
+    @staticmethod
+    def streaming(config: RunnableConfig) -> bool:
+        return bool(config.get("configurable", {}).get(STREAM_ANSWER))
+
+    @staticmethod
+    def emit(answer: BaseMessageChunk | None, chunk: BaseMessageChunk) -> BaseMessageChunk:
+        """Send one chunk to the stream; return the answer so far."""
+        get_stream_writer()({"event": ANSWER_CHUNK, "chunk": chunk})
+        return chunk if answer is None else answer + chunk
+
     def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
         started_at, t0 = time.time(), time.perf_counter()
         inputs, kwargs = self.inputs(state), state.get("aggregator_kwargs", {})
-        if not config.get("configurable", {}).get(STREAM_ANSWER):
-            return self.done(started_at, t0, self.model.invoke(inputs, self.config(config), **kwargs))
-        write = get_stream_writer()
-        message = None
+        if not self.streaming(config):
+            message = self.model.invoke(inputs, self.config(config), **kwargs)
+            return self.done(started_at, t0, message)
+        answer = None
         for chunk in self.model.stream(inputs, self.config(config), **kwargs):
-            write({"event": ANSWER_CHUNK, "chunk": chunk})
-            message = chunk if message is None else message + chunk
-        return self.done(started_at, t0, _require(message, self.name))
+            answer = self.emit(answer, chunk)
+        return self.done(started_at, t0, _require(answer, self.name))
 
     async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
         started_at, t0 = time.time(), time.perf_counter()
         inputs, kwargs = self.inputs(state), state.get("aggregator_kwargs", {})
-        if not config.get("configurable", {}).get(STREAM_ANSWER):
+        if not self.streaming(config):
             message = await self.model.ainvoke(inputs, self.config(config), **kwargs)
             return self.done(started_at, t0, message)
-        write = get_stream_writer()
-        message = None
+        answer = None
         async for chunk in self.model.astream(inputs, self.config(config), **kwargs):
-            write({"event": ANSWER_CHUNK, "chunk": chunk})
-            message = chunk if message is None else message + chunk
-        return self.done(started_at, t0, _require(message, self.name))
+            answer = self.emit(answer, chunk)
+        return self.done(started_at, t0, _require(answer, self.name))
 
 
-def _require(message: BaseMessage | None, node: str) -> BaseMessage:
+def _require(message: BaseMessageChunk | None, node: str) -> BaseMessageChunk:
     if message is None:
         msg = f"{node}: the model streamed nothing"
         raise RuntimeError(msg)
@@ -211,7 +223,7 @@ def _node_names(layer: int, models: Sequence[BaseChatModel]) -> list[str]:
 
 
 def resolve_stack(
-    layers: Sequence[Sequence[ModelSpec]], aggregator: ModelSpec, min_proposers: int = 1
+    layers: Sequence[Sequence[ModelSpec]], aggregator: ModelSpec | None, min_proposers: int = 1
 ) -> tuple[list[list[BaseChatModel]], BaseChatModel]:
     """Check a MoA configuration and resolve every model in it.
 
@@ -286,13 +298,17 @@ def build_moa_graph(
         join = f"layer{number}/join"
         for index, (node_name, model) in enumerate(zip(names, models, strict=True)):
             proposer = _Proposer(number, index, node_name, model, prompt)
-            builder.add_node(node_name, RunnableLambda(proposer, afunc=proposer.acall, name=node_name))
+            builder.add_node(
+                node_name, RunnableLambda(proposer, afunc=proposer.acall, name=node_name)
+            )
             builder.add_edge(previous, node_name)
         builder.add_node(join, _Join(number, min_proposers))
         builder.add_edge(names, join)
         previous = join
     final = _Aggregator(len(proposer_layers) + 1, 0, AGGREGATOR_NODE, aggregator_model, prompt)
-    builder.add_node(AGGREGATOR_NODE, RunnableLambda(final, afunc=final.acall, name=AGGREGATOR_NODE))
+    builder.add_node(
+        AGGREGATOR_NODE, RunnableLambda(final, afunc=final.acall, name=AGGREGATOR_NODE)
+    )
     builder.add_edge(previous, AGGREGATOR_NODE)
     builder.add_edge(AGGREGATOR_NODE, END)
     return builder.compile(checkpointer=checkpointer, name=name)

@@ -208,7 +208,7 @@ class LlamaServer:
         """Stop the server."""
         self.stop()
 
-    def chat_model(self, **kwargs: Any) -> ChatOpenAI:  # noqa: ANN401 - ChatOpenAI's own fields
+    def chat_model(self, **kwargs: Any) -> ChatOpenAI:
         """A ``ChatOpenAI`` for this server; ``kwargs`` go to ``ChatOpenAI``."""
         if not self.running:
             msg = "the llama.cpp server is not running: call start() first"
@@ -221,7 +221,7 @@ class LlamaServer:
             model=self.model_alias,
             base_url=self.base_url,
             # ChatOpenAI insists on a key; the local server checks none.
-            api_key="no-key-needed",  # type: ignore[arg-type]
+            api_key="no-key-needed",
             **kwargs,
         )
 

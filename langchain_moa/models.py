@@ -13,7 +13,7 @@ ModelSpec = BaseChatModel | str
 """A chat model instance, or a ``"provider:model"`` string for ``init_chat_model``."""
 
 
-def resolve_model(spec: Any, where: str) -> BaseChatModel:  # noqa: ANN401 - anything may be passed; that is what is checked
+def resolve_model(spec: Any, where: str) -> BaseChatModel:
     """Return the chat model that ``spec`` names.
 
     Args:

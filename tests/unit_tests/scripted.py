@@ -67,7 +67,9 @@ class ScriptedChatModel(BaseChatModel):
         words = text.split(" ")
         return [w if i == 0 else f" {w}" for i, w in enumerate(words)]
 
-    def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self, messages, stop=None, run_manager=None, **kwargs
+    ) -> Iterator[ChatGenerationChunk]:
         text = self._reply(messages, stop=stop, **kwargs)
         for piece in self._chunks(text):
             time.sleep(self.token_delay_s)

@@ -96,6 +96,9 @@ def format_summary(calls: Sequence[ModelCall], total_latency_s: float) -> str:
             return "tokens n/a"
         return f"{usage['input_tokens']} in / {usage['output_tokens']} out tokens"
 
+    def count(n: int, noun: str) -> str:
+        return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
     layers = by_layer(calls)
     parts = []
     for number, layer in enumerate(layers, start=1):
@@ -103,12 +106,13 @@ def format_summary(calls: Sequence[ModelCall], total_latency_s: float) -> str:
         label = "aggregator" if number == len(layers) else f"layer {number}"
         failed = f" ({summary['failures']} failed)" if summary["failures"] else ""
         parts.append(
-            f"{label}: {summary['calls']} calls{failed}, "
+            f"{label}: {count(summary['calls'], 'call')}{failed}, "
             f"{tokens(summary['usage'])}, {summary['latency_s']:.1f}s"
         )
     missing = sum(c["usage"] is None and c["error"] is None for c in calls)
-    note = f" ({missing} calls reported no usage)" if missing else ""
+    note = f" ({count(missing, 'call')} reported no usage)" if missing else ""
     parts.append(
-        f"total: {len(calls)} calls, {tokens(total_usage(calls))}{note}, {total_latency_s:.1f}s"
+        f"total: {count(len(calls), 'call')}, {tokens(total_usage(calls))}{note}, "
+        f"{total_latency_s:.1f}s"
     )
     return " | ".join(parts)

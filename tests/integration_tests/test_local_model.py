@@ -1,0 +1,130 @@
+"""MoA on the real SmolLM2-135M-Instruct, served by llama.cpp on 127.0.0.1."""
+
+import asyncio
+
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from langchain_moa import ChatMoA, LlamaServer
+from langchain_moa.local import shared_server, smollm2_gguf
+from tests.integration_tests.conftest import llama_server_pids
+
+MAX_TOKENS = 24
+QUESTION = "What is the capital of France? Answer in one sentence."
+
+
+@pytest.fixture(scope="module")
+def moa(server):
+    return ChatMoA.local(server=server, max_tokens=MAX_TOKENS)
+
+
+def test_answer_usage_and_a_record_per_call(moa) -> None:
+    result = moa.invoke([SystemMessage("You are a helpful assistant."), HumanMessage(QUESTION)])
+    assert result.content.strip()
+    assert result.usage_metadata["input_tokens"] > 0
+    assert result.usage_metadata["output_tokens"] > 0
+    proposers, aggregator = result.response_metadata["layers"]
+    assert [c["node"] for c in proposers] == [
+        "layer1/smollm2-135m-instruct-1",
+        "layer1/smollm2-135m-instruct-2",
+        "layer1/smollm2-135m-instruct-3",
+    ]
+    assert [c["node"] for c in aggregator] == ["aggregator"]
+    for call in [*proposers, *aggregator]:
+        assert call["error"] is None
+        assert call["text"].strip()
+        assert call["model"] == "smollm2-135m-instruct"
+        assert call["latency_s"] > 0
+        # max_tokens reaches the server (ChatOpenAI's max_completion_tokens would not).
+        assert 0 < call["usage"]["output_tokens"] <= MAX_TOKENS
+        assert call["usage"]["input_tokens"] > 0
+    # The aggregator read the references: its prompt is longer than a proposer's.
+    assert aggregator[0]["usage"]["input_tokens"] > proposers[0]["usage"]["input_tokens"] + 20
+    assert result.usage_metadata["output_tokens"] == sum(
+        c["usage"]["output_tokens"] for c in [*proposers, *aggregator]
+    )
+
+
+def test_stream_yields_the_aggregators_tokens(moa) -> None:
+    chunks = list(moa.stream(QUESTION))
+    texts = [c.content for c in chunks if c.content]
+    assert len(texts) >= 2
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged += chunk
+    assert merged.content.strip()
+    final = merged.response_metadata["layers"][-1][0]
+    assert final["text"] == merged.content
+    assert merged.usage_metadata["output_tokens"] > 0
+
+
+async def test_ainvoke_and_astream(moa) -> None:
+    result = await moa.ainvoke(QUESTION)
+    assert result.content.strip()
+    assert len(result.response_metadata["layers"][0]) == 3
+    text = "".join([c.content async for c in moa.astream(QUESTION)])
+    assert text.strip()
+
+
+async def test_concurrent_streams_on_one_server_are_not_cut(server) -> None:
+    # The server is started with --interrupt_requests False; with the default a
+    # second request ends the first one's stream early.
+    model = server.chat_model(max_tokens=MAX_TOKENS, temperature=0.7, seed=1)
+
+    async def stream(question: str):
+        merged = None
+        async for chunk in model.astream(question):
+            merged = chunk if merged is None else merged + chunk
+        return merged
+
+    first, second = await asyncio.gather(
+        stream("Write a long story about a dragon."), stream("Write a long poem about the sea.")
+    )
+    for message in (first, second):
+        assert message.response_metadata.get("finish_reason") in {"stop", "length"}
+        assert len(message.content.split()) >= 5
+
+
+def test_default_chat_moa_is_the_embedded_stack() -> None:
+    before = llama_server_pids()
+    try:
+        moa = ChatMoA()
+        nodes = set(moa.graph.get_graph().nodes)
+        assert {f"layer1/smollm2-135m-instruct-{i}" for i in (1, 2, 3)} <= nodes
+        assert "layer2/join" not in nodes  # two layers: proposers and aggregator
+        assert moa.model_name == "moa-2l:smollm2-135m-instruct"
+        assert len(llama_server_pids() - before) == 1
+    finally:
+        shared_server().stop()
+    assert llama_server_pids() <= before
+
+
+def test_server_stops_on_exit_and_leaves_no_process() -> None:
+    with LlamaServer(n_ctx=512) as running:
+        pid = running.pid
+        assert pid in llama_server_pids()
+        reply = running.chat_model(max_tokens=4).invoke("Hi")
+        assert reply.content
+    assert pid not in llama_server_pids()
+    assert not running.running
+
+
+def test_another_gguf_path_is_served(tmp_path) -> None:
+    copy = tmp_path / "My-Model.Q4.gguf"
+    copy.symlink_to(smollm2_gguf())
+    with LlamaServer(copy, n_ctx=512) as running:
+        assert running.model_alias == "my-model"
+        moa = ChatMoA.local(server=running, proposers=2, max_tokens=4)
+        assert "layer1/my-model-2" in moa.graph.get_graph().nodes
+        assert moa.invoke("Hi").content
+
+
+def test_missing_and_broken_gguf_give_clear_errors(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="GGUF model file not found"):
+        LlamaServer(tmp_path / "missing.gguf")
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a gguf file")
+    before = llama_server_pids()
+    with pytest.raises(RuntimeError, match=r"llama\.cpp server exited at start"):
+        LlamaServer(broken).start()
+    assert llama_server_pids() <= before

@@ -64,6 +64,11 @@ def _child_callbacks(
     return manager
 
 
+def _identity(model: BaseChatModel) -> dict[str, Any]:
+    """What tells one configured model from another (LangChain's cache key parts)."""
+    return {"_type": model._llm_type, **model._identifying_params}  # noqa: SLF001
+
+
 class ChatMoA(BaseChatModel):
     """Mixture-of-Agents (Wang et al., 2024) as a LangChain chat model.
 
@@ -107,6 +112,7 @@ class ChatMoA(BaseChatModel):
     """Reported as ``response_metadata["model_name"]``; derived if not given."""
 
     _graph: CompiledStateGraph = PrivateAttr()
+    _models: dict[str, Any] = PrivateAttr()
 
     @model_validator(mode="after")
     def _build(self) -> Self:
@@ -114,6 +120,10 @@ class ChatMoA(BaseChatModel):
         models, aggregator_model = resolve_stack(layers, aggregator, self.min_proposers)
         if self.model_name is None:
             self.model_name = f"moa-{len(models) + 1}l:{model_label(aggregator_model)}"
+        self._models = {
+            "layers": [[_identity(m) for m in layer] for layer in models],
+            "aggregator": _identity(aggregator_model),
+        }
         # checkpointer=False: inside an outer graph, the run stays our own.
         self._graph = build_moa_graph(
             models,
@@ -188,7 +198,13 @@ class ChatMoA(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "min_proposers": self.min_proposers}
+        # Every model's own parameters: two stacks must not share a cache entry.
+        return {
+            "model_name": self.model_name,
+            "min_proposers": self.min_proposers,
+            "prompt": self.prompt,
+            **self._models,
+        }
 
     def _input(
         self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any

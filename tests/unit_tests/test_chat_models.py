@@ -4,6 +4,7 @@ import asyncio
 import time
 
 import pytest
+from langchain_core.caches import InMemoryCache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_openai import ChatOpenAI
@@ -226,3 +227,26 @@ def test_stream_chunks_carry_no_per_chunk_usage() -> None:
     chunks = list(ChatMoA(proposers=proposers, aggregator=aggregator, layers=2).stream("q"))
     assert all(isinstance(c, AIMessageChunk) for c in chunks)
     assert [c.usage_metadata is not None for c in chunks].count(True) == 1
+
+
+def test_stacks_that_differ_only_in_model_parameters_do_not_share_a_cache_key() -> None:
+    def stack(temperature):
+        model = ChatOpenAI(
+            model="m", base_url="http://127.0.0.1:9/v1", api_key="sk-secret-1234567890",
+            temperature=temperature,
+        )  # fmt: skip
+        return ChatMoA(proposers=[model, model], aggregator=model, layers=2)
+
+    first, second = stack(0.1), stack(0.9)
+    assert first.model_name == second.model_name
+    assert first._get_llm_string() != second._get_llm_string()
+    assert "sk-secret" not in first._get_llm_string()
+
+
+def test_cached_answers_are_reused() -> None:
+    proposers, aggregator = _stack()
+    moa = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2, cache=InMemoryCache())
+    first = moa.invoke("q")
+    second = moa.invoke("q")
+    assert second.content == first.content
+    assert len(aggregator.log) == 1

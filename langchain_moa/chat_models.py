@@ -25,6 +25,7 @@ from langchain_moa.accounting import by_layer, total_usage
 from langchain_moa.graph import (
     ANSWER_CHUNK,
     STREAM_ANSWER,
+    Aggregation,
     MoAState,
     build_moa_graph,
     resolve_stack,
@@ -39,7 +40,6 @@ from langchain_moa.local import (
     shared_server,
 )
 from langchain_moa.models import ModelSpec, model_label
-from langchain_moa.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT
 
 PAPER_LAYERS = 3
 """The paper's MoA: two proposer layers and the aggregator."""
@@ -102,8 +102,13 @@ class ChatMoA(BaseChatModel):
     aggregator: SkipValidation[ModelSpec | None] = None
     """The model that writes the final answer."""
 
-    prompt: str = AGGREGATE_AND_SYNTHESIZE_PROMPT
-    """Put before the numbered references; the paper's prompt by default."""
+    prompt: str | None = None
+    """Put before the numbered references; None means the paper's
+    aggregate-and-synthesize prompt (``RANK_PROMPT`` for the ranker)."""
+
+    aggregation: Aggregation = "synthesize"
+    """``"synthesize"`` (MoA) or ``"rank"``: the paper's LLM-ranker baseline,
+    where the aggregator picks one of the last layer's responses by number."""
 
     min_proposers: int = 1
     """How many proposers of each layer must succeed for the run to go on."""
@@ -130,6 +135,7 @@ class ChatMoA(BaseChatModel):
             aggregator_model,
             prompt=self.prompt,
             min_proposers=self.min_proposers,
+            aggregation=self.aggregation,
             checkpointer=False,
         )
         return self
@@ -203,6 +209,7 @@ class ChatMoA(BaseChatModel):
             "model_name": self.model_name,
             "min_proposers": self.min_proposers,
             "prompt": self.prompt,
+            "aggregation": self.aggregation,
             **self._models,
         }
 

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import logging
 import operator
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
+    AIMessageChunk,
     BaseMessage,
     BaseMessageChunk,
     message_chunk_to_message,
@@ -35,7 +37,7 @@ from langgraph.types import Checkpointer
 
 from langchain_moa.accounting import ModelCall, describe_error
 from langchain_moa.models import ModelSpec, model_label, node_slug, resolve_model
-from langchain_moa.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT, inject_references
+from langchain_moa.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT, RANK_PROMPT, inject_references
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,10 @@ custom stream events (``{"event": ANSWER_CHUNK, "chunk": AIMessageChunk}``)."""
 
 ANSWER_CHUNK = "moa_answer_chunk"
 """``event`` value of a custom stream event that carries an answer token."""
+
+
+Aggregation = Literal["synthesize", "rank"]
+"""How the last layer becomes the answer: MoA's synthesis or the LLM-ranker."""
 
 
 class MoAState(TypedDict):
@@ -189,6 +195,56 @@ def _require(message: BaseMessageChunk | None, node: str) -> BaseMessageChunk:
     return message
 
 
+class _Ranker(_ModelNode):
+    """The LLM-ranker baseline: the aggregator picks a reference by number.
+
+    Its answer is the chosen reference verbatim. A reply with no valid number
+    takes reference 1, and the ranker's call record says so in ``error``.
+    """
+
+    def pick(
+        self,
+        state: MoAState,
+        config: RunnableConfig,
+        started_at: float,
+        t0: float,
+        reply: BaseMessage,
+    ) -> dict:
+        references = state.get("references", [])
+        choice = parse_choice(reply.text, len(references))
+        record = self.record(started_at, time.perf_counter() - t0, message=reply)
+        if choice is None:
+            choice = 1
+            record["error"] = (
+                f"ValueError: no response number 1-{len(references)} in the reply; took 1"
+            )
+        answer = AIMessage(content=references[choice - 1], response_metadata={"choice": choice})
+        if config.get("configurable", {}).get(STREAM_ANSWER):
+            # The chosen text exists whole: one chunk, nothing split up.
+            get_stream_writer()(
+                {"event": ANSWER_CHUNK, "chunk": AIMessageChunk(content=answer.content)}
+            )
+        return {"calls": [record], "answer": answer}
+
+    def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
+        started_at, t0 = time.time(), time.perf_counter()
+        reply = self.model.invoke(self.inputs(state), self.config(config))
+        return self.pick(state, config, started_at, t0, reply)
+
+    async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
+        started_at, t0 = time.time(), time.perf_counter()
+        reply = await self.model.ainvoke(self.inputs(state), self.config(config))
+        return self.pick(state, config, started_at, t0, reply)
+
+
+def parse_choice(reply: str, count: int) -> int | None:
+    """The first number in ``reply`` that names one of ``count`` responses."""
+    for number in re.findall(r"\d+", reply):
+        if 1 <= int(number) <= count:
+            return int(number)
+    return None
+
+
 @dataclass(frozen=True)
 class _Join:
     """Waits for a layer, checks enough succeeded, passes their texts on."""
@@ -265,8 +321,9 @@ def build_moa_graph(
     layers: Sequence[Sequence[ModelSpec]],
     aggregator: ModelSpec,
     *,
-    prompt: str = AGGREGATE_AND_SYNTHESIZE_PROMPT,
+    prompt: str | None = None,
     min_proposers: int = 1,
+    aggregation: Aggregation = "synthesize",
     checkpointer: Checkpointer = None,
     name: str = "moa",
 ) -> CompiledStateGraph:
@@ -277,8 +334,13 @@ def build_moa_graph(
             ``"provider:model"`` strings; a model may repeat.
         aggregator: The model that writes the final answer.
         prompt: Put before the numbered references in the system message of
-            every layer after the first and of the aggregator.
+            every layer after the first and of the aggregator; the paper's
+            aggregate-and-synthesize prompt by default.
         min_proposers: How many proposers of each layer must succeed.
+        aggregation: ``"synthesize"`` (MoA) or ``"rank"`` (the paper's
+            LLM-ranker baseline: the aggregator picks one of the last layer's
+            responses by number, with ``RANK_PROMPT`` unless ``prompt`` is
+            given, and that response is the answer).
         checkpointer: Passed to ``compile``; ``False`` keeps the graph from
             using a parent graph's checkpointer.
         name: The compiled graph's name.
@@ -297,7 +359,9 @@ def build_moa_graph(
         names = _node_names(number, models)
         join = f"layer{number}/join"
         for index, (node_name, model) in enumerate(zip(names, models, strict=True)):
-            proposer = _Proposer(number, index, node_name, model, prompt)
+            proposer = _Proposer(
+                number, index, node_name, model, prompt or AGGREGATE_AND_SYNTHESIZE_PROMPT
+            )
             builder.add_node(
                 node_name, RunnableLambda(proposer, afunc=proposer.acall, name=node_name)
             )
@@ -305,7 +369,15 @@ def build_moa_graph(
         builder.add_node(join, _Join(number, min_proposers))
         builder.add_edge(names, join)
         previous = join
-    final = _Aggregator(len(proposer_layers) + 1, 0, AGGREGATOR_NODE, aggregator_model, prompt)
+    if aggregation not in {"synthesize", "rank"}:
+        msg = f"aggregation must be 'synthesize' or 'rank', got {aggregation!r}"
+        raise ValueError(msg)
+    final_class = _Ranker if aggregation == "rank" else _Aggregator
+    final_prompt = RANK_PROMPT if aggregation == "rank" and prompt is None else prompt
+    final = final_class(
+        len(proposer_layers) + 1, 0, AGGREGATOR_NODE, aggregator_model,
+        final_prompt or AGGREGATE_AND_SYNTHESIZE_PROMPT,
+    )  # fmt: skip
     builder.add_node(
         AGGREGATOR_NODE, RunnableLambda(final, afunc=final.acall, name=AGGREGATOR_NODE)
     )

@@ -24,6 +24,18 @@ AGGREGATE_AND_SYNTHESIZE_PROMPT = (
 """The paper's aggregate-and-synthesize prompt, verbatim (Wang et al., 2024)."""
 
 
+RANK_PROMPT = (
+    "You have been provided with a set of responses from various open-source "
+    "models to the latest user query. Your task is to select the single best "
+    "response. It is crucial to critically evaluate the information provided in "
+    "these responses, recognizing that some of it may be biased or incorrect. "
+    "Reply with the number of the best response and nothing else.\n\n"
+    "Responses from models:"
+)
+"""The LLM-ranker baseline's prompt: pick one response by number instead of
+writing a new one (the paper describes the baseline but prints no prompt)."""
+
+
 def format_references(prompt: str, references: Sequence[str]) -> str:
     """Return ``prompt`` followed by the references numbered ``1.``, ``2.``, ...
 

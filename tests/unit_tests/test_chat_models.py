@@ -250,3 +250,11 @@ def test_cached_answers_are_reused() -> None:
     second = moa.invoke("q")
     assert second.content == first.content
     assert len(aggregator.log) == 1
+
+
+def test_ranker_chat_moa_streams_the_chosen_answer() -> None:
+    proposers, _ = _stack()
+    ranker = ScriptedChatModel(model_name="ranker", reply="3")
+    moa = ChatMoA(proposers=proposers, aggregator=ranker, layers=2, aggregation="rank")
+    assert moa.invoke("q").content == "proposal number 2"
+    assert "".join(c.content for c in moa.stream("q")) == "proposal number 2"

@@ -6,6 +6,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from langchain_moa import LayerFailedError, build_moa_graph
+from langchain_moa.prompts import RANK_PROMPT
 from tests.unit_tests.scripted import ScriptedChatModel
 
 
@@ -149,3 +150,33 @@ def test_secrets_in_errors_are_redacted() -> None:
     error = next(c["error"] for c in state["calls"] if c["error"])
     assert "sk-abc123" not in error
     assert "[redacted]" in error
+
+
+def test_ranker_answers_with_the_chosen_response_verbatim() -> None:
+    proposers = _models("a", "b", "c")
+    ranker = ScriptedChatModel(model_name="judge", reply="The best is 2.")
+    graph = build_moa_graph([proposers], ranker, aggregation="rank")
+    state = graph.invoke({"messages": [HumanMessage("q")]})
+    assert state["answer"].content == "answer from b"
+    system = ranker.log[0]["messages"][0].content
+    assert system == RANK_PROMPT + "\n1. answer from a\n2. answer from b\n3. answer from c"
+    assert "select the single best response" in RANK_PROMPT
+    final = state["calls"][-1]
+    assert final["text"] == "The best is 2."
+    assert final["error"] is None
+
+
+def test_ranker_without_a_valid_number_takes_the_first_and_says_so() -> None:
+    ranker = ScriptedChatModel(model_name="judge", reply="Response 7 is best")
+    state = build_moa_graph([_models("a", "b")], ranker, aggregation="rank").invoke(
+        {"messages": [HumanMessage("q")]}
+    )
+    assert state["answer"].content == "answer from a"
+    assert state["calls"][-1]["error"] == (
+        "ValueError: no response number 1-2 in the reply; took 1"
+    )
+
+
+def test_unknown_aggregation_is_an_error() -> None:
+    with pytest.raises(ValueError, match="aggregation must be 'synthesize' or 'rank'"):
+        build_moa_graph([_models("a")], ScriptedChatModel(), aggregation="vote")

@@ -16,7 +16,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 
 from langchain_moa.eval.data import read_jsonl
-from langchain_moa.eval.generation import generate
+from langchain_moa.eval.generation import generate, summarize_generations
 from langchain_moa.eval.store import JsonlStore, run_items
 
 TEST_FILE = "gsm8k/test.jsonl"
@@ -84,7 +84,7 @@ async def run(
     limit: int | None = None,
     concurrency: int = 4,
 ) -> dict[str, Any]:
-    """Answer the problems (resumably) and score them; writes ``metrics``.
+    """Answer the problems (resumably) and score them.
 
     Files in ``out_dir``: ``answers.jsonl`` (one record per problem, appended
     as each finishes).
@@ -102,4 +102,4 @@ async def run(
         problems, answer, JsonlStore(out_dir / "answers.jsonl", "id"),
         concurrency=concurrency, name="gsm8k",
     )  # fmt: skip
-    return summarize(records)
+    return {**summarize(records), "generation": summarize_generations(records)}

@@ -42,11 +42,14 @@ async def test_run_scores_and_resumes(tmp_path) -> None:
 
     model = ScriptedChatModel(model_name="m", reply=answer)
     metrics = await gsm8k.run(model, DATA, tmp_path, limit=3)
+    generation = metrics.pop("generation")
     assert metrics == {"accuracy": 100 / 3, "n_correct": 1, "n_total": 3, "n_no_number": 2}
+    assert generation["usage"]["m"]["calls"] == 3
+    assert generation["usage"]["m"]["output_tokens"] == 2 + 2 + 2
     assert len(model.log) == 3
     assert gsm8k.INSTRUCTION in model.log[0]["messages"][0].content
     again = await gsm8k.run(model, DATA, tmp_path, limit=3)
-    assert again == metrics
+    assert again == {**metrics, "generation": generation}
     assert len(model.log) == 3  # nothing asked twice
 
 

@@ -1,0 +1,197 @@
+"""The paper's analyses as a grid of configurations, each run on one benchmark.
+
+Rows: MoA itself; the LLM-ranker; n proposers; single- vs multiple-proposer;
+each model as aggregator; the number of layers; each model alone. Every row
+records quality, tokens, cost and latency, and the table is written as
+markdown and CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from langchain_moa.chat_models import ChatMoA
+from langchain_moa.eval.generation import Prices, cost_usd
+from langchain_moa.models import model_label
+
+AXES = ("ranker", "proposers", "single", "aggregators", "layers", "baselines")
+"""Every axis of the grid, in the order rows are written."""
+
+Runner = Callable[[BaseChatModel, Path], Awaitable[dict[str, Any]]]
+"""Runs one benchmark for a model into a folder; returns its metrics."""
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One row of the grid."""
+
+    name: str
+    axis: str
+    model: BaseChatModel
+
+
+def samples(model: BaseChatModel, count: int) -> list[BaseChatModel]:
+    """``count`` draws of one model: the single-proposer setting.
+
+    Copies differ by seed where the model has one; otherwise they skip the
+    LLM cache, which would hand every copy the same answer.
+    """
+    if "seed" in type(model).model_fields:
+        base = getattr(model, "seed", None) or 0
+        return [model.model_copy(update={"seed": base + 1 + i}) for i in range(count)]
+    return [model] + [model.model_copy(update={"cache": False}) for _ in range(count - 1)]
+
+
+def _take(proposers: Sequence[BaseChatModel], count: int) -> list[BaseChatModel]:
+    """The first ``count`` proposers; models reused past the list are fresh draws."""
+    draws = {id(m): iter(samples(m, count)) for m in proposers}
+    return [next(draws[id(proposers[i % len(proposers)])]) for i in range(count)]
+
+
+def grid(
+    proposers: Sequence[BaseChatModel],
+    aggregator: BaseChatModel,
+    *,
+    layers: int = 2,
+    axes: Sequence[str] = AXES,
+    proposer_counts: Sequence[int] = (1, 2, 3, 6),
+    layer_counts: Sequence[int] = (2, 3),
+) -> list[Configuration]:
+    """The configurations of the paper's analyses around one MoA set-up.
+
+    Raises:
+        ValueError: an unknown axis, or no proposers.
+    """
+    unknown = sorted(set(axes) - set(AXES))
+    if unknown:
+        msg = f"unknown ablation axes {unknown}; choose from {list(AXES)}"
+        raise ValueError(msg)
+    if not proposers:
+        msg = "the ablation grid needs at least one proposer"
+        raise ValueError(msg)
+    n = len(proposers)
+
+    def moa(layer_models: Sequence[BaseChatModel], final: BaseChatModel, **kw: Any) -> ChatMoA:
+        return ChatMoA(
+            proposers=list(layer_models), aggregator=final, layers=kw.pop("layers", layers), **kw
+        )
+
+    rows = [Configuration("moa", "moa", moa(proposers, aggregator))]
+    distinct = list({id(m): m for m in [*proposers, aggregator]}.values())
+    builders: dict[str, Callable[[], list[Configuration]]] = {
+        "ranker": lambda: [
+            Configuration(
+                "llm-ranker", "ranker", moa(proposers, aggregator, layers=2, aggregation="rank")
+            )
+        ],
+        "proposers": lambda: [
+            Configuration(f"n={k}", "proposers", moa(_take(proposers, k), aggregator))
+            for k in proposer_counts
+        ],
+        "single": lambda: [
+            Configuration(
+                f"single-proposer n={n}", "single", moa(samples(proposers[0], n), aggregator)
+            ),
+            Configuration(f"multiple-proposer n={n}", "single", moa(proposers, aggregator)),
+        ],
+        "aggregators": lambda: [
+            Configuration(f"aggregator={model_label(m)}", "aggregators", moa(proposers, m))
+            for m in distinct
+        ],
+        "layers": lambda: [
+            Configuration(f"layers={k}", "layers", moa(proposers, aggregator, layers=k))
+            for k in layer_counts
+        ],
+        "baselines": lambda: [
+            Configuration(f"alone: {model_label(m)}", "baselines", m) for m in distinct
+        ],
+    }
+    for axis in AXES:
+        if axis in axes:
+            rows.extend(builders[axis]())
+    return rows
+
+
+COLUMNS = (
+    "configuration",
+    "axis",
+    "quality",
+    "input_tokens",
+    "output_tokens",
+    "calls",
+    "cost_usd",
+    "latency_s",
+)
+
+
+def row(
+    configuration: Configuration, metrics: Mapping[str, Any], quality_key: str, prices: Prices
+) -> dict[str, Any]:
+    """One table row from a configuration's benchmark metrics."""
+    usage = metrics["generation"]["usage"]
+    return {
+        "configuration": configuration.name,
+        "axis": configuration.axis,
+        "quality": metrics.get(quality_key),
+        "input_tokens": sum(u["input_tokens"] for u in usage.values()),
+        "output_tokens": sum(u["output_tokens"] for u in usage.values()),
+        "calls": sum(u["calls"] for u in usage.values()),
+        "cost_usd": cost_usd(usage, prices),
+        "latency_s": metrics["generation"]["latency_s_mean"],
+    }
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def markdown(rows: Sequence[Mapping[str, Any]], quality_name: str) -> str:
+    """The table for people; ``quality`` is headed with the benchmark's metric."""
+    header = [quality_name if c == "quality" else c for c in COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cell(r[c]) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+async def run_grid(
+    configurations: Sequence[Configuration],
+    runner: Runner,
+    out_dir: Path,
+    *,
+    quality_key: str,
+    prices: Prices,
+) -> list[dict[str, Any]]:
+    """Run every configuration (each resumable in its own folder); write the table.
+
+    Files in ``out_dir``: one folder per configuration, ``ablation.md``,
+    ``ablation.csv`` and ``ablation.json``.
+    """
+    rows = []
+    for configuration in configurations:
+        folder = out_dir / configuration.name.replace(" ", "_").replace(":", "").replace("/", "-")
+        metrics = await runner(configuration.model, folder)
+        rows.append(row(configuration, metrics, quality_key, prices))
+    write_table(rows, out_dir, quality_key)
+    return rows
+
+
+def write_table(rows: Sequence[Mapping[str, Any]], out_dir: Path, quality_key: str) -> None:
+    """``ablation.md``, ``ablation.csv`` and ``ablation.json`` in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "ablation.md").write_text(markdown(rows, quality_key), encoding="utf-8")
+    (out_dir / "ablation.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    with (out_dir / "ablation.csv").open("w", newline="", encoding="utf-8") as table:
+        writer = csv.DictWriter(table, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,4 +1,4 @@
-"""The ``moa`` command: ``moa chat "question"``."""
+"""The ``moa`` command: ``moa chat "question"`` and ``moa eval ...``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from langchain_moa.accounting import ModelCall, format_summary
 from langchain_moa.chat_models import ChatMoA
+from langchain_moa.eval import cli as eval_cli
 from langchain_moa.graph import ANSWER_CHUNK, STREAM_ANSWER, MoAState
 from langchain_moa.local import DEFAULT_LAYERS, DEFAULT_MAX_TOKENS, DEFAULT_PROPOSERS
 
@@ -63,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "--show-layers", action="store_true", help="print each proposer's answer as it arrives"
     )
+    chat.set_defaults(handler=chat_command)
+    eval_cli.add_parser(commands)
     return parser
 
 
@@ -92,7 +95,7 @@ def _print_call(call: ModelCall) -> None:
         print(call["text"].strip(), flush=True)
 
 
-def chat(args: argparse.Namespace) -> int:
+def chat_command(args: argparse.Namespace) -> int:
     """Stream the answer; with ``--show-layers`` each proposer's answer first."""
     moa = _model(args)
     messages: list[BaseMessage] = [HumanMessage(args.question)]
@@ -139,8 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        return chat(args)
-    except ValueError as error:
+        return int(args.handler(args))
+    except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
 
 

@@ -13,12 +13,13 @@ ModelSpec = BaseChatModel | str
 """A chat model instance, or a ``"provider:model"`` string for ``init_chat_model``."""
 
 
-def resolve_model(spec: Any, where: str) -> BaseChatModel:
+def resolve_model(spec: Any, where: str, **params: Any) -> BaseChatModel:
     """Return the chat model that ``spec`` names.
 
     Args:
         spec: A chat model, or a ``"provider:model"`` string.
         where: Where the spec was given (``"layer 2, model 1"``), for errors.
+        **params: For a string: the model's settings (``temperature``...).
 
     Raises:
         ValueError: ``spec`` is neither, or the string names no usable model.
@@ -33,7 +34,7 @@ def resolve_model(spec: Any, where: str) -> BaseChatModel:
         from langchain.chat_models import init_chat_model  # noqa: PLC0415
 
         try:
-            return init_chat_model(spec)
+            return init_chat_model(spec, **params)
         except Exception as error:
             msg = f"{where}: cannot create a chat model from {spec!r}: {describe_error(error)}"
             raise ValueError(msg) from error

@@ -22,8 +22,7 @@ def model_from_spec(
 ) -> BaseChatModel:
     """The chat model a spec names: a preset above, or ``"provider:model"``.
 
-    ``max_tokens`` and ``temperature`` apply to the embedded presets; a
-    provider's model is configured as ``init_chat_model`` configures it.
+    ``max_tokens`` and ``temperature`` configure every model the spec names.
 
     Raises:
         ValueError: the spec names no preset and no usable model.
@@ -37,4 +36,4 @@ def model_from_spec(
     if ":" not in spec:
         msg = f"unknown model {spec!r}: use {LOCAL_MOA!r}, {LOCAL_MODEL!r} or 'provider:model'"
         raise ValueError(msg)
-    return resolve_model(spec, "model")
+    return resolve_model(spec, "model", max_tokens=max_tokens, temperature=temperature)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from langchain_moa.models import model_label
 AXES = ("ranker", "proposers", "single", "aggregators", "layers", "baselines")
 """Every axis of the grid, in the order rows are written."""
 
-Runner = Callable[[BaseChatModel, Path], Awaitable[dict[str, Any]]]
+Runner = Callable[[BaseChatModel, Path], Coroutine[Any, Any, dict[str, Any]]]
 """Runs one benchmark for a model into a folder; returns its metrics."""
 
 

@@ -1,0 +1,77 @@
+"""Results on disk, and the paper-style table over every run in a folder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.json"
+
+# (column, benchmark folder, metric key), in the paper's order.
+COLUMNS = (
+    ("AlpacaEval LC win", "alpaca_eval", "length_controlled_winrate"),
+    ("AlpacaEval win", "alpaca_eval", "win_rate"),
+    ("avg length", "alpaca_eval", "avg_length"),
+    ("MT-Bench", "mt_bench", "overall"),
+    ("FLASK avg", "flask", "average"),
+    ("GSM8K acc", "gsm8k", "accuracy"),
+)
+BENCHMARK_FOLDERS = ("alpaca_eval", "mt_bench", "flask", "gsm8k")
+
+
+def write_metrics(out_dir: Path, metrics: Mapping[str, Any]) -> Path:
+    """Save a benchmark run's metrics beside its records."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / METRICS_FILE
+    path.write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def collect(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{run: {benchmark: metrics}}`` for every ``RUN/BENCHMARK/metrics.json``.
+
+    Raises:
+        FileNotFoundError: the folder does not exist or holds no results.
+    """
+    if not folder.is_dir():
+        msg = f"results folder not found: {folder}"
+        raise FileNotFoundError(msg)
+    runs: dict[str, dict[str, dict[str, Any]]] = {}
+    for path in sorted(folder.glob(f"**/{METRICS_FILE}")):
+        benchmark = path.parent.name
+        if benchmark in BENCHMARK_FOLDERS:
+            run = path.parent.parent.name if path.parent.parent != folder.parent else folder.name
+            runs.setdefault(run, {})[benchmark] = json.loads(path.read_text(encoding="utf-8"))
+    if not runs:
+        msg = f"no {METRICS_FILE} of any benchmark under {folder}"
+        raise FileNotFoundError(msg)
+    return runs
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def table(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """The paper-style markdown table: one row per run."""
+    header = ["run", *(name for name, _, _ in COLUMNS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run, benchmarks in runs.items():
+        cells = [_cell(benchmarks.get(folder, {}).get(key)) for _, folder, key in COLUMNS]
+        lines.append("| " + " | ".join([run, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render(folder: Path) -> str:
+    """The report of every run under ``folder``, and any ablation tables."""
+    runs = collect(folder)
+    parts = [table(runs)]
+    parts += [
+        f"\n{path.relative_to(folder)}:\n{path.read_text(encoding='utf-8')}"
+        for path in sorted(folder.glob("**/ablation.md"))
+    ]
+    return "".join(parts)

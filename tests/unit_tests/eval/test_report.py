@@ -1,0 +1,36 @@
+import json
+
+import pytest
+
+from langchain_moa.eval import report
+
+
+def _write(folder, run, bench, metrics):
+    path = folder / run / bench / "metrics.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(metrics))
+
+
+def test_table_has_a_row_per_run_and_the_papers_columns(tmp_path) -> None:
+    _write(tmp_path, "moa", "gsm8k", {"accuracy": 50.0})
+    _write(tmp_path, "moa", "alpaca_eval", {"length_controlled_winrate": 65.1, "win_rate": 59.8})
+    _write(tmp_path, "single", "gsm8k", {"accuracy": 25.0})
+    # An ablation's per-configuration folders are not runs.
+    _write(tmp_path / "ablation", "gsm8k", "n=1", {"accuracy": 1.0})
+    (tmp_path / "ablation" / "gsm8k" / "ablation.md").write_text("| configuration |\n")
+    text = report.render(tmp_path)
+    lines = text.splitlines()
+    assert lines[0] == (
+        "| run | AlpacaEval LC win | AlpacaEval win | avg length "
+        "| MT-Bench | FLASK avg | GSM8K acc |"
+    )
+    assert "| moa | 65.10 | 59.80 | - | - | - | 50.00 |" in lines
+    assert "| single | - | - | - | - | - | 25.00 |" in lines
+    assert "ablation/gsm8k/ablation.md:" in text
+
+
+def test_no_results_is_an_error(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"no metrics\.json of any benchmark"):
+        report.render(tmp_path)
+    with pytest.raises(FileNotFoundError, match="results folder not found"):
+        report.render(tmp_path / "missing")

@@ -79,14 +79,17 @@ class Progress:
         """Count one finished item and redraw."""
         self.done += 1
         self.failed += failed
+        last = self.done == self.total
+        live = self.stream.isatty()
+        # A log file gets a line per tenth of the run, a terminal one live line.
+        if not (live or last or self.done % max(1, self.total // 10) == 0):
+            return
         elapsed = time.monotonic() - self.started
         eta = elapsed / self.done * (self.total - self.done)
         failures = f", {self.failed} failed" if self.failed else ""
-        self.stream.write(
-            f"\r{self.name}: {self.done}/{self.total}{failures}, "
-            f"{elapsed:.0f}s elapsed, ETA {eta:.0f}s "
-        )
-        if self.done == self.total:
+        line = f"{self.name}: {self.done}/{self.total}{failures}, {elapsed:.0f}s, ETA {eta:.0f}s"
+        self.stream.write(f"\r{line} " if live else f"{line}\n")
+        if live and last:
             self.stream.write("\n")
         self.stream.flush()
 

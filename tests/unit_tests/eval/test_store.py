@@ -1,9 +1,10 @@
 import asyncio
+import io
 import json
 
 import pytest
 
-from langchain_moa.eval.store import ItemsFailedError, JsonlStore, run_items
+from langchain_moa.eval.store import ItemsFailedError, JsonlStore, Progress, run_items
 
 ITEMS = [{"id": i, "x": i} for i in range(10)]
 
@@ -72,3 +73,16 @@ async def test_failed_items_are_named_and_retried_on_rerun(tmp_path) -> None:
     assert len(store.records()) == 8
     broken.clear()
     assert len(await run_items(ITEMS, flaky, store)) == 10
+
+
+def test_progress_in_a_log_file_prints_a_line_per_tenth() -> None:
+    log = io.StringIO()
+    progress = Progress("alpaca", 20, stream=log)
+    for i in range(20):
+        progress.update(failed=i == 3)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 10
+    assert lines[0].startswith("alpaca: 2/20, 0s, ETA")
+    assert lines[1].startswith("alpaca: 4/20, 1 failed, ")
+    assert lines[-1].startswith("alpaca: 20/20, 1 failed, ")
+    assert "ETA 0s" in lines[-1]

@@ -1,0 +1,409 @@
+"""FLASK fine-grained skill scoring, as FLASK's ``gpt_review`` does it.
+
+``run`` generates the responses and has a reviewer score them; the rest are
+pure functions and one chart. What is reproduced
+from FLASK (``gpt_review/gpt4_eval.py``, ``aggregate_skill.py``, and the MoA
+repository's copy, which reads this evaluation set's ``instruction`` and
+``skill`` fields):
+
+* the reviewer prompt with the reference answer (prompt 2, the one MoA used),
+  with only the instance's 3 skills' rubrics inserted, formatted as FLASK does;
+* scores read from the reply's last ``{...}``, keys compared without case or
+  underscores, 'N/A' (also 'na', 'not applicable') meaning no score;
+* per-skill averages over every score given, N/A left out.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+
+from langchain_moa.eval.data import read_json, read_jsonl
+from langchain_moa.eval.generation import generate, summarize_generations
+from langchain_moa.eval.store import JsonlStore, run_items
+from langchain_moa.models import model_label
+
+EVALUATION_FILE = "flask/flask_evaluation.jsonl"
+HARD_EVALUATION_FILE = "flask/flask_hard_evaluation.jsonl"
+SKILLSET_FILE = "flask/skillset_description.json"
+PROMPT_FILE = "flask/prompt.jsonl"
+REVIEWER_FILE = "flask/reviewer.jsonl"
+
+REFERENCE_PROMPT_ID = 2
+"""The reviewer prompt with the reference ("Ground truth") answer."""
+
+SKILLS = (
+    "Logical Robustness",
+    "Logical Correctness",
+    "Logical Efficiency",
+    "Commonsense Understanding",
+    "Factuality",
+    "Metacognition",
+    "Insightfulness",
+    "Completeness",
+    "Comprehension",
+    "Conciseness",
+    "Readability",
+    "Harmlessness",
+)
+"""The 12 skills, in ``skillset_description.json``'s order."""
+
+JUDGE_TEMPERATURE = 0.0
+"""The temperature ``gpt4_eval.py`` means to review at ("for reproducibility");
+``reviewer.jsonl`` records 0.2 (`reviewer_settings`)."""
+
+_BRACES = re.compile(r"\{[^}]+\}")
+"""FLASK's pattern: no nesting, so text with a stray '{' before a dict spoils it."""
+_SCORE_LEVELS = ("1", "2", "3", "4", "5")
+_MAX_SCORE = 5
+
+
+def load_instances(data_dir: Path, *, hard: bool = False) -> list[dict[str, Any]]:
+    """The evaluation instances (1,740, or the 89 hard ones), ``skill`` as a list.
+
+    Each row keeps FLASK's fields: ``idx``, ``instruction``, ``answer`` (the
+    reference), ``task``, ``skill``, ``domain``, ``difficulty``, ...
+
+    Raises:
+        FileNotFoundError: the evaluation file is missing (the message names it).
+    """
+    rows = read_jsonl(data_dir / (HARD_EVALUATION_FILE if hard else EVALUATION_FILE))
+    return [{**row, "skill": _skill_list(row["skill"])} for row in rows]
+
+
+def load_skills(data_dir: Path) -> dict[str, dict[str, Any]]:
+    """The skill descriptions (``Skill``, ``Criteria``, ``Scoring``) by name.
+
+    Raises:
+        FileNotFoundError: the skillset file is missing (the message names it).
+    """
+    return {skill["Skill"]: skill for skill in read_json(data_dir / SKILLSET_FILE)}
+
+
+def load_reviewer_prompt(data_dir: Path, prompt_id: int = REFERENCE_PROMPT_ID) -> dict[str, Any]:
+    """A reviewer prompt: ``system_prompt``, ``prompt_template``, ``defaults``.
+
+    Raises:
+        FileNotFoundError: the prompt file is missing (the message names it).
+        ValueError: no prompt has that id.
+    """
+    return _row_with_prompt_id(data_dir / PROMPT_FILE, prompt_id)
+
+
+def reviewer_settings(data_dir: Path, prompt_id: int = REFERENCE_PROMPT_ID) -> dict[str, Any]:
+    """The reviewer's ``temperature`` and ``max_tokens`` recorded for a prompt.
+
+    These are ``reviewer.jsonl``'s metadata (0.2 and 1024 for both prompts);
+    ``gpt4_eval.py`` itself asks for `JUDGE_TEMPERATURE` and 1024 tokens.
+
+    Raises:
+        FileNotFoundError: the reviewer file is missing (the message names it).
+        ValueError: no reviewer uses that prompt.
+    """
+    return dict(_row_with_prompt_id(data_dir / REVIEWER_FILE, prompt_id)["metadata"])
+
+
+def skill_rubrics(labels: Sequence[str], skills: Mapping[str, Mapping[str, Any]]) -> str:
+    """The rubric text FLASK inserts for an instance's skills, in their order.
+
+    Each label takes the first skill (in ``skills``' order) whose name contains
+    it, as FLASK matches; each block is a blank line, ``name: criteria``, the
+    five ``Score n:`` lines, and two newlines.
+
+    Raises:
+        ValueError: a label names no skill (FLASK would silently leave its
+            rubric out).
+    """
+    blocks = []
+    for label in labels:
+        skill = next((s for s in skills.values() if label in s["Skill"]), None)
+        if skill is None:
+            msg = f"unknown FLASK skill {label!r}"
+            raise ValueError(msg)
+        scores = "".join(f"\nScore {level}: {skill['Scoring'][level]}" for level in _SCORE_LEVELS)
+        blocks.append(f"\n{skill['Skill']}: {skill['Criteria']}{scores}\n\n")
+    return "".join(blocks)
+
+
+def review_messages(
+    instance: Mapping[str, Any],
+    response: str,
+    skills: Mapping[str, Mapping[str, Any]],
+    prompt: Mapping[str, Any],
+) -> list[BaseMessage]:
+    """The system and user messages FLASK's ``gpt4_eval.py`` sends the reviewer.
+
+    Args:
+        instance: a row of `load_instances`.
+        response: the reviewed model's response to its instruction.
+        skills: `load_skills`'s mapping.
+        prompt: `load_reviewer_prompt`'s row.
+    """
+    user = prompt["prompt_template"].format(
+        question=instance["instruction"],
+        response=response,
+        skills=skill_rubrics(_skill_list(instance["skill"]), skills),
+        num=3,
+        sample_answer=instance["answer"],
+        **prompt["defaults"],
+    )
+    return [SystemMessage(content=prompt["system_prompt"]), HumanMessage(content=user)]
+
+
+def extract_score_dict(review: str) -> dict[str, Any] | None:
+    """The reply's last ``{...}`` as a dict, keys lower-cased, ``_`` as spaces.
+
+    Python and JSON syntax, single or double quotes, are accepted (FLASK
+    lower-cases the text and tries Python's only, so it drops a dict with
+    ``None``, ``True`` or ``null``; here those read as no score).
+
+    Returns:
+        None where the reply has no ``{...}`` or the last one is not a dict.
+    """
+    found = _BRACES.findall(review)
+    if not found:
+        return None
+    # FLASK drops newlines so that a dict wrapped over lines inside a string parses.
+    text = found[-1].replace("\n", "")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+    if not isinstance(value, dict):
+        return None
+    return {_normal_key(str(key)): score for key, score in value.items()}
+
+
+def parse_scores(review: str, skills: Sequence[str]) -> dict[str, float | None]:
+    """Each skill's score in the reviewer's reply.
+
+    A judge key matches a skill ignoring case and underscores, or by the word
+    FLASK's aggregation keys on (the second word of 'logical ...' skills, the
+    first word otherwise), so ``correctness`` counts as Logical Correctness.
+
+    Returns:
+        ``{skill: score}`` for the given skills; None for a skill that is N/A,
+        missing, or not a number, and for all of them where the reply has no
+        readable dict.
+    """
+    scores = extract_score_dict(review) or {}
+    parsed: dict[str, float | None] = {}
+    for skill in skills:
+        key = _normal_key(skill)
+        if key not in scores:
+            key = next((k for k in scores if _short_key(k) == _short_key(key)), key)
+        parsed[skill] = _score_value(scores.get(key))
+    return parsed
+
+
+def summarize(reviews: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per-skill averages over reviews, as FLASK's ``aggregate_skill.py``.
+
+    Args:
+        reviews: each with the instance's ``skills`` (or its ``skill`` field)
+            and ``scores`` (`parse_scores`'s dict); optionally ``parsed``, False
+            when the reply had no readable dict.
+
+    Returns:
+        ``per_skill`` (all 12 skills in `SKILLS` order, None for a skill never
+        scored), ``n_scored`` and ``n_unscored`` per skill (scores given, and
+        N/A or missing ones), ``n_reviews``, and ``n_unparseable``: reviews
+        marked ``parsed: False``, or without ``parsed`` and with no score at all.
+
+    Raises:
+        ValueError: a review names a skill not in `SKILLS`.
+    """
+    given: dict[str, list[float]] = {skill: [] for skill in SKILLS}
+    unscored = dict.fromkeys(SKILLS, 0)
+    unparseable = 0
+    for review in reviews:
+        labels = _skill_list(review["skills"] if "skills" in review else review["skill"])
+        scores = [review["scores"].get(label) for label in labels]
+        parsed = review.get("parsed", any(score is not None for score in scores))
+        unparseable += not parsed
+        for label, score in zip(labels, scores, strict=True):
+            if label not in given:
+                msg = f"unknown FLASK skill {label!r}"
+                raise ValueError(msg)
+            if score is None:
+                unscored[label] += 1
+            else:
+                given[label].append(float(score))
+    return {
+        "per_skill": {s: sum(v) / len(v) if v else None for s, v in given.items()},
+        "n_scored": {skill: len(values) for skill, values in given.items()},
+        "n_unscored": unscored,
+        "n_reviews": len(reviews),
+        "n_unparseable": unparseable,
+    }
+
+
+def radar_chart(per_skill: Mapping[str, Mapping[str, float]], path: Path) -> Path:
+    """Draw the MoA paper's FLASK radar chart: one polygon per model, 0 to 5.
+
+    Args:
+        per_skill: model name -> {skill: average score}; a skill left out (or
+            None) leaves a gap in that model's polygon.
+        path: the PNG to write (its folder is created).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: no models, or a skill not in `SKILLS`.
+    """
+    # Imported here so that the module works without the eval extra.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    if not per_skill:
+        msg = "radar_chart needs at least one model"
+        raise ValueError(msg)
+    for scores in per_skill.values():
+        unknown = set(scores) - set(SKILLS)
+        if unknown:
+            msg = f"unknown FLASK skills: {sorted(unknown)}"
+            raise ValueError(msg)
+
+    angles = [2 * math.pi * i / len(SKILLS) for i in range(len(SKILLS))]
+    closed = [*angles, angles[0]]
+    # A bare Figure on the Agg canvas: no pyplot, so no global backend switch.
+    figure = Figure(figsize=(8, 8))
+    FigureCanvasAgg(figure)
+    axes: Any = figure.add_subplot(projection="polar")
+    axes.set_theta_offset(math.pi / 2)
+    axes.set_theta_direction(-1)
+    for model, scores in per_skill.items():
+        values = [_plot_value(scores.get(skill)) for skill in SKILLS]
+        # Markers keep a lone score visible between two gaps.
+        (line,) = axes.plot(
+            closed, [*values, values[0]], linewidth=1.5, marker="o", markersize=3, label=model
+        )
+        axes.fill(closed, [*values, values[0]], color=line.get_color(), alpha=0.08)
+    axes.set_xticks(angles)
+    axes.set_xticklabels([skill.replace(" ", "\n") for skill in SKILLS])
+    axes.set_ylim(0, _MAX_SCORE)
+    axes.set_yticks(range(1, _MAX_SCORE + 1))
+    axes.set_rlabel_position(180 / len(SKILLS))
+    axes.legend(loc="upper right", bbox_to_anchor=(1.25, 1.1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", dpi=150, bbox_inches="tight")
+    return path
+
+
+def _row_with_prompt_id(path: Path, prompt_id: int) -> dict[str, Any]:
+    for row in read_jsonl(path):
+        if row["prompt_id"] == prompt_id:
+            return row
+    msg = f"no row with prompt_id {prompt_id} in {path}"
+    raise ValueError(msg)
+
+
+def _skill_list(skill: str | Sequence[str]) -> list[str]:
+    # The upstream files hold lists; older exports wrote them as Python list strings.
+    if isinstance(skill, str):
+        return [str(item) for item in ast.literal_eval(skill)]
+    return list(skill)
+
+
+def _normal_key(key: str) -> str:
+    return " ".join(key.replace("_", " ").lower().split())
+
+
+def _short_key(key: str) -> str:
+    words = key.split()
+    if not words:
+        return ""
+    if "logical" in key and len(words) > 1:
+        return words[1]
+    return words[0]
+
+
+def _score_value(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        # 'N/A', 'na', 'not applicable' and any other non-number: no score, as
+        # aggregate_skill.py skips what float() rejects.
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _plot_value(score: float | None) -> float:
+    return math.nan if score is None else float(score)
+
+
+async def run(
+    model: BaseChatModel,
+    data_dir: Path,
+    out_dir: Path,
+    *,
+    judge: BaseChatModel,
+    limit: int | None = None,
+    concurrency: int = 4,
+    hard: bool = False,
+) -> dict[str, Any]:
+    """Answer the instances, have ``judge`` review each on its 3 skills, average.
+
+    The judge should be set up as FLASK intends: temperature `JUDGE_TEMPERATURE`,
+    up to 1024 tokens. Both steps resume. Files in ``out_dir``:
+    ``answers.jsonl``, ``reviews.jsonl`` and ``flask_radar.png``.
+    """
+    instances = load_instances(data_dir, hard=hard)[:limit]
+    skills = load_skills(data_dir)
+    prompt = load_reviewer_prompt(data_dir)
+    model_id, judge_id = model_label(model), model_label(judge)
+
+    async def answer(instance: dict[str, Any]) -> dict[str, Any]:
+        result = await generate(model, [HumanMessage(instance["instruction"])])
+        return {"idx": instance["idx"], **result}
+
+    answers = await run_items(
+        instances, answer, JsonlStore(out_dir / "answers.jsonl", "idx"),
+        concurrency=concurrency, name="flask answers",
+    )  # fmt: skip
+    outputs = {a["idx"]: a["output"] for a in answers}
+
+    async def review(instance: dict[str, Any]) -> dict[str, Any]:
+        messages = review_messages(instance, outputs[instance["idx"]], skills, prompt)
+        text = (await judge.ainvoke(messages)).text
+        labels = _skill_list(instance["skill"])
+        return {
+            "idx": instance["idx"],
+            "skills": labels,
+            "review": text,
+            "scores": parse_scores(text, labels),
+            "parsed": extract_score_dict(text) is not None,
+            "judge": judge_id,
+        }
+
+    reviews = await run_items(
+        instances, review, JsonlStore(out_dir / "reviews.jsonl", "idx"),
+        concurrency=concurrency, name="flask reviews",
+    )  # fmt: skip
+    summary = summarize(reviews)
+    scored = {s: v for s, v in summary["per_skill"].items() if v is not None}
+    chart = radar_chart({model_id: scored}, out_dir / "flask_radar.png") if scored else None
+    return {
+        **summary,
+        "average": sum(scored.values()) / len(scored) if scored else None,
+        "judge": judge_id,
+        "radar_chart": str(chart) if chart else None,
+        "generation": summarize_generations(answers),
+    }

@@ -14,17 +14,26 @@ from typing import Any
 from langchain_core.globals import set_llm_cache
 from langchain_core.language_models import BaseChatModel
 
-from langchain_moa.eval import ablation, gsm8k, report
+from langchain_moa.eval import ablation, flask, gsm8k, mt_bench, report
 from langchain_moa.eval.cache import SQLiteCache
 from langchain_moa.eval.data import DATA_DIR_ENV, data_dir
 from langchain_moa.eval.generation import Prices
 from langchain_moa.presets import LOCAL_MOA, LOCAL_MODEL, model_from_spec
 
-BENCHMARKS = {"gsm8k": "gsm8k"}
+BENCHMARKS = {"mt-bench": "mt_bench", "flask": "flask", "gsm8k": "gsm8k"}
 """``moa eval NAME`` -> the benchmark's results folder; each has a ``run`` coroutine."""
 
-QUALITY = {"gsm8k": "accuracy"}
+QUALITY = {"mt-bench": "overall", "flask": "average", "gsm8k": "accuracy"}
 """Each benchmark's headline metric."""
+
+GENERATION_MAX_TOKENS = {"mt-bench": 1024, "flask": 2048, "gsm8k": 2048}
+"""The reference code's answer lengths (GSM8K, not in the paper, as AlpacaEval)."""
+
+JUDGES = {
+    "mt-bench": (mt_bench.JUDGE_TEMPERATURE, mt_bench.JUDGE_MAX_TOKENS),
+    "flask": (flask.JUDGE_TEMPERATURE, 1024),
+}
+"""Each judged benchmark's judge settings: (temperature, max tokens)."""
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -41,15 +50,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     common.add_argument("--limit", type=int, help="only the first N items")
     common.add_argument("--concurrency", type=int, default=4, help="items in flight")
     common.add_argument(
-        "--max-tokens", type=int, default=2048, help="embedded models: longest answer per call"
+        "--max-tokens",
+        type=int,
+        help="longest answer per call (default: the paper's per benchmark)",
     )
-    common.add_argument(
-        "--temperature", type=float, default=0.7, help="embedded models: sampling temperature"
-    )
+    common.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
     common.add_argument(
         "--judge",
         default=LOCAL_MODEL,
-        help=f"judge model (default {LOCAL_MODEL}: tests the pipeline, not quality)",
+        help=f"judge model (default {LOCAL_MODEL}: it tests the pipeline, not quality)",
+    )
+    common.add_argument(
+        "--judge-max-tokens", type=int, help="longest judge reply (default: the benchmark's)"
     )
     common.add_argument("--cache", help="LLM cache file (default OUT/cache.sqlite)")
     common.add_argument("--no-cache", action="store_true", help="do not cache generations")
@@ -102,21 +114,26 @@ def _setup(args: argparse.Namespace) -> None:
         set_llm_cache(SQLiteCache(args.cache or Path(args.out) / "cache.sqlite"))
 
 
-def _model(spec: str, args: argparse.Namespace) -> BaseChatModel:
-    return model_from_spec(spec, max_tokens=args.max_tokens, temperature=args.temperature)
+def _model(spec: str, bench: str, args: argparse.Namespace) -> BaseChatModel:
+    max_tokens = args.max_tokens or GENERATION_MAX_TOKENS[bench]
+    return model_from_spec(spec, max_tokens=max_tokens, temperature=args.temperature)
 
 
 def _runner(
     bench: str, args: argparse.Namespace
 ) -> Callable[[BaseChatModel, Path], Coroutine[Any, Any, dict[str, Any]]]:
     folder = data_dir(args.data_dir)
-    runs = {"gsm8k": gsm8k.run}
+    run: Callable[..., Coroutine[Any, Any, dict[str, Any]]]
+    if bench in JUDGES:
+        temperature, max_tokens = JUDGES[bench]
+        judge = model_from_spec(
+            args.judge, max_tokens=args.judge_max_tokens or max_tokens, temperature=temperature
+        )
+        run = partial({"mt-bench": mt_bench.run, "flask": flask.run}[bench], judge=judge)
+    else:
+        run = gsm8k.run
     return partial(
-        _with_metrics_file,
-        runs[bench],
-        data_dir=folder,
-        limit=args.limit,
-        concurrency=args.concurrency,
+        _with_metrics_file, run, data_dir=folder, limit=args.limit, concurrency=args.concurrency
     )
 
 
@@ -134,8 +151,10 @@ async def _with_metrics_file(
 def _run_benchmark(args: argparse.Namespace) -> int:
     _setup(args)
     out_dir = Path(args.out) / (args.name or _slug(args.model)) / BENCHMARKS[args.bench]
-    metrics = asyncio.run(_runner(args.bench, args)(_model(args.model, args), out_dir))
-    print(json.dumps({k: v for k, v in metrics.items() if k != "generation"}, indent=2))
+    model = _model(args.model, args.bench, args)
+    metrics = asyncio.run(_runner(args.bench, args)(model, out_dir))
+    headline = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
+    print(json.dumps(headline, indent=2))
     print(f"results in {out_dir}")
     return 0
 
@@ -143,8 +162,8 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 def _run_ablation(args: argparse.Namespace) -> int:
     _setup(args)
     specs = args.proposer or [LOCAL_MODEL]
-    proposers = [_model(spec, args) for spec in specs]
-    aggregator = _model(args.aggregator, args) if args.aggregator else proposers[0]
+    proposers = [_model(spec, args.bench, args) for spec in specs]
+    aggregator = _model(args.aggregator, args.bench, args) if args.aggregator else proposers[0]
     configurations = ablation.grid(
         proposers,
         aggregator,

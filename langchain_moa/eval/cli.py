@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
 import re
 from collections.abc import Callable, Coroutine
@@ -14,22 +15,28 @@ from typing import Any
 from langchain_core.globals import set_llm_cache
 from langchain_core.language_models import BaseChatModel
 
-from langchain_moa.eval import ablation, flask, gsm8k, mt_bench, report
+from langchain_moa.eval import ablation, alpaca, flask, gsm8k, mt_bench, report
 from langchain_moa.eval.cache import SQLiteCache
-from langchain_moa.eval.data import DATA_DIR_ENV, data_dir
+from langchain_moa.eval.data import DATA_DIR_ENV, data_dir, read_json
 from langchain_moa.eval.generation import Prices
 from langchain_moa.presets import LOCAL_MOA, LOCAL_MODEL, model_from_spec
 
-BENCHMARKS = {"mt-bench": "mt_bench", "flask": "flask", "gsm8k": "gsm8k"}
+BENCHMARKS = {"alpaca": "alpaca_eval", "mt-bench": "mt_bench", "flask": "flask", "gsm8k": "gsm8k"}
 """``moa eval NAME`` -> the benchmark's results folder; each has a ``run`` coroutine."""
 
-QUALITY = {"mt-bench": "overall", "flask": "average", "gsm8k": "accuracy"}
+QUALITY = {
+    "alpaca": "length_controlled_winrate",
+    "mt-bench": "overall",
+    "flask": "average",
+    "gsm8k": "accuracy",
+}
 """Each benchmark's headline metric."""
 
-GENERATION_MAX_TOKENS = {"mt-bench": 1024, "flask": 2048, "gsm8k": 2048}
+GENERATION_MAX_TOKENS = {"alpaca": 2048, "mt-bench": 1024, "flask": 2048, "gsm8k": 2048}
 """The reference code's answer lengths (GSM8K, not in the paper, as AlpacaEval)."""
 
 JUDGES = {
+    "alpaca": (1.0, 1),  # one token; logprobs carry the preference
     "mt-bench": (mt_bench.JUDGE_TEMPERATURE, mt_bench.JUDGE_MAX_TOKENS),
     "flask": (flask.JUDGE_TEMPERATURE, 1024),
 }
@@ -89,6 +96,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     grid.add_argument("--name", default="ablation")
     grid.set_defaults(handler=_run_ablation)
 
+    score = sub.add_parser(
+        "score-alpaca", help="score an alpaca_eval annotations file (win rates, LC win rate)"
+    )
+    score.add_argument("annotations", help="annotations.json in alpaca_eval's format")
+    score.add_argument(
+        "--instruction-difficulty",
+        help="CSV with instruction,difficulty columns: enables length_controlled_v1 terms",
+    )
+    score.add_argument("--json", action="store_true", help="print JSON only")
+    score.set_defaults(handler=_score_alpaca)
+
     show = sub.add_parser("report", help="the paper-style table of every run in a folder")
     show.add_argument("folder")
     show.set_defaults(handler=_report)
@@ -129,7 +147,8 @@ def _runner(
         judge = model_from_spec(
             args.judge, max_tokens=args.judge_max_tokens or max_tokens, temperature=temperature
         )
-        run = partial({"mt-bench": mt_bench.run, "flask": flask.run}[bench], judge=judge)
+        runs = {"alpaca": alpaca.run, "mt-bench": mt_bench.run, "flask": flask.run}
+        run = partial(runs[bench], judge=judge)
     else:
         run = gsm8k.run
     return partial(
@@ -151,8 +170,8 @@ async def _with_metrics_file(
 def _run_benchmark(args: argparse.Namespace) -> int:
     _setup(args)
     out_dir = Path(args.out) / (args.name or _slug(args.model)) / BENCHMARKS[args.bench]
-    model = _model(args.model, args.bench, args)
-    metrics = asyncio.run(_runner(args.bench, args)(model, out_dir))
+    runner = _runner(args.bench, args)
+    metrics = asyncio.run(runner(_model(args.model, args.bench, args), out_dir))
     headline = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
     print(json.dumps(headline, indent=2))
     print(f"results in {out_dir}")
@@ -161,6 +180,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 
 def _run_ablation(args: argparse.Namespace) -> int:
     _setup(args)
+    runner = _runner(args.bench, args)
     specs = args.proposer or [LOCAL_MODEL]
     proposers = [_model(spec, args.bench, args) for spec in specs]
     aggregator = _model(args.aggregator, args.bench, args) if args.aggregator else proposers[0]
@@ -175,7 +195,7 @@ def _run_ablation(args: argparse.Namespace) -> int:
     rows = asyncio.run(
         ablation.run_grid(
             configurations,
-            _runner(args.bench, args),
+            runner,
             out_dir,
             quality_key=QUALITY[args.bench],
             prices=_prices(args.prices),
@@ -183,6 +203,32 @@ def _run_ablation(args: argparse.Namespace) -> int:
     )
     print(ablation.markdown(rows, QUALITY[args.bench]), end="")
     print(f"table in {out_dir / 'ablation.md'} and {out_dir / 'ablation.csv'}")
+    return 0
+
+
+def _score_alpaca(args: argparse.Namespace) -> int:
+    annotations = read_json(Path(args.annotations))
+    if not isinstance(annotations, list):
+        msg = f"{args.annotations}: expected a JSON list of alpaca_eval annotations"
+        raise ValueError(msg)  # noqa: TRY004 - bad input, reported as such
+    missing = {"instruction", "output_1", "output_2", "preference"} - set(
+        annotations[0] if annotations else {}
+    )
+    if not annotations or missing:
+        msg = f"{args.annotations}: annotations need {sorted(missing) or 'rows'}"
+        raise ValueError(msg)
+    difficulty = None
+    if args.instruction_difficulty:
+        with Path(args.instruction_difficulty).open(newline="", encoding="utf-8") as table:
+            difficulty = {
+                row["instruction"]: float(row["difficulty"]) for row in csv.DictReader(table)
+            }
+    metrics = alpaca.score_annotations(annotations, difficulty)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        for key, value in metrics.items():
+            print(f"{key}: {value}")
     return 0
 
 

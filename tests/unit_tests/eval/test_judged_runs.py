@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from langchain_moa import ChatMoA
-from langchain_moa.eval import flask, mt_bench
+from langchain_moa.eval import alpaca, flask, mt_bench
 from tests.unit_tests.scripted import ScriptedChatModel
 
 DATA = Path(__file__).parents[3].parent / "shared" / "data"
@@ -89,3 +89,49 @@ async def test_flask_run(tmp_path) -> None:
     assert "final answer" in prompt
     assert flask.load_instances(DATA)[0]["answer"] in prompt
     assert metrics["generation"]["usage"]["a"]["calls"] == 3
+
+
+async def test_alpaca_run_maps_swapped_judgements_back_and_resumes(tmp_path) -> None:
+    references = alpaca.load_reference_outputs(DATA)
+    model = ScriptedChatModel(model_name="m", reply="A short answer.")
+
+    def prefers_the_short_answer(messages):
+        # The judge names the position holding our model's answer.
+        text = messages[-1].text
+        first = text.index('"model_identifier": "m"')
+        return "m" if text.index("A short answer.", first) < text.index('"M"') else "M"
+
+    judge = ScriptedChatModel(model_name="judge", reply=prefers_the_short_answer)
+    metrics = await alpaca.run(model, DATA, tmp_path, judge=judge, limit=6)
+    assert metrics["win_rate"] == 100.0
+    assert metrics["n_wins"] == 6
+    assert metrics["length_controlled_winrate"] is not None
+    annotations = json.loads((tmp_path / "annotations.json").read_text())
+    swaps = [a["is_swapped"] for a in annotations]
+    assert swaps == [alpaca.is_swapped(r["instruction"]) for r in references[:6]]
+    assert True in swaps
+    assert False in swaps
+    assert {a["preference_source"] for a in annotations} == {"text"}
+    assert annotations[0]["output_1"] == references[0]["output"]
+    assert annotations[0]["generator_2"] == "m"
+    outputs = json.loads((tmp_path / "model_outputs.json").read_text())
+    assert set(outputs[0]) == {"instruction", "output", "generator", "dataset"}
+    assert metrics == await alpaca.run(model, DATA, tmp_path, judge=judge, limit=6)
+    assert len(judge.log) == 6
+
+
+async def test_alpaca_identical_output_is_a_draw_without_the_judge(tmp_path) -> None:
+    reference = alpaca.load_reference_outputs(DATA)[0]["output"]
+    model = ScriptedChatModel(model_name="copycat", reply=reference)
+    judge = ScriptedChatModel(model_name="judge", reply="M")
+    metrics = await alpaca.run(model, DATA, tmp_path, judge=judge, limit=1)
+    assert metrics["n_draws"] == 1
+    assert judge.log == []
+
+
+async def test_alpaca_unparseable_judgement_is_left_out(tmp_path) -> None:
+    model = ScriptedChatModel(model_name="m", reply="x")
+    judge = ScriptedChatModel(model_name="judge", reply="I think both are fine")
+    metrics = await alpaca.run(model, DATA, tmp_path, judge=judge, limit=2)
+    assert metrics["n_unparsed_judgements"] == 2
+    assert metrics["n_total"] == 0

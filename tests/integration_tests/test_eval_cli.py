@@ -1,0 +1,116 @@
+"""``moa eval`` end to end, offline, on the embedded model (generator and judge)."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration_tests.conftest import llama_server_pids
+
+MOA = str(Path(sys.executable).with_name("moa"))
+DATA = Path(__file__).parents[2].parent / "shared" / "data"
+SHORT = ["--limit", "3", "--max-tokens", "24", "--data-dir", str(DATA)]
+
+
+def _moa(*args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [MOA, "eval", *args], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("eval")
+    before = llama_server_pids()
+    _moa("alpaca", *SHORT, "--out", str(out))
+    _moa("mt-bench", *SHORT, "--judge-max-tokens", "32", "--out", str(out))
+    _moa("flask", *SHORT, "--judge-max-tokens", "48", "--out", str(out))
+    _moa("gsm8k", *SHORT, "--out", str(out))
+    assert llama_server_pids() <= before
+    return out / "local"
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_alpaca_outputs_and_judgements(results) -> None:
+    outputs = json.loads((results / "alpaca_eval" / "model_outputs.json").read_text())
+    assert len(outputs) == 3
+    assert all(
+        o["output"].strip() and o["generator"] == "moa-2l:smollm2-135m-instruct" for o in outputs
+    )
+    annotations = json.loads((results / "alpaca_eval" / "annotations.json").read_text())
+    assert len(annotations) == 3
+    # The local judge returns real top-5 logprobs; at least one names m or M.
+    assert any(a["preference_source"] == "logprobs" for a in annotations)
+    metrics = json.loads((results / "alpaca_eval" / "metrics.json").read_text())
+    assert metrics["n_total"] + metrics["n_unparsed_judgements"] == 3
+    assert metrics["generation"]["usage"]["smollm2-135m-instruct"]["calls"] == 3 * 4
+
+
+def test_mt_bench_answers_and_judgments(results) -> None:
+    answers = _jsonl(results / "mt_bench" / "model_answer.jsonl")
+    assert [len(a["choices"][0]["turns"]) for a in answers] == [2, 2, 2]
+    judgments = _jsonl(results / "mt_bench" / "judgments.jsonl")
+    assert len(judgments) == 6
+    assert all(j["judgment"] for j in judgments)
+    metrics = json.loads((results / "mt_bench" / "metrics.json").read_text())
+    assert metrics["n_judgments"] == 6
+    assert metrics["n_scored"] + metrics["n_unparseable"] == 6
+
+
+def test_flask_reviews(results) -> None:
+    reviews = _jsonl(results / "flask" / "reviews.jsonl")
+    assert len(reviews) == 3
+    assert all(len(r["skills"]) == 3 and r["review"] for r in reviews)
+    assert json.loads((results / "flask" / "metrics.json").read_text())["n_reviews"] == 3
+
+
+def test_gsm8k_scores(results) -> None:
+    metrics = json.loads((results / "gsm8k" / "metrics.json").read_text())
+    assert metrics["n_total"] == 3
+    assert 0 <= metrics["accuracy"] <= 100
+
+
+def test_report_shows_every_benchmark(results) -> None:
+    done = _moa("report", str(results.parent))
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("| run | AlpacaEval LC win | AlpacaEval win |")
+    row = next(line for line in lines if line.startswith("| local |"))
+    gsm8k = json.loads((results / "gsm8k" / "metrics.json").read_text())["accuracy"]
+    assert row.endswith(f"| {gsm8k:.2f} |")
+
+
+def test_rerun_is_resumed_from_disk(results) -> None:
+    before = (results / "gsm8k" / "answers.jsonl").read_text()
+    done = _moa("gsm8k", *SHORT, "--out", str(results.parent), "--no-cache")
+    assert "gsm8k: " not in done.stderr  # nothing left to do, no progress line
+    assert (results / "gsm8k" / "answers.jsonl").read_text() == before
+
+
+def test_ablation_grid_on_the_local_model(tmp_path) -> None:
+    _moa(
+        "ablation", "--bench", "gsm8k", "--limit", "2", "--max-tokens", "24",
+        "--data-dir", str(DATA), "--out", str(tmp_path),
+        "--axes", "ranker,proposers,single", "--proposer-counts", "1,2",
+    )  # fmt: skip
+    with (tmp_path / "ablation" / "gsm8k" / "ablation.csv").open() as table:
+        rows = list(csv.DictReader(table))
+    assert [r["configuration"] for r in rows] == [
+        "moa", "llm-ranker", "n=1", "n=2", "single-proposer n=1", "multiple-proposer n=1",
+    ]  # fmt: skip
+    by_name = {r["configuration"]: r for r in rows}
+    assert int(by_name["moa"]["calls"]) == 2 * 2  # one proposer and the aggregator
+    assert int(by_name["n=2"]["calls"]) == 2 * 3
+    assert all(int(r["output_tokens"]) > 0 for r in rows)
+    assert (
+        (tmp_path / "ablation" / "gsm8k" / "ablation.md")
+        .read_text()
+        .startswith("| configuration | axis | accuracy |")
+    )

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from langchain_moa.eval.flask import radar_chart
+
 METRICS_FILE = "metrics.json"
 
 # (column, benchmark folder, metric key), in the paper's order.
@@ -66,10 +68,39 @@ def table(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def flask_table(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """FLASK's per-skill averages: one row per run that has them, a column per skill."""
+    scored = {run: b["flask"]["per_skill"] for run, b in runs.items() if "flask" in b}
+    if not scored:
+        return ""
+    skills = list(next(iter(scored.values())))
+    lines = ["| run | " + " | ".join(skills) + " |", "|" + "---|" * (len(skills) + 1)]
+    for run, per_skill in scored.items():
+        lines.append("| " + " | ".join([run, *(_cell(per_skill.get(s)) for s in skills)]) + " |")
+    return "\nFLASK per skill:\n" + "\n".join(lines) + "\n"
+
+
+def plots(runs: Mapping[str, Mapping[str, Mapping[str, Any]]], folder: Path) -> list[Path]:
+    """The paper's FLASK radar chart over every run with FLASK scores."""
+    per_run = {
+        run: {skill: v for skill, v in b["flask"]["per_skill"].items() if v is not None}
+        for run, b in runs.items()
+        if "flask" in b
+    }
+    per_run = {run: scores for run, scores in per_run.items() if scores}
+    if not per_run:
+        return []
+    return [radar_chart(per_run, folder / "flask_radar.png")]
+
+
 def render(folder: Path) -> str:
-    """The report of every run under ``folder``, and any ablation tables."""
+    """The report of every run under ``folder``, and any ablation tables.
+
+    Writes the plots into ``folder`` and says where.
+    """
     runs = collect(folder)
-    parts = [table(runs)]
+    parts = [table(runs), flask_table(runs)]
+    parts += [f"\nplot: {path}\n" for path in plots(runs, folder)]
     parts += [
         f"\n{path.relative_to(folder)}:\n{path.read_text(encoding='utf-8')}"
         for path in sorted(folder.glob("**/ablation.md"))

@@ -1,7 +1,10 @@
 """MT-Bench and FLASK runs end to end on scripted models: files, scores, resume."""
 
+import asyncio
 import json
 from pathlib import Path
+
+import pytest
 
 from langchain_moa import ChatMoA
 from langchain_moa.eval import alpaca, flask, mt_bench
@@ -135,3 +138,34 @@ async def test_alpaca_unparseable_judgement_is_left_out(tmp_path) -> None:
     metrics = await alpaca.run(model, DATA, tmp_path, judge=judge, limit=2)
     assert metrics["n_unparsed_judgements"] == 2
     assert metrics["n_total"] == 0
+
+
+async def test_alpaca_resumed_after_a_kill_writes_the_same_files(tmp_path) -> None:
+    model = ScriptedChatModel(model_name="m", reply="A short answer.")
+
+    def judge(**kwargs):
+        def reply(messages):
+            return "M" if len(messages[-1].text) % 2 else "m"
+
+        return ScriptedChatModel(model_name="j", reply=reply, **kwargs)
+
+    whole = tmp_path / "whole"
+    await alpaca.run(model, DATA, whole, judge=judge(), limit=8)
+
+    # Cancelled mid-run, as asyncio cancels a run on Ctrl-C.
+    resumed = tmp_path / "resumed"
+    annotations = resumed / "annotations.jsonl"
+    slow = judge(delay_s=0.05)
+    task = asyncio.create_task(alpaca.run(model, DATA, resumed, judge=slow, concurrency=1, limit=8))
+    while not (annotations.is_file() and len(annotations.read_text().splitlines()) >= 3):  # noqa: ASYNC110 - polls what the run writes
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    done_before = len(annotations.read_text().splitlines())
+    assert 3 <= done_before < 8
+    rest = judge()
+    await alpaca.run(model, DATA, resumed, judge=rest, limit=8)
+    assert len(rest.log) == 8 - done_before  # only what was not done
+    for name in ("annotations.json", "model_outputs.json"):
+        assert (resumed / name).read_text() == (whole / name).read_text()

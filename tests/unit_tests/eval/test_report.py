@@ -34,3 +34,15 @@ def test_no_results_is_an_error(tmp_path) -> None:
         report.render(tmp_path)
     with pytest.raises(FileNotFoundError, match="results folder not found"):
         report.render(tmp_path / "missing")
+
+
+def test_flask_per_skill_table_and_radar_chart(tmp_path) -> None:
+    skills = {"Readability": 4.0, "Conciseness": None, "Factuality": 3.5}
+    _write(tmp_path, "moa", "flask", {"average": 3.75, "per_skill": skills})
+    _write(tmp_path, "lite", "flask", {"average": 3.0, "per_skill": {**skills, "Readability": 2.5}})
+    text = report.render(tmp_path)
+    assert "| run | Readability | Conciseness | Factuality |" in text
+    assert "| moa | 4.00 | - | 3.50 |" in text
+    assert "| lite | 2.50 | - | 3.50 |" in text
+    assert f"plot: {tmp_path / 'flask_radar.png'}" in text
+    assert (tmp_path / "flask_radar.png").read_bytes()[:4] == b"\x89PNG"

@@ -12,6 +12,8 @@ from langchain_core.messages.ai import UsageMetadata, add_usage
 class ModelCall(TypedDict):
     """One model call inside a MoA run: a proposer's or the aggregator's."""
 
+    turn: int
+    """Which run of the conversation made the call (its length at the time)."""
     layer: int
     """1-based layer; the aggregator's layer is the last one."""
     index: int

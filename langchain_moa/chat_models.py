@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import suppress
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Self, cast
+from uuid import UUID, uuid4
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -14,10 +17,13 @@ from langchain_core.callbacks import (
     CallbackManager,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import PrivateAttr, SkipValidation, model_validator
 
@@ -61,6 +67,30 @@ def _child_callbacks(
     manager.set_handlers(run_manager.inheritable_handlers)
     manager.add_tags(run_manager.inheritable_tags)
     manager.add_metadata(run_manager.inheritable_metadata)
+    return manager
+
+
+# langchain-core creates a stream's run but does not hand its manager to
+# _stream/_astream; ChatMoA.stream/astream name the run themselves and leave
+# (model, config, run id) here, so the graph's runs nest under it.
+_streaming_run: ContextVar[tuple[int, RunnableConfig, UUID] | None] = ContextVar(
+    "moa_streaming_run", default=None
+)
+
+
+def _stream_callbacks(model: BaseChatModel, *, is_async: bool) -> BaseCallbackManager | None:
+    """Callbacks nesting under the stream run ``model.stream`` opened, if any."""
+    current = _streaming_run.get()
+    if current is None or current[0] != id(model):
+        return None
+    _, config, run_id = current
+    manager_class = AsyncCallbackManager if is_async else CallbackManager
+    manager = manager_class.configure(
+        inheritable_callbacks=config.get("callbacks"),
+        inheritable_tags=config.get("tags"),
+        inheritable_metadata=config.get("metadata"),
+    )
+    manager.parent_run_id = run_id
     return manager
 
 
@@ -213,21 +243,97 @@ class ChatMoA(BaseChatModel):
             **self._models,
         }
 
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable | BaseTool],
+        *,
+        tool_choice: str | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Give the aggregator tools; proposers read them, and tool turns, as text.
+
+        The aggregator's answer may then be tool calls (with ``tool_choice``
+        as its model takes it), so ``ChatMoA`` works in agents and with
+        ``with_structured_output``. Proposers propose in text.
+        """
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
     def _input(
         self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any
     ) -> MoAState:
+        tools = kwargs.pop("tools", None) or []
+        tool_choice = kwargs.pop("tool_choice", None)
+        # Tracing metadata from with_structured_output; not a model option.
+        kwargs.pop("ls_structured_output_format", None)
         aggregator_kwargs = {**kwargs, **({"stop": stop} if stop else {})}
-        return MoAState(messages=messages, calls=[], aggregator_kwargs=aggregator_kwargs)
+        # Copies: add_messages gives messages ids, and the caller's stay as they are.
+        conversation = cast("list[AnyMessage]", [m.model_copy() for m in messages])
+        return MoAState(
+            messages=conversation,
+            calls=[],
+            aggregator_kwargs=aggregator_kwargs,
+            tools=tools,
+            tool_choice=tool_choice,
+        )
+
+    def stream(
+        self,
+        input: LanguageModelInput,  # noqa: A002 - the Runnable interface names it
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        """Stream the aggregator's tokens; the graph's runs nest under this run."""
+        config = ensure_config(config)
+        run_id = config.get("run_id") or uuid4()
+        token = _streaming_run.set((id(self), config, run_id))
+        try:
+            yield from super().stream(input, {**config, "run_id": run_id}, stop=stop, **kwargs)
+        finally:
+            with suppress(ValueError):  # a generator closed from another context
+                _streaming_run.reset(token)
+
+    async def astream(
+        self,
+        input: LanguageModelInput,  # noqa: A002 - the Runnable interface names it
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        """Stream the aggregator's tokens; the graph's runs nest under this run."""
+        config = ensure_config(config)
+        run_id = config.get("run_id") or uuid4()
+        token = _streaming_run.set((id(self), config, run_id))
+        try:
+            async for chunk in super().astream(
+                input, {**config, "run_id": run_id}, stop=stop, **kwargs
+            ):
+                yield chunk
+        finally:
+            with suppress(ValueError):  # a generator closed from another context
+                _streaming_run.reset(token)
 
     def _config(
         self,
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
         *,
         stream: bool,
+        is_async: bool,
     ) -> RunnableConfig:
+        callbacks: BaseCallbackManager | None
+        if run_manager is not None:
+            callbacks = _child_callbacks(run_manager)
+        else:
+            callbacks = _stream_callbacks(self, is_async=is_async)
         return {
-            "callbacks": _child_callbacks(run_manager) if run_manager else None,
+            "callbacks": callbacks,
             "configurable": {STREAM_ANSWER: stream},
+            # An outer graph streaming messages sees ChatMoA's tokens, not its
+            # models' (which ChatMoA passes on itself, the aggregator's).
+            "tags": [TAG_NOSTREAM],
         }
 
     def _metadata(self, state: dict[str, Any], started: float) -> dict[str, Any]:
@@ -281,7 +387,8 @@ class ChatMoA(BaseChatModel):
     ) -> ChatResult:
         started = time.perf_counter()
         state = self._graph.invoke(
-            self._input(messages, stop, **kwargs), self._config(run_manager, stream=False)
+            self._input(messages, stop, **kwargs),
+            self._config(run_manager, stream=False, is_async=False),
         )
         return self._result(state, started)
 
@@ -294,7 +401,8 @@ class ChatMoA(BaseChatModel):
     ) -> ChatResult:
         started = time.perf_counter()
         state = await self._graph.ainvoke(
-            self._input(messages, stop, **kwargs), self._config(run_manager, stream=False)
+            self._input(messages, stop, **kwargs),
+            self._config(run_manager, stream=False, is_async=True),
         )
         return self._result(state, started)
 
@@ -308,7 +416,7 @@ class ChatMoA(BaseChatModel):
         started, state = time.perf_counter(), cast("dict[str, Any]", {})
         for mode, part in self._graph.stream(
             self._input(messages, stop, **kwargs),
-            self._config(run_manager, stream=True),
+            self._config(run_manager, stream=True, is_async=False),
             stream_mode=["custom", "values"],
         ):
             if mode == "values":
@@ -329,7 +437,7 @@ class ChatMoA(BaseChatModel):
         started, state = time.perf_counter(), cast("dict[str, Any]", {})
         async for mode, part in self._graph.astream(
             self._input(messages, stop, **kwargs),
-            self._config(run_manager, stream=True),
+            self._config(run_manager, stream=True, is_async=True),
             stream_mode=["custom", "values"],
         ):
             if mode == "values":

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from typing import Any, NoReturn, cast
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 
-from langchain_moa.accounting import ModelCall, format_summary
+from langchain_moa.accounting import format_summary
 from langchain_moa.chat_models import ChatMoA
 from langchain_moa.eval import cli as eval_cli
-from langchain_moa.graph import ANSWER_CHUNK, STREAM_ANSWER, MoAState
+from langchain_moa.graph import AGGREGATOR_NODE, CALL_END, CALL_ERROR, CALL_START
 from langchain_moa.local import DEFAULT_LAYERS, DEFAULT_MAX_TOKENS, DEFAULT_PROPOSERS
 
 
@@ -88,11 +89,20 @@ def _model(args: argparse.Namespace) -> ChatMoA:
     )
 
 
-def _print_call(call: ModelCall) -> None:
-    outcome = f"FAILED: {call['error']}" if call["error"] else f"{call['latency_s']:.1f}s"
-    print(f"\n--- {call['node']} ({call['model']}, {outcome}) ---", flush=True)
-    if call["text"] is not None:
-        print(call["text"].strip(), flush=True)
+class _LayerPrinter(BaseCallbackHandler):
+    """Prints each proposer's answer as soon as it arrives (a custom event)."""
+
+    def __init__(self) -> None:
+        self.answer_started = False
+
+    def on_custom_event(self, name: str, data: Any, **_: Any) -> None:
+        if name == CALL_START and data["node"] == AGGREGATOR_NODE:
+            print("\n--- answer ---", flush=True)
+        elif name in {CALL_END, CALL_ERROR} and data["node"] != AGGREGATOR_NODE:
+            outcome = f"FAILED: {data['error']}" if data["error"] else f"{data['latency_s']:.1f}s"
+            print(f"\n--- {data['node']} ({data['model']}, {outcome}) ---", flush=True)
+            if data["text"] is not None:
+                print(data["text"].strip(), flush=True)
 
 
 def chat_command(args: argparse.Namespace) -> int:
@@ -101,29 +111,16 @@ def chat_command(args: argparse.Namespace) -> int:
     messages: list[BaseMessage] = [HumanMessage(args.question)]
     if args.system:
         messages.insert(0, SystemMessage(args.system))
-    started = time.perf_counter()
-    state: dict[str, Any] = {}
-    answer_started = False
-    stream = moa.graph.stream(
-        MoAState(messages=messages, calls=[]),
-        {"configurable": {STREAM_ANSWER: True}},
-        stream_mode=["updates", "custom", "values"],
-    )
-    for mode, part in cast("Iterator[tuple[str, dict[str, Any]]]", stream):
-        if mode == "values":
-            state = part
-        elif mode == "updates" and args.show_layers:
-            for update in part.values():
-                for call in (update or {}).get("calls", []):
-                    if call["node"] != "aggregator":
-                        _print_call(call)
-        elif mode == "custom" and part.get("event") == ANSWER_CHUNK:
-            if args.show_layers and not answer_started:
-                print("\n--- answer ---", flush=True)
-            answer_started = True
-            print(part["chunk"].text, end="", flush=True)
+    callbacks: list[BaseCallbackHandler] = [_LayerPrinter()] if args.show_layers else []
+    answer = None
+    for chunk in moa.stream(messages, config=RunnableConfig(callbacks=callbacks)):
+        print(chunk.text, end="", flush=True)
+        answer = chunk if answer is None else answer + chunk
     print(flush=True)
-    print(format_summary(state["calls"], time.perf_counter() - started), file=sys.stderr)
+    if answer is not None:
+        metadata = answer.response_metadata
+        calls = [call for layer in metadata["layers"] for call in layer]
+        print(format_summary(calls, metadata["latency_s"]), file=sys.stderr)
     return 0
 
 

@@ -17,27 +17,35 @@ import logging
 import operator
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict, cast
 
-from langchain_core.language_models import BaseChatModel
+from langchain_core.callbacks import dispatch_custom_event
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
+    AnyMessage,
     BaseMessage,
     BaseMessageChunk,
     message_chunk_to_message,
 )
-from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langgraph.config import get_stream_writer
-from langgraph.graph import END, START, StateGraph
+from langgraph.constants import TAG_NOSTREAM
+from langgraph.graph import END, START, StateGraph, add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
 from langchain_moa.accounting import ModelCall, describe_error
 from langchain_moa.models import ModelSpec, model_label, node_slug, resolve_model
-from langchain_moa.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT, RANK_PROMPT, inject_references
+from langchain_moa.prompts import (
+    AGGREGATE_AND_SYNTHESIZE_PROMPT,
+    RANK_PROMPT,
+    inject_references,
+    tool_turns_as_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +60,26 @@ ANSWER_CHUNK = "moa_answer_chunk"
 """``event`` value of a custom stream event that carries an answer token."""
 
 
+Start = tuple[int, float, float]
+"""A call's turn, wall-clock start and monotonic start."""
+
 Aggregation = Literal["synthesize", "rank"]
 """How the last layer becomes the answer: MoA's synthesis or the LLM-ranker."""
 
 
 class MoAState(TypedDict):
-    """State of one MoA run."""
+    """State of a MoA conversation (one run per user turn)."""
 
-    messages: list[BaseMessage]
-    """The conversation every model sees (input)."""
+    messages: Annotated[list[AnyMessage], add_messages]
+    """The conversation every model sees (input); the answer is appended."""
     aggregator_kwargs: NotRequired[dict[str, Any]]
     """Call options for the aggregator only, e.g. ``stop`` (input)."""
+    tools: NotRequired[list[dict[str, Any]]]
+    """Tools (OpenAI format) bound to the aggregator; proposers read them as text."""
+    tool_choice: NotRequired[Any]
+    """The aggregator's ``tool_choice``, with ``tools``."""
     calls: Annotated[list[ModelCall], operator.add]
-    """Every model call made so far, in completion order."""
+    """Every model call, in completion order, of every run on this state."""
     references: NotRequired[list[str]]
     """The last joined layer's successful response texts, in proposer order."""
     answer: NotRequired[AIMessage]
@@ -73,6 +88,39 @@ class MoAState(TypedDict):
 
 class LayerFailedError(RuntimeError):
     """Too few proposers of a layer succeeded to go on."""
+
+
+CALL_START = "moa_call_start"
+"""Custom event: a model call begins (``node``, ``layer``, ``model``)."""
+CALL_END = "moa_call_end"
+"""Custom event: a model call finished; the data is its `ModelCall` record."""
+CALL_ERROR = "moa_call_error"
+"""Custom event: a proposer failed; the data is its record, ``error`` set."""
+
+
+def turn(state: MoAState) -> int:
+    """Which run of the conversation this is: the length of the conversation it answers.
+
+    A thread (LangGraph Studio, a checkpointer) keeps ``calls`` across runs;
+    the turn tells this run's calls apart.
+    """
+    return len(state["messages"])
+
+
+def current_calls(calls: Sequence[ModelCall]) -> list[ModelCall]:
+    """The calls of the latest run."""
+    last = max((c["turn"] for c in calls), default=0)
+    return [c for c in calls if c["turn"] == last]
+
+
+def _emit(config: RunnableConfig, event: str, data: Mapping[str, Any]) -> None:
+    """Tell a UI how the layers fill in.
+
+    Sent twice: as a LangGraph custom stream event, and as a LangChain custom
+    event (which ``astream_events`` and tracers see).
+    """
+    get_stream_writer()({"event": event, **data})
+    dispatch_custom_event(event, dict(data), config=config)
 
 
 @dataclass(frozen=True)
@@ -94,14 +142,26 @@ class _ModelNode:
         # The run name makes a trace read like the graph.
         return {**config, "run_name": self.name}
 
+    def started(self, state: MoAState, config: RunnableConfig) -> Start:
+        """Announce the call; return its turn, wall-clock and monotonic start."""
+        _emit(
+            config,
+            CALL_START,
+            {"node": self.name, "layer": self.layer, "model": model_label(self.model)},
+        )
+        return turn(state), time.time(), time.perf_counter()
+
     def record(
         self,
+        turn: int,
         started_at: float,
-        latency_s: float,
+        t0: float,
+        *,
         message: BaseMessage | None = None,
         error: BaseException | None = None,
     ) -> ModelCall:
         return ModelCall(
+            turn=turn,
             layer=self.layer,
             index=self.index,
             node=self.name,
@@ -109,51 +169,87 @@ class _ModelNode:
             text=None if message is None else message.text,
             usage=getattr(message, "usage_metadata", None),
             started_at=started_at,
-            latency_s=latency_s,
+            latency_s=time.perf_counter() - t0,
             error=None if error is None else describe_error(error),
         )
 
 
 class _Proposer(_ModelNode):
-    """Answers once; a failure becomes a record, not an exception."""
+    """Answers once; a failure becomes a record, not an exception.
 
-    def failed(self, started_at: float, t0: float, error: Exception) -> dict:
-        logger.warning("%s failed: %s", self.name, describe_error(error))
-        return {"calls": [self.record(started_at, time.perf_counter() - t0, error=error)]}
+    Proposers are tagged ``nostream``: an outer graph streaming messages shows
+    the answer, not the drafts.
+    """
 
-    def succeeded(self, started_at: float, t0: float, message: BaseMessage) -> dict:
-        latency = time.perf_counter() - t0
-        if not message.text.strip():
-            return self.failed(started_at, t0, ValueError("empty response"))
-        return {"calls": [self.record(started_at, latency, message=message)]}
+    def inputs(self, state: MoAState) -> list[BaseMessage]:
+        # Proposers propose in text: tools and tool turns reach them as text.
+        conversation = tool_turns_as_text(state["messages"], state.get("tools", []))
+        references = state.get("references", []) if self.layer > 1 else []
+        return inject_references(conversation, references, self.prompt)
+
+    def config(self, config: RunnableConfig) -> RunnableConfig:
+        return {**super().config(config), "tags": [*config.get("tags", []), TAG_NOSTREAM]}
+
+    def done(
+        self,
+        config: RunnableConfig,
+        start: Start,
+        message: BaseMessage | None,
+        error: Exception | None,
+    ) -> dict:
+        if error is None and message is not None and not message.text.strip():
+            error = ValueError("empty response")
+        if error is not None:
+            logger.warning("%s failed: %s", self.name, describe_error(error))
+            message = None
+        call = self.record(*start, message=message, error=error)
+        _emit(config, CALL_ERROR if error else CALL_END, call)
+        return {"calls": [call]}
 
     def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
-        started_at, t0 = time.time(), time.perf_counter()
+        start = self.started(state, config)
+        message, error = None, None
         try:
             message = self.model.invoke(self.inputs(state), self.config(config))
-        except Exception as error:  # noqa: BLE001 - recorded; the join decides
-            return self.failed(started_at, t0, error)
-        return self.succeeded(started_at, t0, message)
+        except Exception as caught:  # noqa: BLE001 - recorded; the join decides
+            error = caught
+        return self.done(config, start, message, error)
 
     async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
-        started_at, t0 = time.time(), time.perf_counter()
+        start = self.started(state, config)
+        message, error = None, None
         try:
             message = await self.model.ainvoke(self.inputs(state), self.config(config))
-        except Exception as error:  # noqa: BLE001 - recorded; the join decides
-            return self.failed(started_at, t0, error)
-        return self.succeeded(started_at, t0, message)
+        except Exception as caught:  # noqa: BLE001 - recorded; the join decides
+            error = caught
+        return self.done(config, start, message, error)
+
+
+def _answer(answer: AIMessage, call: ModelCall) -> dict:
+    """The final node's update: its call, the answer, and the answer in the chat."""
+    return {"calls": [call], "answer": answer, "messages": [answer]}
 
 
 class _Aggregator(_ModelNode):
-    """Writes the answer; its failure is the run's failure (no silent fallback)."""
+    """Writes the answer; its failure is the run's failure (no silent fallback).
 
-    def done(self, started_at: float, t0: float, message: BaseMessage) -> dict:
+    With ``tools`` in the state they are bound to its model, so the answer may
+    be tool calls.
+    """
+
+    def model_for(self, state: MoAState) -> Runnable[LanguageModelInput, BaseMessage]:
+        if not state.get("tools"):
+            return self.model
+        return self.model.bind_tools(state["tools"], tool_choice=state.get("tool_choice"))
+
+    def done(self, config: RunnableConfig, start: Start, message: BaseMessage) -> dict:
         answer = message_chunk_to_message(message)
         if not isinstance(answer, AIMessage):
             msg = f"{self.name}: expected an AIMessage, got {type(answer).__name__}"
             raise TypeError(msg)
-        latency = time.perf_counter() - t0
-        return {"calls": [self.record(started_at, latency, message=answer)], "answer": answer}
+        call = self.record(*start, message=answer)
+        _emit(config, CALL_END, call)
+        return _answer(answer, call)
 
     @staticmethod
     def streaming(config: RunnableConfig) -> bool:
@@ -166,26 +262,27 @@ class _Aggregator(_ModelNode):
         return chunk if answer is None else answer + chunk
 
     def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
-        started_at, t0 = time.time(), time.perf_counter()
-        inputs, kwargs = self.inputs(state), state.get("aggregator_kwargs", {})
+        start = self.started(state, config)
+        model, inputs = self.model_for(state), self.inputs(state)
+        kwargs = state.get("aggregator_kwargs", {})
         if not self.streaming(config):
-            message = self.model.invoke(inputs, self.config(config), **kwargs)
-            return self.done(started_at, t0, message)
+            return self.done(config, start, model.invoke(inputs, self.config(config), **kwargs))
         answer = None
-        for chunk in self.model.stream(inputs, self.config(config), **kwargs):
-            answer = self.emit(answer, chunk)
-        return self.done(started_at, t0, _require(answer, self.name))
+        for chunk in model.stream(inputs, self.config(config), **kwargs):
+            answer = self.emit(answer, cast("BaseMessageChunk", chunk))
+        return self.done(config, start, _require(answer, self.name))
 
     async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
-        started_at, t0 = time.time(), time.perf_counter()
-        inputs, kwargs = self.inputs(state), state.get("aggregator_kwargs", {})
+        start = self.started(state, config)
+        model, inputs = self.model_for(state), self.inputs(state)
+        kwargs = state.get("aggregator_kwargs", {})
         if not self.streaming(config):
-            message = await self.model.ainvoke(inputs, self.config(config), **kwargs)
-            return self.done(started_at, t0, message)
+            message = await model.ainvoke(inputs, self.config(config), **kwargs)
+            return self.done(config, start, message)
         answer = None
-        async for chunk in self.model.astream(inputs, self.config(config), **kwargs):
-            answer = self.emit(answer, chunk)
-        return self.done(started_at, t0, _require(answer, self.name))
+        async for chunk in model.astream(inputs, self.config(config), **kwargs):
+            answer = self.emit(answer, cast("BaseMessageChunk", chunk))
+        return self.done(config, start, _require(answer, self.name))
 
 
 def _require(message: BaseMessageChunk | None, node: str) -> BaseMessageChunk:
@@ -206,16 +303,15 @@ class _Ranker(_ModelNode):
         self,
         state: MoAState,
         config: RunnableConfig,
-        started_at: float,
-        t0: float,
+        start: tuple[int, float, float],
         reply: BaseMessage,
     ) -> dict:
         references = state.get("references", [])
         choice = parse_choice(reply.text, len(references))
-        record = self.record(started_at, time.perf_counter() - t0, message=reply)
+        call = self.record(*start, message=reply)
         if choice is None:
             choice = 1
-            record["error"] = (
+            call["error"] = (
                 f"ValueError: no response number 1-{len(references)} in the reply; took 1"
             )
         answer = AIMessage(content=references[choice - 1], response_metadata={"choice": choice})
@@ -224,17 +320,18 @@ class _Ranker(_ModelNode):
             get_stream_writer()(
                 {"event": ANSWER_CHUNK, "chunk": AIMessageChunk(content=answer.content)}
             )
-        return {"calls": [record], "answer": answer}
+        _emit(config, CALL_END, call)
+        return _answer(answer, call)
 
     def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
-        started_at, t0 = time.time(), time.perf_counter()
+        start = self.started(state, config)
         reply = self.model.invoke(self.inputs(state), self.config(config))
-        return self.pick(state, config, started_at, t0, reply)
+        return self.pick(state, config, start, reply)
 
     async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
-        started_at, t0 = time.time(), time.perf_counter()
+        start = self.started(state, config)
         reply = await self.model.ainvoke(self.inputs(state), self.config(config))
-        return self.pick(state, config, started_at, t0, reply)
+        return self.pick(state, config, start, reply)
 
 
 def parse_choice(reply: str, count: int) -> int | None:

@@ -6,9 +6,11 @@ with the published ones.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from langchain_core.messages import BaseMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 AGGREGATE_AND_SYNTHESIZE_PROMPT = (
     "You have been provided with a set of responses from various open-source "
@@ -78,3 +80,55 @@ def inject_references(
             content = [*first.content, {"type": "text", "text": f"\n\n{block}"}]
         return [first.model_copy(update={"content": content}), *messages[1:]]
     return [SystemMessage(content=block), *messages]
+
+
+TOOLS_PROMPT = (
+    "The final answer may call these tools. If one would help, say which to call "
+    "and with which arguments."
+)
+"""Put before the tool list that proposers read (they propose in text)."""
+
+
+def describe_tools(tools: Sequence[Mapping[str, Any]]) -> str:
+    """The tools (OpenAI format) as text: ``- name(arguments schema): description``."""
+    lines = [TOOLS_PROMPT]
+    for tool in tools:
+        function = tool.get("function", tool)
+        parameters = json.dumps(function.get("parameters", {}), sort_keys=True)
+        lines.append(f"- {function['name']}({parameters}): {function.get('description', '')}")
+    return "\n".join(lines)
+
+
+def _append_system(messages: list[BaseMessage], text: str) -> list[BaseMessage]:
+    if messages and isinstance(messages[0], SystemMessage) and isinstance(messages[0].content, str):
+        first = messages[0]
+        return [first.model_copy(update={"content": f"{first.content}\n\n{text}"}), *messages[1:]]
+    return [SystemMessage(content=text), *messages]
+
+
+def tool_turns_as_text(
+    messages: Sequence[BaseMessage], tools: Sequence[Mapping[str, Any]] = ()
+) -> list[BaseMessage]:
+    """The conversation as a model without tools can read it.
+
+    Tool calls become a line in the assistant's text, tool results a user
+    message naming the tool, and the tool definitions a paragraph of the
+    system message. A conversation with no tools is returned as it is.
+    """
+    names: dict[str, str] = {}
+    readable: list[BaseMessage] = []
+    for message in messages:
+        if isinstance(message, AIMessage) and message.tool_calls:
+            calls = []
+            for call in message.tool_calls:
+                names[call["id"] or ""] = call["name"]
+                calls.append(
+                    f"[called {call['name']} with {json.dumps(call['args'], sort_keys=True)}]"
+                )
+            readable.append(AIMessage(content="\n".join(filter(None, [message.text, *calls]))))
+        elif isinstance(message, ToolMessage):
+            name = message.name or names.get(message.tool_call_id, "a tool")
+            readable.append(HumanMessage(content=f"[{name} returned] {message.text}"))
+        else:
+            readable.append(message)
+    return _append_system(readable, describe_tools(tools)) if tools else readable

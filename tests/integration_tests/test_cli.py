@@ -7,19 +7,20 @@ import sys
 import time
 from pathlib import Path
 
-from tests.integration_tests.conftest import llama_server_pids
+from tests.integration_tests.conftest import llama_server_pids, marked_env
 
 MOA = str(Path(sys.executable).with_name("moa"))
 
 
 def test_moa_chat_streams_an_answer_and_sums_up() -> None:
-    before = llama_server_pids()
+    env, mark = marked_env()
     done = subprocess.run(
         [MOA, "chat", "--max-tokens", "16", "--show-layers", "Name three fruits."],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -30,7 +31,7 @@ def test_moa_chat_streams_an_answer_and_sums_up() -> None:
     assert summary.startswith("layer 1: 3 calls, ")
     assert "aggregator: 1 call," in summary
     assert "total: 4 calls" in summary
-    assert llama_server_pids() <= before
+    assert not llama_server_pids(mark=mark)
 
 
 def test_moa_chat_bad_configuration_exits_2() -> None:
@@ -46,24 +47,25 @@ def test_moa_chat_bad_configuration_exits_2() -> None:
 
 
 def test_sigterm_during_a_run_stops_the_server() -> None:
-    before = llama_server_pids()
+    env, mark = marked_env()
     cli = subprocess.Popen(
         [MOA, "chat", "--max-tokens", "400", "Write a long essay about rivers."],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     try:
         deadline = time.monotonic() + 120
-        while not (new := llama_server_pids() - before) and time.monotonic() < deadline:
+        while not llama_server_pids(mark=mark) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert new, "the CLI started no server"
+        assert llama_server_pids(mark=mark), "the CLI started no server"
         time.sleep(2)  # let the run get going
         os.kill(cli.pid, signal.SIGTERM)
         assert cli.wait(timeout=30) != 0
         deadline = time.monotonic() + 15
-        while llama_server_pids() & new and time.monotonic() < deadline:
+        while llama_server_pids(mark=mark) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not llama_server_pids() & new
+        assert not llama_server_pids(mark=mark)
     finally:
         if cli.poll() is None:
             cli.kill()

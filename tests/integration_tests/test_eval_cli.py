@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration_tests.conftest import llama_server_pids
+from tests.integration_tests.conftest import llama_server_pids, marked_env
 
 MOA = str(Path(sys.executable).with_name("moa"))
 DATA = Path(__file__).parents[2].parent / "shared" / "data"
@@ -16,22 +16,22 @@ SHORT = ["--limit", "3", "--max-tokens", "24", "--data-dir", str(DATA)]
 
 
 def _moa(*args: str) -> subprocess.CompletedProcess[str]:
+    env, mark = marked_env()
     done = subprocess.run(
-        [MOA, "eval", *args], capture_output=True, text=True, timeout=600, check=False
+        [MOA, "eval", *args], capture_output=True, text=True, timeout=600, check=False, env=env
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert not llama_server_pids(mark=mark)  # the run stopped its server
     return done
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("eval")
-    before = llama_server_pids()
     _moa("alpaca", *SHORT, "--out", str(out))
     _moa("mt-bench", *SHORT, "--judge-max-tokens", "32", "--out", str(out))
     _moa("flask", *SHORT, "--judge-max-tokens", "48", "--out", str(out))
     _moa("gsm8k", *SHORT, "--out", str(out))
-    assert llama_server_pids() <= before
     return out / "local"
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration_tests.conftest import llama_server_pids
+from tests.integration_tests.conftest import llama_server_pids, marked_env
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.py"))
 
@@ -17,10 +17,11 @@ def test_there_are_examples() -> None:
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_example_runs(example: Path) -> None:
-    before = llama_server_pids()
+    env, mark = marked_env()
     done = subprocess.run(
-        [sys.executable, str(example)], capture_output=True, text=True, timeout=300, check=False
-    )
+        [sys.executable, str(example)],
+        capture_output=True, text=True, timeout=300, check=False, env=env,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
-    assert llama_server_pids() <= before
+    assert not llama_server_pids(mark=mark)

@@ -14,9 +14,11 @@ from langchain_core.runnables import RunnableConfig
 
 from langchain_moa.accounting import format_summary
 from langchain_moa.chat_models import ChatMoA
+from langchain_moa.config import chat_moa_from_config
 from langchain_moa.eval import cli as eval_cli
 from langchain_moa.graph import AGGREGATOR_NODE, CALL_END, CALL_ERROR, CALL_START
-from langchain_moa.local import DEFAULT_LAYERS, DEFAULT_MAX_TOKENS, DEFAULT_PROPOSERS
+from langchain_moa.local import DEFAULT_LAYERS, DEFAULT_MAX_TOKENS, DEFAULT_PROPOSERS, stop_all
+from langchain_moa.presets import PAPER_MAX_TOKENS, PRESETS, preset
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,17 +27,28 @@ def _parser() -> argparse.ArgumentParser:
     chat = commands.add_parser(
         "chat",
         help="answer a question with MoA, streaming the final answer",
-        description="Answer a question with MoA. Without --model it runs offline "
+        description="Answer a question with MoA. Without --model, --config or --preset it runs "
+        "offline "
         "on the embedded SmolLM2-135M-Instruct.",
     )
     chat.add_argument("question")
     chat.add_argument("--system", help="a system message to put first")
-    chat.add_argument(
+    stack = chat.add_mutually_exclusive_group()
+    stack.add_argument(
         "--model",
         action="append",
         metavar="PROVIDER:MODEL",
         help="a proposer (repeat for more), e.g. openai:gpt-4o-mini; "
-        "without it the embedded model is used",
+        "without --model, --config or --preset the embedded model is used",
+    )
+    stack.add_argument(
+        "--config", metavar="FILE", help="a stack described in a .yaml, .yml or .toml file"
+    )
+    stack.add_argument(
+        "--preset",
+        choices=PRESETS,
+        help="one of the paper's stacks (on Together's API, with TOGETHER_API_KEY; "
+        "moa-gpt4o also needs OPENAI_API_KEY) or the embedded one",
     )
     chat.add_argument(
         "--aggregator",
@@ -48,18 +61,19 @@ def _parser() -> argparse.ArgumentParser:
         help=f"layers counting the aggregator's (default {DEFAULT_LAYERS} on the "
         "embedded model, 3 with --model, as the paper)",
     )
-    chat.add_argument("--min-proposers", type=int, default=1)
+    chat.add_argument(
+        "--min-proposers", type=int, help="proposers of each layer that must succeed (default 1)"
+    )
     chat.add_argument(
         "--proposers",
         type=int,
-        default=DEFAULT_PROPOSERS,
-        help="embedded model only: proposers per layer",
+        help=f"embedded model only: proposers per layer (default {DEFAULT_PROPOSERS})",
     )
     chat.add_argument(
         "--max-tokens",
         type=int,
-        default=DEFAULT_MAX_TOKENS,
-        help="embedded model only: longest answer of each call",
+        help="embedded model and --preset only: longest answer of each call "
+        f"(default {DEFAULT_MAX_TOKENS} embedded, {PAPER_MAX_TOKENS} with --preset)",
     )
     chat.add_argument("--gguf", help="embedded model only: serve this GGUF instead of SmolLM2")
     chat.add_argument(
@@ -70,22 +84,51 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _given(value: Any, default: Any) -> Any:
+    # "or" would turn a given 0 into the default instead of an error.
+    return default if value is None else value
+
+
 def _model(args: argparse.Namespace) -> ChatMoA:
+    min_proposers = _given(args.min_proposers, 1)
+    if args.config or args.preset:
+        option = "--config" if args.config else "--preset"
+        for flag, value in (
+            ("--aggregator", args.aggregator),
+            ("--layers", args.layers),
+            ("--proposers", args.proposers),
+            ("--gguf", args.gguf),
+        ):
+            if value is not None:
+                _fail(f"{flag} does not apply with {option}")
+        if args.config:
+            for flag, value in (
+                ("--max-tokens", args.max_tokens),
+                ("--min-proposers", args.min_proposers),
+            ):
+                if value is not None:
+                    _fail(f"{flag} does not apply with --config: set it in the file")
+            return chat_moa_from_config(args.config)
+        return preset(
+            args.preset,
+            max_tokens=_given(args.max_tokens, PAPER_MAX_TOKENS),
+            min_proposers=min_proposers,
+        )
     if args.model:
         return ChatMoA(
             proposers=args.model,
             aggregator=args.aggregator or args.model[0],
             layers=args.layers,
-            min_proposers=args.min_proposers,
+            min_proposers=min_proposers,
         )
     if args.aggregator:
         _fail("--aggregator needs --model proposers")
     return ChatMoA.local(
         layers=args.layers or DEFAULT_LAYERS,
-        proposers=args.proposers,
-        max_tokens=args.max_tokens,
+        proposers=_given(args.proposers, DEFAULT_PROPOSERS),
+        max_tokens=_given(args.max_tokens, DEFAULT_MAX_TOKENS),
         model_path=args.gguf,
-        min_proposers=args.min_proposers,
+        min_proposers=min_proposers,
     )
 
 
@@ -130,7 +173,8 @@ def _fail(message: str) -> NoReturn:
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> NoReturn:
-    # SystemExit runs the atexit hooks, which stop the local server.
+    # Servers first: calls in flight then fail at once instead of finishing.
+    stop_all()
     raise SystemExit(128 + signum)
 
 

@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -165,6 +166,7 @@ class LlamaServer:
             command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
         atexit.register(self.stop)
+        _running.add(self)
         try:
             self._wait_until_ready()
         except BaseException:
@@ -195,6 +197,7 @@ class LlamaServer:
     def stop(self) -> None:
         """Stop the server (gracefully, then by force); safe to call twice."""
         atexit.unregister(self.stop)
+        _running.discard(self)
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()
@@ -236,6 +239,15 @@ class LlamaServer:
             api_key="no-key-needed",
             **kwargs,
         )
+
+
+_running: weakref.WeakSet[LlamaServer] = weakref.WeakSet()
+
+
+def stop_all() -> None:
+    """Stop every server this process started (e.g. from a signal handler)."""
+    for server in list(_running):
+        server.stop()
 
 
 _shared: LlamaServer | None = None

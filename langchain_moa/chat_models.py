@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import suppress
 from contextvars import ContextVar
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Self, cast
 from uuid import UUID, uuid4
@@ -13,6 +15,7 @@ from uuid import UUID, uuid4
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
     BaseCallbackManager,
     CallbackManager,
     CallbackManagerForLLMRun,
@@ -21,7 +24,9 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.runnables.config import set_config_context
 from langchain_core.tools import BaseTool
+from langchain_core.tracers import BaseTracer
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph.state import CompiledStateGraph
@@ -51,6 +56,34 @@ PAPER_LAYERS = 3
 """The paper's MoA: two proposer layers and the aggregator."""
 
 
+@cache
+def _model_runs_hidden(cls: type) -> type:
+    """``cls`` with model-run events ignored (LangChain checks these properties)."""
+    hidden = property(lambda _: True)
+    return type(
+        f"{cls.__name__}ForMoA", (cls,), {"ignore_llm": hidden, "ignore_chat_model": hidden}
+    )
+
+
+def _for_inner_runs(handler: BaseCallbackHandler) -> BaseCallbackHandler:
+    """How a caller's handler takes part in the graph's runs.
+
+    Tracers see every run, so a trace nests like the graph. Other handlers see
+    one model run, ChatMoA's own (whose usage is the total), and the graph's
+    chain and custom events: a token counter must not count twice, and an
+    outer graph streaming messages must not show the proposers' drafts.
+    """
+    if isinstance(handler, BaseTracer):
+        return handler
+    handler_class: type = type(handler)
+    try:
+        view: BaseCallbackHandler = object.__new__(_model_runs_hidden(handler_class))
+        view.__dict__ = handler.__dict__  # the same handler state, seen through the view
+    except (TypeError, AttributeError):  # __slots__ or built-in handlers: pass on as they are
+        return handler
+    return view
+
+
 def _child_callbacks(
     run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun,
 ) -> BaseCallbackManager:
@@ -64,7 +97,7 @@ def _child_callbacks(
         else CallbackManager
     )
     manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
-    manager.set_handlers(run_manager.inheritable_handlers)
+    manager.set_handlers([_for_inner_runs(h) for h in run_manager.inheritable_handlers])
     manager.add_tags(run_manager.inheritable_tags)
     manager.add_metadata(run_manager.inheritable_metadata)
     return manager
@@ -90,6 +123,7 @@ def _stream_callbacks(model: BaseChatModel, *, is_async: bool) -> BaseCallbackMa
         inheritable_tags=config.get("tags"),
         inheritable_metadata=config.get("metadata"),
     )
+    manager.set_handlers([_for_inner_runs(h) for h in manager.handlers])
     manager.parent_run_id = run_id
     return manager
 
@@ -391,10 +425,10 @@ class ChatMoA(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         started = time.perf_counter()
-        state = self._graph.invoke(
-            self._input(messages, stop, **kwargs),
-            self._config(run_manager, stream=False, is_async=False),
-        )
+        config = self._config(run_manager, stream=False, is_async=False)
+        # Our config, not a surrounding chain's or graph's, is the graph's context.
+        with set_config_context(config) as context:
+            state = context.run(self._graph.invoke, self._input(messages, stop, **kwargs), config)
         return self._result(state, started)
 
     async def _agenerate(
@@ -405,10 +439,10 @@ class ChatMoA(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         started = time.perf_counter()
-        state = await self._graph.ainvoke(
-            self._input(messages, stop, **kwargs),
-            self._config(run_manager, stream=False, is_async=True),
-        )
+        config = self._config(run_manager, stream=False, is_async=True)
+        with set_config_context(config) as context:
+            run = self._graph.ainvoke(self._input(messages, stop, **kwargs), config)
+            state = await asyncio.create_task(run, context=context)
         return self._result(state, started)
 
     def _stream(
@@ -419,17 +453,18 @@ class ChatMoA(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         started, state = time.perf_counter(), cast("dict[str, Any]", {})
-        for mode, part in self._graph.stream(
-            self._input(messages, stop, **kwargs),
-            self._config(run_manager, stream=True, is_async=False),
-            stream_mode=["custom", "values"],
-        ):
-            if mode == "values":
-                state = cast("dict[str, Any]", part)
-            elif chunk := self._answer_chunk(part):
-                if run_manager:
-                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
+        config = self._config(run_manager, stream=True, is_async=False)
+        with set_config_context(config) as context:
+            graph_input = self._input(messages, stop, **kwargs)
+            parts = self._graph.stream(graph_input, config, stream_mode=["custom", "values"])
+            steps = iter(partial(context.run, next, parts, None), None)
+            for mode, part in steps:
+                if mode == "values":
+                    state = cast("dict[str, Any]", part)
+                elif chunk := self._answer_chunk(part):
+                    if run_manager:
+                        run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
         yield self._last_chunk(state, started)
 
     async def _astream(
@@ -440,15 +475,16 @@ class ChatMoA(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         started, state = time.perf_counter(), cast("dict[str, Any]", {})
-        async for mode, part in self._graph.astream(
-            self._input(messages, stop, **kwargs),
-            self._config(run_manager, stream=True, is_async=True),
-            stream_mode=["custom", "values"],
-        ):
-            if mode == "values":
-                state = cast("dict[str, Any]", part)
-            elif chunk := self._answer_chunk(part):
-                if run_manager:
-                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
+        config = self._config(run_manager, stream=True, is_async=True)
+        with set_config_context(config) as context:
+            graph_input = self._input(messages, stop, **kwargs)
+            parts = self._graph.astream(graph_input, config, stream_mode=["custom", "values"])
+            while step := await asyncio.create_task(anext(parts, None), context=context):
+                mode, part = step
+                if mode == "values":
+                    state = cast("dict[str, Any]", part)
+                elif chunk := self._answer_chunk(part):
+                    if run_manager:
+                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
         yield self._last_chunk(state, started)

@@ -4,9 +4,11 @@ import operator
 from typing import Annotated, TypedDict
 
 from langchain.agents import create_agent
-from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks import BaseCallbackHandler, get_usage_metadata_callback
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
+from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
 from pydantic import BaseModel
@@ -141,27 +143,58 @@ async def test_layer_events_in_astream_events() -> None:
     assert events[-1] == (CALL_END, "aggregator")
 
 
-class _Runs(BaseCallbackHandler):
-    def __init__(self):
-        self.starts = []
+def _all_runs(tracer: RunCollectorCallbackHandler) -> list:
+    runs, stack = [], list(tracer.traced_runs)
+    while stack:
+        run = stack.pop()
+        runs.append(run)
+        stack.extend(run.child_runs)
+    return runs
 
-    def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kw):
-        self.starts.append((kw.get("name"), run_id, parent_run_id))
 
-
-def test_model_runs_are_named_for_their_node_and_nest_under_chat_moa() -> None:
+def test_traces_nest_the_graph_under_chat_moa_with_runs_named_for_nodes() -> None:
+    prompt = ChatPromptTemplate.from_messages([("human", "{q}")])
     for call in ("invoke", "stream"):
-        runs = _Runs()
+        tracer = RunCollectorCallbackHandler()
         moa = ChatMoA(
             proposers=_proposers(), aggregator=ScriptedChatModel(model_name="agg"), layers=2
         )
-        result = getattr(moa, call)("q", config={"callbacks": [runs]})
+        result = getattr(prompt | moa, call)({"q": "hi"}, config={"callbacks": [tracer]})
         if call == "stream":
             list(result)
-        names = [name for name, _, _ in runs.starts]
-        assert sorted(names[1:]) == ["aggregator", "layer1/p1", "layer1/p2"]
-        assert runs.starts[0][2] is None  # ChatMoA's own run is the root
-        assert all(parent is not None for _, _, parent in runs.starts[1:])
+        runs = _all_runs(tracer)
+        models = {run.name: run for run in runs if run.run_type == "llm"}
+        assert set(models) == {"ChatMoA", "aggregator", "layer1/p1", "layer1/p2"}, call
+        # Every model run inside the graph descends from ChatMoA's run.
+        by_id = {run.id: run for run in runs}
+        for name in ("aggregator", "layer1/p1", "layer1/p2"):
+            parent = models[name].parent_run_id
+            while parent is not None and by_id[parent].name != "ChatMoA":
+                parent = by_id[parent].parent_run_id
+            assert parent == models["ChatMoA"].id, (call, name)
+
+
+def test_a_callers_handler_counts_chat_moa_once_and_sees_layer_events() -> None:
+    class Events(BaseCallbackHandler):
+        def __init__(self):
+            self.model_starts, self.events = 0, []
+
+        def on_chat_model_start(self, *args, **kwargs):
+            self.model_starts += 1
+
+        def on_custom_event(self, name, data, **kwargs):
+            self.events.append((name, data["node"]))
+
+    moa = ChatMoA(proposers=_proposers(), aggregator=ScriptedChatModel(model_name="agg"), layers=2)
+    for call in ("invoke", "stream"):
+        events = Events()
+        with get_usage_metadata_callback() as usage:
+            result = getattr(moa, call)("q", config={"callbacks": [events]})
+            if call == "stream":
+                list(result)
+        assert events.model_starts == 1, call
+        assert (CALL_END, "layer1/p1") in events.events
+        assert list(usage.usage_metadata) == ["moa-2l:agg"]
 
 
 class Outer(TypedDict):

@@ -257,6 +257,14 @@ class ChatMoA(BaseChatModel):
         )
         return cls(layers=stack, aggregator=aggregator, **kwargs)
 
+    @classmethod
+    def from_config(cls, path: str | Path) -> ChatMoA:
+        """The stack a YAML or TOML file describes (see ``langchain_moa.config``)."""
+        # Imported here: config builds ChatMoA, so it imports this module.
+        from langchain_moa.config import chat_moa_from_config  # noqa: PLC0415
+
+        return chat_moa_from_config(path)
+
     @property
     def graph(self) -> CompiledStateGraph:
         """The compiled MoA graph (built once, when the model is created)."""

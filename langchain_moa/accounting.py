@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import TypedDict
 
 from langchain_core.messages.ai import UsageMetadata, add_usage
+from typing_extensions import TypedDict  # pydantic (Studio schemas) needs it on 3.11
 
 
 class ModelCall(TypedDict):

@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, NotRequired, TypedDict, cast
+from typing import Annotated, Any, Literal, NotRequired, cast
 
 from langchain_core.callbacks import dispatch_custom_event
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -37,6 +37,7 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END, START, StateGraph, add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
+from typing_extensions import TypedDict  # pydantic (Studio schemas) needs it on 3.11
 
 from langchain_moa.accounting import ModelCall, describe_error
 from langchain_moa.models import ModelSpec, model_label, node_slug, resolve_model

@@ -27,9 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     chat = commands.add_parser(
         "chat",
         help="answer a question with MoA, streaming the final answer",
-        description="Answer a question with MoA. Without --model, --config or --preset it runs "
-        "offline "
-        "on the embedded SmolLM2-135M-Instruct.",
+        description="Answer a question with MoA. Without --model, --config or --preset it "
+        "runs offline on the embedded SmolLM2-135M-Instruct.",
     )
     chat.add_argument("question")
     chat.add_argument("--system", help="a system message to put first")

@@ -108,12 +108,6 @@ def turn(state: MoAState) -> int:
     return len(state["messages"])
 
 
-def current_calls(calls: Sequence[ModelCall]) -> list[ModelCall]:
-    """The calls of the latest run."""
-    last = max((c["turn"] for c in calls), default=0)
-    return [c for c in calls if c["turn"] == last]
-
-
 def _emit(config: RunnableConfig, event: str, data: Mapping[str, Any]) -> None:
     """Tell a UI how the layers fill in.
 

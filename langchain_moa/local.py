@@ -151,7 +151,8 @@ class LlamaServer:
         self.port = self.port or _free_port(self.host)
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         command = [
-            sys.executable, "-m", "llama_cpp.server",
+            # The wrapper stops the server should this process be killed.
+            sys.executable, "-m", "langchain_moa.llama_child", str(os.getpid()),
             "--model", str(self.model_path),
             "--model_alias", self.model_alias,
             "--host", self.host,

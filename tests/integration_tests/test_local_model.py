@@ -1,13 +1,17 @@
 """MoA on the real SmolLM2-135M-Instruct, served by llama.cpp on 127.0.0.1."""
 
 import asyncio
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from langchain_moa import ChatMoA, LlamaServer
 from langchain_moa.local import shared_server, smollm2_gguf
-from tests.integration_tests.conftest import llama_server_pids
+from tests.integration_tests.conftest import llama_server_pids, marked_env
 
 MAX_TOKENS = 24
 QUESTION = "What is the capital of France? Answer in one sentence."
@@ -127,3 +131,27 @@ def test_missing_and_broken_gguf_give_clear_errors(tmp_path) -> None:
     with pytest.raises(RuntimeError, match=r"llama\.cpp server exited at start"):
         LlamaServer(broken).start()
     assert not llama_server_pids(serving=str(broken))
+
+
+def test_a_killed_program_leaves_no_server(tmp_path) -> None:
+    # SIGKILL runs no exit hooks: the server's wrapper notices its parent is gone.
+    script = tmp_path / "killed.py"
+    script.write_text(
+        "import os, signal\n"
+        "from langchain_moa import LlamaServer\n"
+        "server = LlamaServer(n_ctx=512).start()\n"
+        "print(server.pid, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env, mark = marked_env()
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == -signal.SIGKILL
+    orphan = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 20
+    while llama_server_pids(mark=mark) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert orphan not in llama_server_pids()
+    assert not llama_server_pids(mark=mark)

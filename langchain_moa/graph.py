@@ -108,6 +108,11 @@ def turn(state: MoAState) -> int:
     return len(state["messages"])
 
 
+def _streaming(config: RunnableConfig) -> bool:
+    """Whether the caller asked for the answer as custom stream events."""
+    return bool(config.get("configurable", {}).get(STREAM_ANSWER))
+
+
 def _emit(config: RunnableConfig, event: str, data: Mapping[str, Any]) -> None:
     """Tell a UI how the layers fill in.
 
@@ -128,10 +133,13 @@ class _ModelNode:
     model: BaseChatModel
     prompt: str
 
+    def conversation(self, state: MoAState) -> list[BaseMessage]:
+        return list(state["messages"])
+
     def inputs(self, state: MoAState) -> list[BaseMessage]:
         # Layer 1 sees the conversation alone; later layers the last join's refs.
         references = state.get("references", []) if self.layer > 1 else []
-        return inject_references(state["messages"], references, self.prompt)
+        return inject_references(self.conversation(state), references, self.prompt)
 
     def config(self, config: RunnableConfig) -> RunnableConfig:
         # The run name makes a trace read like the graph.
@@ -176,11 +184,9 @@ class _Proposer(_ModelNode):
     the answer, not the drafts.
     """
 
-    def inputs(self, state: MoAState) -> list[BaseMessage]:
+    def conversation(self, state: MoAState) -> list[BaseMessage]:
         # Proposers propose in text: tools and tool turns reach them as text.
-        conversation = tool_turns_as_text(state["messages"], state.get("tools", []))
-        references = state.get("references", []) if self.layer > 1 else []
-        return inject_references(conversation, references, self.prompt)
+        return tool_turns_as_text(state["messages"], state.get("tools", []))
 
     def config(self, config: RunnableConfig) -> RunnableConfig:
         return {**super().config(config), "tags": [*config.get("tags", []), TAG_NOSTREAM]}
@@ -247,10 +253,6 @@ class _Aggregator(_ModelNode):
         return _answer(answer, call)
 
     @staticmethod
-    def streaming(config: RunnableConfig) -> bool:
-        return bool(config.get("configurable", {}).get(STREAM_ANSWER))
-
-    @staticmethod
     def emit(answer: BaseMessageChunk | None, chunk: BaseMessageChunk) -> BaseMessageChunk:
         """Send one chunk to the stream; return the answer so far."""
         get_stream_writer()({"event": ANSWER_CHUNK, "chunk": chunk})
@@ -260,7 +262,7 @@ class _Aggregator(_ModelNode):
         start = self.started(state, config)
         model, inputs = self.model_for(state), self.inputs(state)
         kwargs = state.get("aggregator_kwargs", {})
-        if not self.streaming(config):
+        if not _streaming(config):
             return self.done(config, start, model.invoke(inputs, self.config(config), **kwargs))
         answer = None
         for chunk in model.stream(inputs, self.config(config), **kwargs):
@@ -271,7 +273,7 @@ class _Aggregator(_ModelNode):
         start = self.started(state, config)
         model, inputs = self.model_for(state), self.inputs(state)
         kwargs = state.get("aggregator_kwargs", {})
-        if not self.streaming(config):
+        if not _streaming(config):
             message = await model.ainvoke(inputs, self.config(config), **kwargs)
             return self.done(config, start, message)
         answer = None
@@ -310,7 +312,7 @@ class _Ranker(_ModelNode):
                 f"ValueError: no response number 1-{len(references)} in the reply; took 1"
             )
         answer = AIMessage(content=references[choice - 1], response_metadata={"choice": choice})
-        if config.get("configurable", {}).get(STREAM_ANSWER):
+        if _streaming(config):
             # The chosen text exists whole: one chunk, nothing split up.
             get_stream_writer()(
                 {"event": ANSWER_CHUNK, "chunk": AIMessageChunk(content=answer.content)}

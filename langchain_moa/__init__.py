@@ -1,14 +1,27 @@
-"""Mixture-of-Agents for LangChain and LangGraph."""
+"""Mixture-of-Agents for LangChain and LangGraph.
+
+Importing the package loads neither llama.cpp nor the evaluation libraries
+and starts nothing.
+"""
 
 from langchain_moa.chat_models import ChatMoA
-from langchain_moa.graph import LayerFailedError, build_moa_graph
+from langchain_moa.graph import (
+    AGGREGATE_AND_SYNTHESIZE_PROMPT,
+    LayerFailedError,
+    build_moa_graph,
+    get_calls,
+)
 from langchain_moa.local import LlamaServer
-from langchain_moa.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT
+from langchain_moa.stacks import ModelConfig, StackError, StackSpec
 
 __all__ = [
     "AGGREGATE_AND_SYNTHESIZE_PROMPT",
     "ChatMoA",
     "LayerFailedError",
     "LlamaServer",
+    "ModelConfig",
+    "StackError",
+    "StackSpec",
     "build_moa_graph",
+    "get_calls",
 ]

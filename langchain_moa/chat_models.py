@@ -5,127 +5,51 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import suppress
-from contextvars import ContextVar
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any, Self, cast
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 from langchain_core.callbacks import (
-    AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
-    BaseCallbackHandler,
     BaseCallbackManager,
-    CallbackManager,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage
+from langchain_core.language_models import (
+    BaseChatModel,
+    LangSmithParams,
+    LanguageModelInput,
+)
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.runnables.config import set_config_context
 from langchain_core.tools import BaseTool
-from langchain_core.tracers import BaseTracer
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph.state import CompiledStateGraph
-from pydantic import PrivateAttr, SkipValidation, model_validator
+from pydantic import ConfigDict, PrivateAttr, model_validator
 
 from langchain_moa.accounting import by_layer, total_usage
-from langchain_moa.graph import (
-    ANSWER_CHUNK,
-    STREAM_ANSWER,
-    Aggregation,
-    MoAState,
-    build_moa_graph,
-    resolve_stack,
+from langchain_moa.callbacks import (
+    graph_callbacks,
+    remember_run,
+    remembered_run,
+    stream_callbacks,
+    stream_run,
 )
-from langchain_moa.local import (
-    DEFAULT_LAYERS,
-    DEFAULT_MAX_TOKENS,
-    DEFAULT_PROPOSERS,
-    DEFAULT_TEMPERATURE,
-    LlamaServer,
-    local_stack,
-    shared_server,
-)
-from langchain_moa.models import ModelSpec, model_label
-
-PAPER_LAYERS = 3
-"""The paper's MoA: two proposer layers and the aggregator."""
-
-
-@cache
-def _model_runs_hidden(cls: type) -> type:
-    """``cls`` with model-run events ignored (LangChain checks these properties)."""
-    hidden = property(lambda _: True)
-    return type(
-        f"{cls.__name__}ForMoA", (cls,), {"ignore_llm": hidden, "ignore_chat_model": hidden}
-    )
-
-
-def _for_inner_runs(handler: BaseCallbackHandler) -> BaseCallbackHandler:
-    """How a caller's handler takes part in the graph's runs.
-
-    Tracers see every run, so a trace nests like the graph. Other handlers see
-    one model run, ChatMoA's own (whose usage is the total), and the graph's
-    chain and custom events: a token counter must not count twice, and an
-    outer graph streaming messages must not show the proposers' drafts.
-    """
-    if isinstance(handler, BaseTracer):
-        return handler
-    handler_class: type = type(handler)
-    try:
-        view: BaseCallbackHandler = object.__new__(_model_runs_hidden(handler_class))
-        view.__dict__ = handler.__dict__  # the same handler state, seen through the view
-    except (TypeError, AttributeError):  # __slots__ or built-in handlers: pass on as they are
-        return handler
-    return view
-
-
-def _child_callbacks(
-    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun,
-) -> BaseCallbackManager:
-    """Callbacks that nest the graph's runs under this chat-model run.
-
-    LLM run managers have no ``get_child``: chat models rarely have children.
-    """
-    manager_class = (
-        AsyncCallbackManager
-        if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
-        else CallbackManager
-    )
-    manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
-    manager.set_handlers([_for_inner_runs(h) for h in run_manager.inheritable_handlers])
-    manager.add_tags(run_manager.inheritable_tags)
-    manager.add_metadata(run_manager.inheritable_metadata)
-    return manager
-
-
-# langchain-core creates a stream's run but does not hand its manager to
-# _stream/_astream; ChatMoA.stream/astream name the run themselves and leave
-# (model, config, run id) here, so the graph's runs nest under it.
-_streaming_run: ContextVar[tuple[int, RunnableConfig, UUID] | None] = ContextVar(
-    "moa_streaming_run", default=None
+from langchain_moa.graph import ANSWER_CHUNK, MoAInput, build_moa_graph
+from langchain_moa.graph.state import AGGREGATOR_KWARGS, STREAM_ANSWER
+from langchain_moa.local import LlamaServer, require_local, shared_server
+from langchain_moa.stacks import Stack, StackSpec, build_stack, load_stack, model_label
+from langchain_moa.stacks.presets import (
+    LOCAL_LAYERS,
+    LOCAL_MAX_TOKENS,
+    LOCAL_PROPOSERS,
+    LOCAL_TEMPERATURE,
 )
 
-
-def _stream_callbacks(model: BaseChatModel, *, is_async: bool) -> BaseCallbackManager | None:
-    """Callbacks nesting under the stream run ``model.stream`` opened, if any."""
-    current = _streaming_run.get()
-    if current is None or current[0] != id(model):
-        return None
-    _, config, run_id = current
-    manager_class = AsyncCallbackManager if is_async else CallbackManager
-    manager = manager_class.configure(
-        inheritable_callbacks=config.get("callbacks"),
-        inheritable_tags=config.get("tags"),
-        inheritable_metadata=config.get("metadata"),
-    )
-    manager.set_handlers([_for_inner_runs(h) for h in manager.handlers])
-    manager.parent_run_id = run_id
-    return manager
+MODEL_PROVIDER = "moa"
+"""``response_metadata["model_provider"]`` and LangSmith's ``ls_provider``."""
 
 
 def _identity(model: BaseChatModel) -> dict[str, Any]:
@@ -133,7 +57,7 @@ def _identity(model: BaseChatModel) -> dict[str, Any]:
     return {"_type": model._llm_type, **model._identifying_params}  # noqa: SLF001
 
 
-class ChatMoA(BaseChatModel):
+class ChatMoA(BaseChatModel, StackSpec):
     """Mixture-of-Agents (Wang et al., 2024) as a LangChain chat model.
 
     Proposer models answer, later layers answer again with the previous
@@ -142,61 +66,63 @@ class ChatMoA(BaseChatModel):
 
         ChatMoA(proposers=[m1, m2, m3], aggregator=m1, layers=3)
 
-    or layer by layer::
+    layer by layer::
 
-        ChatMoA(layers=[[m1, m2, m3], [m1, m2]], aggregator=m1)
+        ChatMoA(proposer_layers=[[m1, m2, m3], [m1, m2]], aggregator=m1)
 
-    With no models at all it runs offline on the embedded SmolLM2-135M-Instruct
-    (see ``langchain_moa.local``): 3 proposers and 2 layers.
+    or by name (``ChatMoA(preset="moa-lite")``). Models are chat models,
+    ``"provider:model"`` strings or ``ModelConfig``. With no models at all it
+    runs offline on the embedded SmolLM2-135M-Instruct (the ``local`` extra):
+    3 proposers and 2 layers, its llama.cpp server started on the first call.
+
+    The fields are a ``StackSpec``'s (documented there), checked in one
+    place; an unknown argument is an error that names the closest field.
+    ``temperature``, ``max_tokens``, ``timeout`` and ``max_retries`` set
+    every model the stack builds from a string or config (model instances
+    keep their own); ``stop`` ends the final answer.
 
     ``usage_metadata`` of the answer sums every call; ``response_metadata``
-    holds ``model_name``, ``layers`` (each layer's call records: node, model,
-    text, usage, latency, error; the aggregator's layer last) and
-    ``latency_s``.
+    holds ``model_name``, ``model_provider`` (``"moa"``), ``layers`` (each
+    layer's call records: node, model, text, usage, latency, error; the
+    aggregator's layer last; see ``get_calls``) and ``latency_s``.
     """
 
-    proposers: SkipValidation[Sequence[ModelSpec] | None] = None
-    """Proposers of every proposer layer (the paper's set-up). Chat models or
-    ``"provider:model"`` strings; repeat one for the single-proposer setting."""
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
-    layers: SkipValidation[int | Sequence[Sequence[ModelSpec]] | None] = None
-    """With ``proposers``: the number of layers counting the aggregator's
-    (2 = MoA-Lite, default 3 = MoA). Without: the proposers of each layer."""
-
-    aggregator: SkipValidation[ModelSpec | None] = None
-    """The model that writes the final answer."""
-
-    prompt: str | None = None
-    """Put before the numbered references; None means the paper's
-    aggregate-and-synthesize prompt (``RANK_PROMPT`` for the ranker)."""
-
-    aggregation: Aggregation = "synthesize"
-    """``"synthesize"`` (MoA) or ``"rank"``: the paper's LLM-ranker baseline,
-    where the aggregator picks one of the last layer's responses by number."""
-
-    min_proposers: int = 1
-    """How many proposers of each layer must succeed for the run to go on."""
-
-    model_name: str | None = None
-    """Reported as ``response_metadata["model_name"]``; derived if not given."""
-
+    _stack: Stack = PrivateAttr()
     _graph: CompiledStateGraph = PrivateAttr()
-    _models: dict[str, Any] = PrivateAttr()
+    _identities: dict[str, Any] = PrivateAttr()
+
+    def __init__(self, **kwargs: Any) -> None:
+        """Check the stack and build its models and graph; nothing is called or started.
+
+        Raises:
+            StackError: an argument is unknown or the stack is invalid.
+            LocalExtraMissingError: the embedded stack was asked for without
+                the ``local`` extra.
+        """
+        super().__init__(**kwargs)  # StackSpec's: errors name the key path
 
     @model_validator(mode="after")
     def _build(self) -> Self:
-        layers, aggregator = self._stack()
-        models, aggregator_model = resolve_stack(layers, aggregator, self.min_proposers)
+        spec = StackSpec(**self.fields())
+        if spec.is_embedded:
+            require_local()
+        self._stack = build_stack(spec)
+        layers, aggregator = self._stack.layers, self._stack.aggregator
         if self.model_name is None:
-            self.model_name = f"moa-{len(models) + 1}l:{model_label(aggregator_model)}"
-        self._models = {
-            "layers": [[_identity(m) for m in layer] for layer in models],
-            "aggregator": _identity(aggregator_model),
+            self.model_name = f"moa-{len(layers) + 1}l:{model_label(aggregator)}"
+        if self.profile is None:
+            # What the answer can be (tools, structured output) is the aggregator's.
+            self.profile = aggregator.profile
+        self._identities = {
+            "layers": [[_identity(m) for m in layer] for layer in layers],
+            "aggregator": _identity(aggregator),
         }
         # checkpointer=False: inside an outer graph, the run stays our own.
         self._graph = build_moa_graph(
-            models,
-            aggregator_model,
+            layers,
+            aggregator,
             prompt=self.prompt,
             min_proposers=self.min_proposers,
             aggregation=self.aggregation,
@@ -204,40 +130,21 @@ class ChatMoA(BaseChatModel):
         )
         return self
 
-    def _stack(self) -> tuple[Sequence[Sequence[ModelSpec]], ModelSpec | None]:
-        """The proposer layers and aggregator that the fields describe."""
-        if self.layers is not None and not isinstance(self.layers, int):
-            if self.proposers is not None:
-                msg = "give either proposers (with layers as a count) or per-layer layers, not both"
-                raise ValueError(msg)
-            return self.layers, self.aggregator
-        if self.layers is not None and self.layers < 2:  # noqa: PLR2004 - proposers + aggregator
-            msg = f"layers counts the aggregator's layer and must be at least 2, got {self.layers}"
-            raise ValueError(msg)
-        if self.proposers is not None:
-            if isinstance(self.proposers, str | BaseChatModel):
-                msg = "proposers must be a list of models"
-                raise ValueError(msg)
-            count = self.layers or PAPER_LAYERS
-            return [self.proposers] * (count - 1), self.aggregator
-        if self.aggregator is not None:
-            msg = "an aggregator was given without proposers: give proposers or layers"
-            raise ValueError(msg)
-        return local_stack(layers=self.layers or DEFAULT_LAYERS)
-
     @classmethod
     def local(
         cls,
         *,
-        layers: int = DEFAULT_LAYERS,
-        proposers: int = DEFAULT_PROPOSERS,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
-        temperature: float = DEFAULT_TEMPERATURE,
+        layers: int = LOCAL_LAYERS,
+        proposers: int = LOCAL_PROPOSERS,
+        max_tokens: int = LOCAL_MAX_TOKENS,
+        temperature: float = LOCAL_TEMPERATURE,
         model_path: str | Path | None = None,
         server: LlamaServer | None = None,
         **kwargs: Any,
     ) -> Self:
         """A MoA stack on the embedded model (or another GGUF), offline.
+
+        Nothing starts until the first call.
 
         Args:
             layers: Layers counting the aggregator's.
@@ -245,30 +152,40 @@ class ChatMoA(BaseChatModel):
             max_tokens: Longest answer of each call.
             temperature: Sampling temperature of every call.
             model_path: A GGUF file to serve instead of SmolLM2-135M-Instruct.
-            server: A running ``LlamaServer`` to use instead of the shared one.
+            server: A ``LlamaServer`` to use instead of the shared one.
             **kwargs: Other ``ChatMoA`` fields (``prompt``, ``min_proposers``...).
         """
-        stack, aggregator = local_stack(
+        served = server or shared_server(model_path)
+
+        def model(seed: int) -> BaseChatModel:
+            return served.chat_model(temperature=temperature, max_tokens=max_tokens, seed=seed)
+
+        return cls(
+            proposers=[model(seed) for seed in range(1, proposers + 1)],
             layers=layers,
-            proposers=proposers,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            server=server or shared_server(model_path),
+            aggregator=model(0),
+            **kwargs,
         )
-        return cls(layers=stack, aggregator=aggregator, **kwargs)
 
     @classmethod
-    def from_config(cls, path: str | Path) -> ChatMoA:
-        """The stack a YAML or TOML file describes (see ``langchain_moa.config``)."""
-        # Imported here: config builds ChatMoA, so it imports this module.
-        from langchain_moa.config import chat_moa_from_config  # noqa: PLC0415
+    def from_config(cls, path: str | Path) -> Self:
+        """The stack a YAML or TOML file describes (see ``langchain_moa.stacks.files``)."""
+        return cls.from_spec(load_stack(path))
 
-        return chat_moa_from_config(path)
+    @classmethod
+    def from_spec(cls, spec: StackSpec, **kwargs: Any) -> Self:
+        """The stack ``spec`` describes; ``kwargs`` are further ``ChatMoA`` fields."""
+        return cls(**spec.fields(), **kwargs)
 
     @property
     def graph(self) -> CompiledStateGraph:
         """The compiled MoA graph (built once, when the model is created)."""
         return self._graph
+
+    @property
+    def stack(self) -> Stack:
+        """The stack's chat models (a preset's written out)."""
+        return self._stack
 
     @property
     def _llm_type(self) -> str:
@@ -277,13 +194,36 @@ class ChatMoA(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         # Every model's own parameters: two stacks must not share a cache entry.
+        prompt = self.prompt if self.prompt is None or isinstance(self.prompt, str) else repr(self.prompt)
         return {
             "model_name": self.model_name,
             "min_proposers": self.min_proposers,
-            "prompt": self.prompt,
+            "prompt": prompt,
             "aggregation": self.aggregation,
-            **self._models,
+            **self._identities,
         }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = MODEL_PROVIDER
+        params["ls_model_name"] = self.model_name or "moa"
+        if self.temperature is not None:
+            params["ls_temperature"] = self.temperature
+        if self.max_tokens is not None:
+            params["ls_max_tokens"] = self.max_tokens
+        if stop := stop or self.stop:
+            params["ls_stop"] = stop
+        return params
+
+    def get_token_ids(self, text: str) -> list[int]:
+        """The aggregator's tokens for ``text`` (it reads every reference)."""
+        return self._stack.aggregator.get_token_ids(text)
+
+    def get_num_tokens_from_messages(
+        self, messages: list[BaseMessage], tools: Sequence | None = None
+    ) -> int:
+        """How many tokens the aggregator counts in ``messages``."""
+        return self._stack.aggregator.get_num_tokens_from_messages(messages, tools)
 
     def bind_tools(
         self,
@@ -306,23 +246,18 @@ class ChatMoA(BaseChatModel):
             tool_choice = {"type": "function", "function": {"name": name}}
         return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
-    def _input(
-        self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any
-    ) -> MoAState:
-        tools = kwargs.pop("tools", None) or []
-        tool_choice = kwargs.pop("tool_choice", None)
-        # Tracing metadata from with_structured_output; not a model option.
-        kwargs.pop("ls_structured_output_format", None)
-        aggregator_kwargs = {**kwargs, **({"stop": stop} if stop else {})}
-        # Copies: add_messages gives messages ids, and the caller's stay as they are.
-        conversation = cast("list[AnyMessage]", [m.model_copy() for m in messages])
-        return MoAState(
-            messages=conversation,
-            calls=[],
-            aggregator_kwargs=aggregator_kwargs,
-            tools=tools,
-            tool_choice=tool_choice,
-        )
+    def _should_stream(
+        self,
+        *,
+        async_api: bool,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> bool:
+        should = super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
+        if should:
+            # langchain-core 1.8 calls _stream/_astream next, without the run manager.
+            remember_run(self, run_manager)
+        return should
 
     def stream(
         self,
@@ -332,15 +267,14 @@ class ChatMoA(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
-        """Stream the aggregator's tokens; the graph's runs nest under this run."""
+        """Stream the final answer's tokens as the aggregator writes them."""
+        # langchain-core 1.8's BaseChatModel.stream opens the run but calls
+        # _stream without its run manager: open it under a known id here so
+        # the graph's runs can nest under it (see langchain_moa.callbacks).
         config = ensure_config(config)
         run_id = config.get("run_id") or uuid4()
-        token = _streaming_run.set((id(self), config, run_id))
-        try:
+        with stream_run(self, config, run_id):
             yield from super().stream(input, {**config, "run_id": run_id}, stop=stop, **kwargs)
-        finally:
-            with suppress(ValueError):  # a generator closed from another context
-                _streaming_run.reset(token)
 
     async def astream(
         self,
@@ -350,42 +284,47 @@ class ChatMoA(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
-        """Stream the aggregator's tokens; the graph's runs nest under this run."""
+        """Stream the final answer's tokens as the aggregator writes them."""
+        # As in stream(): langchain-core 1.8 calls _astream without the run manager.
         config = ensure_config(config)
         run_id = config.get("run_id") or uuid4()
-        token = _streaming_run.set((id(self), config, run_id))
-        try:
+        with stream_run(self, config, run_id):
             async for chunk in super().astream(
                 input, {**config, "run_id": run_id}, stop=stop, **kwargs
             ):
                 yield chunk
-        finally:
-            with suppress(ValueError):  # a generator closed from another context
-                _streaming_run.reset(token)
 
-    def _config(
+    def _input(self, messages: list[BaseMessage], **kwargs: Any) -> tuple[MoAInput, dict]:
+        """The graph's input, and the call options that go to the aggregator alone."""
+        graph_input = MoAInput(
+            # Copies: add_messages gives messages ids, and the caller's stay as they are.
+            messages=[m.model_copy() for m in messages],  # type: ignore[misc]
+            tools=kwargs.pop("tools", None) or [],
+            tool_choice=kwargs.pop("tool_choice", None),
+        )
+        # Tracing metadata from with_structured_output; not a model option.
+        kwargs.pop("ls_structured_output_format", None)
+        return graph_input, kwargs
+
+    def _run_config(
         self,
-        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        callbacks: BaseCallbackManager | None,
         *,
         stream: bool,
-        is_async: bool,
+        stop: list[str] | None,
+        aggregator_kwargs: dict[str, Any],
     ) -> RunnableConfig:
-        callbacks: BaseCallbackManager | None
-        if run_manager is not None:
-            callbacks = _child_callbacks(run_manager)
-        else:
-            callbacks = _stream_callbacks(self, is_async=is_async)
+        if stop := stop or self.stop:
+            aggregator_kwargs = {**aggregator_kwargs, "stop": stop}
         return {
             "callbacks": callbacks,
-            "configurable": {STREAM_ANSWER: stream},
-            # An outer graph streaming messages sees ChatMoA's tokens, not its
-            # models' (which ChatMoA passes on itself, the aggregator's).
-            "tags": [TAG_NOSTREAM],
+            "configurable": {STREAM_ANSWER: stream, AGGREGATOR_KWARGS: aggregator_kwargs},
         }
 
     def _metadata(self, state: dict[str, Any], started: float) -> dict[str, Any]:
         return {
             "model_name": self.model_name,
+            "model_provider": MODEL_PROVIDER,
             "layers": by_layer(state["calls"]),
             "latency_s": time.perf_counter() - started,
         }
@@ -433,10 +372,12 @@ class ChatMoA(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         started = time.perf_counter()
-        config = self._config(run_manager, stream=False, is_async=False)
+        graph_input, options = self._input(messages, **kwargs)
+        callbacks = graph_callbacks(run_manager) if run_manager else None
+        config = self._run_config(callbacks, stream=False, stop=stop, aggregator_kwargs=options)
         # Our config, not a surrounding chain's or graph's, is the graph's context.
         with set_config_context(config) as context:
-            state = context.run(self._graph.invoke, self._input(messages, stop, **kwargs), config)
+            state = context.run(self._graph.invoke, graph_input, config)
         return self._result(state, started)
 
     async def _agenerate(
@@ -447,9 +388,11 @@ class ChatMoA(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         started = time.perf_counter()
-        config = self._config(run_manager, stream=False, is_async=True)
+        graph_input, options = self._input(messages, **kwargs)
+        callbacks = graph_callbacks(run_manager) if run_manager else None
+        config = self._run_config(callbacks, stream=False, stop=stop, aggregator_kwargs=options)
         with set_config_context(config) as context:
-            run = self._graph.ainvoke(self._input(messages, stop, **kwargs), config)
+            run = self._graph.ainvoke(graph_input, config)
             state = await asyncio.create_task(run, context=context)
         return self._result(state, started)
 
@@ -461,15 +404,21 @@ class ChatMoA(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         started, state = time.perf_counter(), cast("dict[str, Any]", {})
-        config = self._config(run_manager, stream=True, is_async=False)
+        remembered = remembered_run(self)
+        manager = run_manager or remembered
+        callbacks = (
+            graph_callbacks(manager) if manager else stream_callbacks(self, is_async=False)
+        )
+        graph_input, options = self._input(messages, **kwargs)
+        config = self._run_config(callbacks, stream=True, stop=stop, aggregator_kwargs=options)
         with set_config_context(config) as context:
-            graph_input = self._input(messages, stop, **kwargs)
             parts = self._graph.stream(graph_input, config, stream_mode=["custom", "values"])
-            steps = iter(partial(context.run, next, parts, None), None)
-            for mode, part in steps:
+            for mode, part in iter(partial(context.run, next, parts, None), None):
                 if mode == "values":
                     state = cast("dict[str, Any]", part)
                 elif chunk := self._answer_chunk(part):
+                    # Only a manager handed to us is ours to report tokens to:
+                    # where langchain-core kept it, it reports them itself.
                     if run_manager:
                         run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                     yield chunk
@@ -483,9 +432,12 @@ class ChatMoA(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         started, state = time.perf_counter(), cast("dict[str, Any]", {})
-        config = self._config(run_manager, stream=True, is_async=True)
+        remembered = remembered_run(self)
+        manager = run_manager or remembered
+        callbacks = graph_callbacks(manager) if manager else stream_callbacks(self, is_async=True)
+        graph_input, options = self._input(messages, **kwargs)
+        config = self._run_config(callbacks, stream=True, stop=stop, aggregator_kwargs=options)
         with set_config_context(config) as context:
-            graph_input = self._input(messages, stop, **kwargs)
             parts = self._graph.astream(graph_input, config, stream_mode=["custom", "values"])
             while step := await asyncio.create_task(anext(parts, None), context=context):
                 mode, part = step

@@ -14,11 +14,16 @@ from langchain_core.runnables import RunnableConfig
 
 from langchain_moa.accounting import format_summary
 from langchain_moa.chat_models import ChatMoA
-from langchain_moa.config import chat_moa_from_config
 from langchain_moa.eval import cli as eval_cli
 from langchain_moa.graph import AGGREGATOR_NODE, CALL_END, CALL_ERROR, CALL_START
-from langchain_moa.local import DEFAULT_LAYERS, DEFAULT_MAX_TOKENS, DEFAULT_PROPOSERS, stop_all
-from langchain_moa.presets import PAPER_MAX_TOKENS, PRESETS, preset
+from langchain_moa.local import LocalExtraMissingError, stop_all
+from langchain_moa.stacks import PRESETS, StackSpec, load_stack
+from langchain_moa.stacks.presets import (
+    LOCAL_LAYERS,
+    LOCAL_MAX_TOKENS,
+    LOCAL_PROPOSERS,
+    PAPER_MAX_TOKENS,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "--layers",
         type=int,
-        help=f"layers counting the aggregator's (default {DEFAULT_LAYERS} on the "
+        help=f"layers counting the aggregator's (default {LOCAL_LAYERS} on the "
         "embedded model, 3 with --model, as the paper)",
     )
     chat.add_argument(
@@ -66,13 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "--proposers",
         type=int,
-        help=f"embedded model only: proposers per layer (default {DEFAULT_PROPOSERS})",
+        help=f"embedded model only: proposers per layer (default {LOCAL_PROPOSERS})",
     )
     chat.add_argument(
         "--max-tokens",
         type=int,
-        help="embedded model and --preset only: longest answer of each call "
-        f"(default {DEFAULT_MAX_TOKENS} embedded, {PAPER_MAX_TOKENS} with --preset)",
+        help="longest answer of each call (default: the provider's with --model, "
+        f"{LOCAL_MAX_TOKENS} embedded, {PAPER_MAX_TOKENS} with --preset)",
     )
     chat.add_argument("--gguf", help="embedded model only: serve this GGUF instead of SmolLM2")
     chat.add_argument(
@@ -89,6 +94,7 @@ def _given(value: Any, default: Any) -> Any:
 
 
 def _model(args: argparse.Namespace) -> ChatMoA:
+    """The stack the flags describe, as a ``StackSpec`` and then a ``ChatMoA``."""
     min_proposers = _given(args.min_proposers, 1)
     if args.config or args.preset:
         option = "--config" if args.config else "--preset"
@@ -107,25 +113,28 @@ def _model(args: argparse.Namespace) -> ChatMoA:
             ):
                 if value is not None:
                     _fail(f"{flag} does not apply with --config: set it in the file")
-            return chat_moa_from_config(args.config)
-        return preset(
-            args.preset,
+            return ChatMoA.from_spec(load_stack(args.config))
+        spec = StackSpec(
+            preset=args.preset,
             max_tokens=_given(args.max_tokens, PAPER_MAX_TOKENS),
             min_proposers=min_proposers,
         )
+        return ChatMoA.from_spec(spec)
     if args.model:
-        return ChatMoA(
+        spec = StackSpec(
             proposers=args.model,
             aggregator=args.aggregator or args.model[0],
             layers=args.layers,
             min_proposers=min_proposers,
+            max_tokens=args.max_tokens,
         )
+        return ChatMoA.from_spec(spec)
     if args.aggregator:
         _fail("--aggregator needs --model proposers")
     return ChatMoA.local(
-        layers=args.layers or DEFAULT_LAYERS,
-        proposers=_given(args.proposers, DEFAULT_PROPOSERS),
-        max_tokens=_given(args.max_tokens, DEFAULT_MAX_TOKENS),
+        layers=args.layers or LOCAL_LAYERS,
+        proposers=_given(args.proposers, LOCAL_PROPOSERS),
+        max_tokens=_given(args.max_tokens, LOCAL_MAX_TOKENS),
         model_path=args.gguf,
         min_proposers=min_proposers,
     )
@@ -183,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return int(args.handler(args))
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, LocalExtraMissingError) as error:
         _fail(str(error))
 
 

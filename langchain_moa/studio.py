@@ -5,9 +5,10 @@ assistant and mounts ``app``, whose only job is its lifespan::
 
     langgraph dev --no-browser
 
-Importing this module starts the shared llama.cpp server (SmolLM2-135M-Instruct
-on a free 127.0.0.1 port). It stops when the dev server shuts down (``app``'s
-lifespan) and, anywhere else, when the interpreter exits. The graph is compiled
+Importing this module starts nothing: the shared llama.cpp server
+(SmolLM2-135M-Instruct on a free 127.0.0.1 port) starts on the graph's first
+model call. It stops when the dev server shuts down (``app``'s lifespan) and,
+anywhere else, when the interpreter exits. The graph is compiled
 without a checkpointer: the dev server supplies its own, so a Studio thread
 keeps its conversation, and every run's ``calls`` (each tagged with its
 ``turn``), across runs.
@@ -27,7 +28,9 @@ from langgraph.graph.state import CompiledStateGraph
 from starlette.applications import Starlette
 
 from langchain_moa.graph import build_moa_graph
-from langchain_moa.local import local_stack, stop_all
+from langchain_moa.local import stop_all
+from langchain_moa.stacks import build_stack
+from langchain_moa.stacks.presets import local_spec
 
 MAX_TOKENS_ENV = "MOA_STUDIO_MAX_TOKENS"
 """Environment variable: ``max_tokens`` of every call of the Studio graph."""
@@ -56,7 +59,8 @@ def studio_max_tokens() -> int:
 
 def build_studio_graph() -> CompiledStateGraph:
     """The embedded MoA stack's graph (3 proposers, an aggregator), no checkpointer."""
-    return build_moa_graph(*local_stack(max_tokens=studio_max_tokens()), name="moa")
+    stack = build_stack(local_spec(max_tokens=studio_max_tokens()))
+    return build_moa_graph(stack.layers, stack.aggregator, name="moa")
 
 
 graph = build_studio_graph()

@@ -7,10 +7,13 @@ with the published ones.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.prompt_values import PromptValue
+from langchain_core.runnables import Runnable
+from typing_extensions import TypedDict
 
 AGGREGATE_AND_SYNTHESIZE_PROMPT = (
     "You have been provided with a set of responses from various open-source "
@@ -132,3 +135,50 @@ def tool_turns_as_text(
         else:
             readable.append(message)
     return _append_system(readable, describe_tools(tools)) if tools else readable
+
+
+class PromptInput(TypedDict):
+    """What a prompt callable or Runnable receives for one model call."""
+
+    messages: list[BaseMessage]
+    """The conversation the model answers (tool turns as text for proposers)."""
+    references: list[str]
+    """The previous layer's successful answers, in proposer order."""
+    numbered_references: str
+    """The references as the paper numbers them (``1. ...``, one per line)."""
+    layer: int
+    """The calling model's layer (the aggregator's is the last)."""
+
+
+Prompt = str | Runnable[PromptInput, Any] | Callable[[PromptInput], Any]
+"""Text put before the numbered references, or a callable or Runnable that
+returns the messages to send (a list of messages or a ``PromptValue``)."""
+
+
+def render_prompt(
+    prompt: Prompt, messages: Sequence[BaseMessage], references: Sequence[str], layer: int
+) -> list[BaseMessage]:
+    """The messages a model of ``layer`` is sent, given the previous layer's references.
+
+    With no references (layer 1) the conversation goes as it is.
+
+    Raises:
+        TypeError: a callable or Runnable prompt returned no messages.
+    """
+    if not references:
+        return list(messages)
+    if isinstance(prompt, str):
+        return inject_references(messages, references, prompt)
+    given = PromptInput(
+        messages=list(messages),
+        references=list(references),
+        numbered_references=format_references("", references).lstrip("\n"),
+        layer=layer,
+    )
+    result = prompt.invoke(given) if isinstance(prompt, Runnable) else prompt(given)
+    if isinstance(result, PromptValue):
+        return result.to_messages()
+    if isinstance(result, list) and all(isinstance(m, BaseMessage) for m in result):
+        return result
+    msg = f"the prompt must return a list of messages or a PromptValue, got {type(result).__name__}"
+    raise TypeError(msg)

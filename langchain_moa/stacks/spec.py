@@ -1,0 +1,476 @@
+"""The stack spec: the one typed description of a MoA stack.
+
+``ChatMoA``'s fields, YAML/TOML stack files, presets and ``moa chat``'s flags
+all produce a ``StackSpec``, and it is validated here and nowhere else. A
+model entry is a chat model instance, a ``"provider:model"`` string, or a
+``ModelConfig`` (a string with settings); ``local-model`` names the embedded
+SmolLM2. Nothing here builds a model or reads a key: see ``factory``.
+
+Every mistake is a ``StackError`` (a ``ValueError``) whose lines name the key
+path, as a file would be read: ``layers[1][0].temprature: unknown key (did you
+mean 'temperature'?)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cache
+from typing import Annotated, Any, Literal, Self, get_args
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    InstanceOf,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+LOCAL_MODEL = "local-model"
+"""The embedded SmolLM2-135M-Instruct alone, as a model entry."""
+
+PresetName = Literal["moa", "moa-lite", "moa-gpt4o", "local"]
+"""The named stacks (``presets`` holds what each is)."""
+PRESETS: tuple[str, ...] = get_args(PresetName)
+LOCAL_MOA = "local"
+"""The preset that is the embedded MoA stack (and what a spec naming no model means)."""
+
+Aggregation = Literal["synthesize", "rank"]
+"""How the last layer becomes the answer: MoA's synthesis or the LLM-ranker."""
+
+PAPER_LAYERS = 3
+"""The paper's MoA: two proposer layers and the aggregator's."""
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_NAMES = frozenset({"api_key", "password", "secret", "token"})
+
+
+def _is_secret(key: str) -> bool:
+    lowered = key.lower()
+    return lowered in _SECRET_NAMES or lowered.endswith(("_api_key", "_secret", "_password"))
+
+
+def _fail(problem: str) -> PydanticCustomError:
+    # One error type for our own rules: the message is shown as written.
+    return PydanticCustomError("moa", "{problem}", {"problem": problem})
+
+
+def _check_keys(data: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Secrets are refused and unknown keys named with a close match."""
+    known = frozenset(known)
+    for key in data:
+        if not isinstance(key, str):
+            raise _fail(f"keys must be strings, got {shown(key)}")
+        if _is_secret(key):
+            # Never echo the value: it is a key.
+            msg = f"{key}: keys do not belong in a stack: use api_key_env"
+            raise _fail(msg)
+        if key not in known:
+            raise _fail(f"{key}: unknown key{did_you_mean(key, known)}")
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or nothing."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def shown(value: Any) -> str:
+    """A value for an error message: scalars as written, containers by kind."""
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    return repr(value)
+
+
+EnvName = Annotated[StrictStr, Field(pattern=_ENV_NAME.pattern)]
+Temperature = Annotated[StrictFloat | StrictInt, Field(ge=0)]
+MaxTokens = Annotated[StrictInt, Field(ge=1)]
+Seconds = Annotated[StrictFloat | StrictInt, Field(gt=0)]
+Retries = Annotated[StrictInt, Field(ge=0)]
+
+
+@cache
+def openai_settings() -> frozenset[str]:
+    """Every name ``ChatOpenAI`` takes a setting by (field names and aliases)."""
+    # Imported here: only entries on OpenAI-compatible servers need it.
+    from langchain_openai import ChatOpenAI  # noqa: PLC0415
+
+    names = set()
+    for name, field in ChatOpenAI.model_fields.items():
+        names.add(name)
+        if isinstance(field.alias, str):
+            names.add(field.alias)
+    return frozenset(names)
+
+
+_OPENAI_RENAMED = {
+    "model_name": "model",
+    "openai_api_base": "base_url",
+    "max_completion_tokens": "max_tokens",
+}
+"""ChatOpenAI's names for settings an entry spells its own way."""
+
+
+class ModelConfig(BaseModel):
+    """A model named by a string, with its settings.
+
+    ``temperature``, ``max_tokens``, ``timeout`` and ``max_retries`` left out
+    take the stack's; set to None they are left to the provider (reasoning
+    models refuse a temperature). Other keys are the provider class's own
+    settings (``top_p``, ``seed``...): for OpenAI-compatible entries they are
+    checked here, for other providers when the model is built.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    model: StrictStr
+    """``"provider:model"`` (``init_chat_model``'s form) or ``"local-model"``."""
+    base_url: StrictStr | None = None
+    """An OpenAI-compatible server of the user's own (``openai:`` entries)."""
+    api_key_env: EnvName | None = None
+    """The environment variable that holds the key; keys are never in a spec."""
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
+    timeout: Seconds | None = None
+    """Seconds one request may take (the provider client's timeout)."""
+    max_retries: Retries | None = None
+    """The provider client's own retries (with its backoff)."""
+    seed: Annotated[StrictInt, Field(ge=0)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"model": data}
+        if not isinstance(data, Mapping):
+            raise _fail(f"expected a model string or table, got {shown(data)}")
+        if "model" not in data:
+            raise _fail("model: missing: 'provider:model' or 'local-model'")
+        return data
+
+    @field_validator("model")
+    @classmethod
+    def _model_name(cls, spec: str) -> str:
+        if spec == LOCAL_MOA:
+            msg = f"{LOCAL_MOA!r} is a whole stack, not a model: use {LOCAL_MODEL!r}"
+            raise _fail(msg)
+        provider, _, name = spec.partition(":")
+        if spec != LOCAL_MODEL and not (provider.strip() and name.strip()):
+            raise _fail(f"expected 'provider:model' or {LOCAL_MODEL!r}, got {spec!r}")
+        return spec
+
+    @model_validator(mode="after")
+    def _settings(self) -> Self:
+        local = self.model == LOCAL_MODEL
+        on_openai = local or self.provider == "openai"
+        for key in self.provider_settings:
+            if _is_secret(key):
+                msg = f"{key}: keys do not belong in a stack: use api_key_env"
+                raise _fail(msg)
+            if on_openai and key in _OPENAI_RENAMED:
+                raise _fail(f"{key}: write it as {_OPENAI_RENAMED[key]!r}")
+            if on_openai and key not in openai_settings():
+                known = set(type(self).model_fields) | openai_settings()
+                raise _fail(f"{key}: unknown key{did_you_mean(key, known)}")
+        if local:
+            for key in ("base_url", "api_key_env"):
+                if key in self.model_fields_set:
+                    raise _fail(f"{key}: does not apply to {LOCAL_MODEL!r} (the embedded server)")
+        return self
+
+    @property
+    def provider(self) -> str:
+        """The part before the colon (``local`` for the embedded model)."""
+        return "local" if self.model == LOCAL_MODEL else self.model.partition(":")[0]
+
+    @property
+    def provider_settings(self) -> dict[str, Any]:
+        """Settings beyond the declared ones, passed to the provider's class."""
+        return dict(self.model_extra or {})
+
+    def settings(self, defaults: Mapping[str, Any]) -> dict[str, Any]:
+        """Every setting for the provider: ``defaults`` under this entry's own.
+
+        A setting given as None is left out, so the provider's default applies.
+        """
+        own = {k: getattr(self, k) for k in self.model_fields_set if k != "model"}
+        merged = {**defaults, **own, **self.provider_settings}
+        return {k: v for k, v in merged.items() if v is not None}
+
+
+def _entry_kind(value: Any) -> str:
+    return "instance" if isinstance(value, BaseChatModel) else "config"
+
+
+ModelEntry = Annotated[
+    Annotated[InstanceOf[BaseChatModel], Tag("instance")] | Annotated[ModelConfig, Tag("config")],
+    Discriminator(_entry_kind),
+]
+"""A chat model, a ``"provider:model"`` string or a ``ModelConfig`` (or its table)."""
+
+_ENTRY_TAGS = frozenset({"instance", "config"})
+
+GENERATION_SETTINGS = ("temperature", "max_tokens", "timeout", "max_retries")
+"""Stack-wide defaults for every model the stack builds from a string or config."""
+
+
+class StackSpec(BaseModel):
+    """What a MoA stack is: its layers, models, aggregation and policies.
+
+    Give ``proposers`` (every proposer layer's models, the paper's set-up)
+    with ``layers`` as a count, or ``proposer_layers`` layer by layer, and an
+    ``aggregator``; or a ``preset``; or nothing at all, which is the embedded
+    stack (preset ``local``). ``ChatMoA`` has exactly these fields.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    preset: PresetName | None = None
+    """A named stack: the paper's ``moa``, ``moa-lite``, ``moa-gpt4o``, or ``local``."""
+
+    proposers: list[ModelEntry] | None = None
+    """The proposers of every proposer layer (the paper's set-up); repeat a
+    model for the single-proposer setting."""
+
+    layers: Annotated[StrictInt, Field(ge=2)] | None = None
+    """With ``proposers``: how many layers, counting the aggregator's (2 is
+    MoA-Lite's shape; 3, the default, the paper's MoA)."""
+
+    proposer_layers: list[list[ModelEntry]] | None = None
+    """Each proposer layer's models, first layer first (instead of ``proposers``)."""
+
+    aggregator: ModelEntry | None = None
+    """The model that writes the final answer."""
+
+    prompt: Annotated[StrictStr, Field(min_length=1)] | InstanceOf[Runnable] | Callable[..., Any] | None = None
+    """Text put before the numbered references (None is the paper's
+    aggregate-and-synthesize prompt, ``RANK_PROMPT`` for the ranker), or in
+    Python a callable or Runnable that returns the messages to send (see
+    ``langchain_moa.graph.PromptInput``)."""
+
+    aggregation: Aggregation = "synthesize"
+    """``"synthesize"`` (MoA) or ``"rank"``: the paper's LLM-ranker baseline,
+    where the aggregator picks one of the last layer's responses by number."""
+
+    min_proposers: Annotated[StrictInt, Field(ge=1)] = 1
+    """How many proposers of each layer must succeed for the run to go on."""
+
+    model_name: StrictStr | None = Field(default=None, min_length=1)
+    """Reported as ``response_metadata["model_name"]``; derived if not given."""
+
+    base_url: StrictStr | None = None
+    """With a paper preset: another OpenAI-compatible server that serves its
+    open models under Together's ids (vLLM, a gateway)."""
+
+    api_key_env: EnvName | None = None
+    """With a paper preset: the variable holding that server's key."""
+
+    temperature: Temperature | None = None
+    """Sampling temperature of every model built from a string or config
+    (instances keep theirs); None leaves each model's own."""
+
+    max_tokens: MaxTokens | None = None
+    """Longest answer of each call, for every model built from a string or config."""
+
+    timeout: Seconds | None = None
+    """Seconds each request may take, for every model built from a string or config."""
+
+    max_retries: Retries | None = None
+    """The provider clients' own retries, for every model built from a string or config."""
+
+    stop: list[StrictStr] | None = None
+    """Stop sequences of the final answer (the aggregator's call)."""
+
+    def __init__(self, **data: Any) -> None:
+        """Check the stack.
+
+        Raises:
+            StackError: naming each wrong key path and what is wrong with it.
+        """
+        try:
+            super().__init__(**data)
+        except ValidationError as error:
+            raise describe(error) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise _fail(f"expected a table of settings, got {shown(data)}")
+        known = set()
+        for name, field in cls.model_fields.items():
+            known.add(name)
+            if isinstance(field.alias, str):
+                known.add(field.alias)
+        if "layers" in data and isinstance(data["layers"], list):
+            msg = (
+                "layers: is the number of layers (with proposers); "
+                "give per-layer proposers as proposer_layers"
+            )
+            raise _fail(msg)
+        _check_keys(data, known)
+        return data
+
+    @model_validator(mode="after")
+    def _stack_rules(self) -> Self:
+        given = self.model_fields_set
+        if self.preset is not None:
+            self._preset_rules(given)
+            return self
+        for key in ("base_url", "api_key_env"):
+            if key in given:
+                raise _fail(f"{key}: only with preset: set it on each model instead")
+        if self.proposers is not None and self.proposer_layers is not None:
+            raise _fail("proposers: give proposers (with layers) or proposer_layers, not both")
+        if self.proposer_layers is not None and self.layers is not None:
+            raise _fail("layers: proposer_layers fixes the number of layers: leave layers out")
+        if self.proposers is None and self.proposer_layers is None:
+            if self.aggregator is not None:
+                raise _fail("aggregator: given without proposers: give proposers or proposer_layers")
+            if self.layers is not None and self.layers < 2:  # noqa: PLR2004 - proposers + aggregator
+                raise _fail("layers: must be at least 2")
+            return self  # the embedded stack
+        if self.proposers is not None and not self.proposers:
+            raise _fail("proposers: empty: give at least one model")
+        if self.proposer_layers is not None:
+            if not self.proposer_layers:
+                raise _fail("proposer_layers: empty: give at least one layer of proposers")
+            for number, layer in enumerate(self.proposer_layers):
+                if not layer:
+                    raise _fail(f"proposer_layers[{number}]: empty: every layer needs a proposer")
+        if self.aggregator is None:
+            raise _fail("aggregator: missing: name the model that writes the final answer")
+        smallest = min(len(layer) for layer in self.layer_entries())
+        if self.min_proposers > smallest:
+            msg = (
+                f"min_proposers: {self.min_proposers} is more than the smallest layer's "
+                f"{smallest} proposer(s)"
+            )
+            raise _fail(msg)
+        return self
+
+    def _preset_rules(self, given: set[str]) -> None:
+        for key in ("proposers", "proposer_layers", "aggregator", "layers"):
+            if key in given:
+                raise _fail(f"{key}: not allowed with preset: a preset fixes its models")
+        if self.preset == LOCAL_MOA:
+            for key in ("base_url", "api_key_env"):
+                if key in given:
+                    raise _fail(f"{key}: does not apply to preset {LOCAL_MOA!r}")
+
+    @property
+    def is_embedded(self) -> bool:
+        """Whether the spec is the embedded stack (preset ``local``, or no models)."""
+        return self.preset == LOCAL_MOA or (
+            self.preset is None and self.proposers is None and self.proposer_layers is None
+        )
+
+    def layer_entries(self) -> list[list[Any]]:
+        """The proposer layers as given (empty for a preset or the embedded stack)."""
+        if self.proposer_layers is not None:
+            return [list(layer) for layer in self.proposer_layers]
+        if self.proposers is not None:
+            return [list(self.proposers)] * ((self.layers or PAPER_LAYERS) - 1)
+        return []
+
+    def generation_defaults(self) -> dict[str, Any]:
+        """The stack-wide settings its string and config entries take."""
+        return {k: getattr(self, k) for k in GENERATION_SETTINGS if getattr(self, k) is not None}
+
+    def fields(self) -> dict[str, Any]:
+        """The fields that were given, as keyword arguments (``ChatMoA(**spec.fields())``)."""
+        return {name: getattr(self, name) for name in self.model_fields_set & set(StackSpec.model_fields)}
+
+
+class StackError(ValueError):
+    """A stack spec is invalid; each line names a key path and the problem."""
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if part in _ENTRY_TAGS:
+            continue  # the union's branch, not a key
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    problems = {
+        "missing": "missing",
+        "extra_forbidden": "unknown key",
+        "int_type": f"expected an integer, got {shown(value)}",
+        "float_type": f"expected a number, got {shown(value)}",
+        "string_type": f"expected a string, got {shown(value)}",
+        "list_type": f"expected a list, got {shown(value)}",
+        "bool_type": f"expected true or false, got {shown(value)}",
+        "string_too_short": "must not be empty",
+        "string_pattern_mismatch": (
+            "expected the name of an environment variable (letters, digits and _) "
+            "that holds the key, not the key itself"
+        ),
+        "literal_error": f"expected one of {ctx.get('expected', '')}, got {shown(value)}",
+        "greater_than": f"must be more than {ctx.get('gt')}, got {value!r}",
+        "greater_than_equal": (
+            f"must not be negative, got {value!r}"
+            if ctx.get("ge") == 0
+            else f"must be at least {ctx.get('ge')}, got {value!r}"
+        ),
+    }
+    if kind == "moa":
+        return str(error["msg"])
+    return problems.get(kind, str(error["msg"]))
+
+
+def _pick(errors: list[Any]) -> list[Any]:
+    # StrictFloat | StrictInt reports a failure per branch: one line says it.
+    seen, kept = set(), []
+    for error in errors:
+        path = _path(error["loc"][:-1] if error["type"] in {"int_type", "float_type"} else error["loc"])
+        key = (path, error["type"] in {"int_type", "float_type"})
+        number_union = error["loc"] and error["loc"][-1] in {"int", "float"}
+        if number_union:
+            if key in seen:
+                continue
+            seen.add(key)
+            error = {**error, "loc": error["loc"][:-1], "type": "float_type"}  # noqa: PLW2901
+        kept.append(error)
+    return kept
+
+
+def describe(error: ValidationError, source: str = "") -> StackError:
+    """A ``StackError`` whose lines read ``source: key.path: problem``.
+
+    Our own rules put the key at the front of their message; it is joined to
+    the path where the rule ran.
+    """
+    lines = []
+    for item in _pick(error.errors(include_url=False)):
+        path = _path(item["loc"])
+        problem = _problem(item)
+        if item["type"] == "moa" and ": " in problem:
+            head, _, rest = problem.partition(": ")
+            if " " not in head and (head.split(".")[0].split("[")[0].isidentifier()):
+                path, problem = (f"{path}.{head}" if path else head), rest
+        where = ": ".join(part for part in (source, path) if part)
+        lines.append(f"{where}: {problem}" if where else problem)
+    return StackError("\n".join(lines))

@@ -19,7 +19,7 @@ from langchain_core.language_models import BaseChatModel
 
 from langchain_moa.chat_models import ChatMoA
 from langchain_moa.eval.generation import Prices, cost_usd
-from langchain_moa.models import model_label
+from langchain_moa.stacks import model_label
 
 AXES = ("ranker", "proposers", "single", "aggregators", "layers", "baselines")
 """Every axis of the grid, in the order rows are written."""

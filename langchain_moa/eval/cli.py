@@ -7,40 +7,32 @@ import asyncio
 import csv
 import json
 import re
-from collections.abc import Callable, Coroutine
-from functools import partial
+import sys
+from collections.abc import Callable
+from functools import partial, wraps
 from pathlib import Path
 from typing import Any
 
 from langchain_core.globals import set_llm_cache
 from langchain_core.language_models import BaseChatModel
 
-from langchain_moa.eval import ablation, alpaca, flask, gsm8k, mt_bench, report
+from langchain_moa.eval import ablation, registry, report
+from langchain_moa.eval.benchmark import Benchmark, RunFunction
 from langchain_moa.eval.cache import SQLiteCache
-from langchain_moa.eval.data import DATA_DIR_ENV, data_dir, read_json
+from langchain_moa.eval.data import (
+    CACHE_DIR_ENV,
+    DATA_DIR_ENV,
+    DownloadError,
+    data_folder,
+    locate,
+    read_json,
+)
+from langchain_moa.eval.extras import MissingExtraError, require
 from langchain_moa.eval.generation import Prices
-from langchain_moa.presets import LOCAL_MOA, LOCAL_MODEL, model_from_spec
+from langchain_moa.model_names import model_from_spec
+from langchain_moa.stacks import LOCAL_MOA, LOCAL_MODEL
 
-BENCHMARKS = {"alpaca": "alpaca_eval", "mt-bench": "mt_bench", "flask": "flask", "gsm8k": "gsm8k"}
-"""``moa eval NAME`` -> the benchmark's results folder; each has a ``run`` coroutine."""
-
-QUALITY = {
-    "alpaca": "length_controlled_winrate",
-    "mt-bench": "overall",
-    "flask": "average",
-    "gsm8k": "accuracy",
-}
-"""Each benchmark's headline metric."""
-
-GENERATION_MAX_TOKENS = {"alpaca": 2048, "mt-bench": 1024, "flask": 2048, "gsm8k": 2048}
-"""The reference code's answer lengths (GSM8K, not in the paper, as AlpacaEval)."""
-
-JUDGES = {
-    "alpaca": (1.0, 1),  # one token; logprobs carry the preference
-    "mt-bench": (mt_bench.JUDGE_TEMPERATURE, mt_bench.JUDGE_MAX_TOKENS),
-    "flask": (flask.JUDGE_TEMPERATURE, 1024),
-}
-"""Each judged benchmark's judge settings: (temperature, max tokens)."""
+Handler = Callable[[argparse.Namespace], int]
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -51,7 +43,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--data-dir",
-        help=f"folder with alpaca_eval/, mt_bench/, flask/, gsm8k/ (or ${DATA_DIR_ENV})",
+        help=f"folder with alpaca_eval/, mt_bench/, flask/, gsm8k/ (or ${DATA_DIR_ENV}) that "
+        "replaces the packaged data and FLASK's download (kept in "
+        f"${CACHE_DIR_ENV}, default ~/.cache/langchain-moa)",
     )
     common.add_argument("--out", default="moa-eval", help="results folder (default moa-eval)")
     common.add_argument("--limit", type=int, help="only the first N items")
@@ -61,7 +55,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         type=int,
         help="longest answer per call (default: the paper's per benchmark)",
     )
-    common.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
+    common.add_argument(
+        "--temperature", type=float, help="sampling temperature (default: the benchmark's, 0.7)"
+    )
     common.add_argument(
         "--judge",
         default=LOCAL_MODEL,
@@ -76,16 +72,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--prices", help="JSON file: model -> [US$ per 1M input tokens, per 1M output tokens]"
     )
 
-    for bench in BENCHMARKS:
-        run = sub.add_parser(bench, parents=[common], help=f"run {bench} for one model")
+    for bench in registry.BENCHMARKS:
+        run = sub.add_parser(bench.name, parents=[common], help=f"run {bench.title} for one model")
         run.add_argument(
             "--model", default=LOCAL_MOA, help=f"model or preset (default {LOCAL_MOA})"
         )
         run.add_argument("--name", help="run name (default: from --model)")
-        run.set_defaults(handler=_run_benchmark, bench=bench)
+        run.set_defaults(handler=_handled(_run_benchmark), bench=bench.name)
 
     grid = sub.add_parser("ablation", parents=[common], help="the paper's analyses as a grid")
-    grid.add_argument("--bench", choices=list(BENCHMARKS), default="gsm8k")
+    grid.add_argument("--bench", choices=[b.name for b in registry.BENCHMARKS], default="gsm8k")
     grid.add_argument(
         "--proposer", action="append", help="a proposer (repeat); default local-model"
     )
@@ -94,7 +90,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     grid.add_argument("--axes", default=",".join(ablation.AXES), help="comma-separated axes")
     grid.add_argument("--proposer-counts", default="1,2,3,6")
     grid.add_argument("--name", default="ablation")
-    grid.set_defaults(handler=_run_ablation)
+    grid.set_defaults(handler=_handled(_run_ablation))
 
     score = sub.add_parser(
         "score-alpaca", help="score an alpaca_eval annotations file (win rates, LC win rate)"
@@ -105,11 +101,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="CSV with instruction,difficulty columns: enables length_controlled_v1 terms",
     )
     score.add_argument("--json", action="store_true", help="print JSON only")
-    score.set_defaults(handler=_score_alpaca)
+    score.set_defaults(handler=_handled(_score_alpaca))
 
     show = sub.add_parser("report", help="the paper-style table of every run in a folder")
     show.add_argument("folder")
-    show.set_defaults(handler=_report)
+    show.set_defaults(handler=_handled(_report))
+
+
+def _handled(handler: Handler) -> Handler:
+    """``handler``, with a missing extra or a failed download said in one line, not a trace."""
+
+    @wraps(handler)
+    def handle(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (MissingExtraError, DownloadError) as error:
+            # moa's own errors (ValueError, FileNotFoundError) get the same line from moa.
+            print(f"moa: error: {error}", file=sys.stderr)
+            raise SystemExit(2) from error
+
+    return handle
 
 
 def _slug(text: str) -> str:
@@ -132,32 +143,33 @@ def _setup(args: argparse.Namespace) -> None:
         set_llm_cache(SQLiteCache(args.cache or Path(args.out) / "cache.sqlite"))
 
 
-def _model(spec: str, bench: str, args: argparse.Namespace) -> BaseChatModel:
-    max_tokens = args.max_tokens or GENERATION_MAX_TOKENS[bench]
-    return model_from_spec(spec, max_tokens=max_tokens, temperature=args.temperature)
+def _model(spec: str, bench: Benchmark, args: argparse.Namespace) -> BaseChatModel:
+    max_tokens = args.max_tokens or bench.generation.max_tokens
+    temperature = bench.generation.temperature if args.temperature is None else args.temperature
+    return model_from_spec(spec, max_tokens=max_tokens, temperature=temperature)
 
 
-def _runner(
-    bench: str, args: argparse.Namespace
-) -> Callable[[BaseChatModel, Path], Coroutine[Any, Any, dict[str, Any]]]:
-    folder = data_dir(args.data_dir)
-    run: Callable[..., Coroutine[Any, Any, dict[str, Any]]]
-    if bench in JUDGES:
-        temperature, max_tokens = JUDGES[bench]
+def _runner(bench: Benchmark, args: argparse.Namespace) -> ablation.Runner:
+    folder = data_folder(args.data_dir)
+    # Before any model starts: a missing extra or data file, or a failed download.
+    require(*bench.requires, purpose=f"moa eval {bench.name}")
+    for file in bench.files:
+        locate(file, folder)
+    run: RunFunction = bench.run
+    if bench.judge is not None:
         judge = model_from_spec(
-            args.judge, max_tokens=args.judge_max_tokens or max_tokens, temperature=temperature
+            args.judge,
+            max_tokens=args.judge_max_tokens or bench.judge.max_tokens,
+            temperature=bench.judge.temperature,
         )
-        runs = {"alpaca": alpaca.run, "mt-bench": mt_bench.run, "flask": flask.run}
-        run = partial(runs[bench], judge=judge)
-    else:
-        run = gsm8k.run
+        run = partial(bench.run, judge=judge)
     return partial(
         _with_metrics_file, run, data_dir=folder, limit=args.limit, concurrency=args.concurrency
     )
 
 
 async def _with_metrics_file(
-    run: Callable[..., Coroutine[Any, Any, dict[str, Any]]],
+    run: RunFunction,
     model: BaseChatModel,
     out_dir: Path,
     **kwargs: Any,
@@ -168,10 +180,13 @@ async def _with_metrics_file(
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
+    bench = registry.benchmark(args.bench)
     _setup(args)
-    out_dir = Path(args.out) / (args.name or _slug(args.model)) / BENCHMARKS[args.bench]
-    runner = _runner(args.bench, args)
-    metrics = asyncio.run(runner(_model(args.model, args.bench, args), out_dir))
+    out_dir = Path(args.out) / (args.name or _slug(args.model)) / bench.folder
+    # A misspelt model is said before any data is looked for or downloaded.
+    model = _model(args.model, bench, args)
+    runner = _runner(bench, args)
+    metrics = asyncio.run(runner(model, out_dir))
     headline = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
     print(json.dumps(headline, indent=2))
     print(f"results in {out_dir}")
@@ -179,11 +194,12 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 
 
 def _run_ablation(args: argparse.Namespace) -> int:
+    bench = registry.benchmark(args.bench)
     _setup(args)
-    runner = _runner(args.bench, args)
     specs = args.proposer or [LOCAL_MODEL]
-    proposers = [_model(spec, args.bench, args) for spec in specs]
-    aggregator = _model(args.aggregator, args.bench, args) if args.aggregator else proposers[0]
+    proposers = [_model(spec, bench, args) for spec in specs]
+    aggregator = _model(args.aggregator, bench, args) if args.aggregator else proposers[0]
+    runner = _runner(bench, args)
     configurations = ablation.grid(
         proposers,
         aggregator,
@@ -191,22 +207,26 @@ def _run_ablation(args: argparse.Namespace) -> int:
         axes=[a.strip() for a in args.axes.split(",") if a.strip()],
         proposer_counts=[int(n) for n in args.proposer_counts.split(",")],
     )
-    out_dir = Path(args.out) / args.name / BENCHMARKS[args.bench]
+    out_dir = Path(args.out) / args.name / bench.folder
     rows = asyncio.run(
         ablation.run_grid(
             configurations,
             runner,
             out_dir,
-            quality_key=QUALITY[args.bench],
+            quality_key=bench.headline,
             prices=_prices(args.prices),
         )
     )
-    print(ablation.markdown(rows, QUALITY[args.bench]), end="")
+    print(ablation.markdown(rows, bench.headline), end="")
     print(f"table in {out_dir / 'ablation.md'} and {out_dir / 'ablation.csv'}")
     return 0
 
 
 def _score_alpaca(args: argparse.Namespace) -> int:
+    require("numpy", "sklearn", purpose="moa eval score-alpaca")
+    # Imported here: moa starts without the eval extra.
+    from langchain_moa.eval.alpaca.metrics import score_annotations  # noqa: PLC0415
+
     annotations = read_json(Path(args.annotations))
     if not isinstance(annotations, list):
         msg = f"{args.annotations}: expected a JSON list of alpaca_eval annotations"
@@ -223,7 +243,7 @@ def _score_alpaca(args: argparse.Namespace) -> int:
             difficulty = {
                 row["instruction"]: float(row["difficulty"]) for row in csv.DictReader(table)
             }
-    metrics = alpaca.score_annotations(annotations, difficulty)
+    metrics = score_annotations(annotations, difficulty)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

@@ -26,16 +26,42 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from langchain_moa.eval.data import read_json, read_jsonl
+from langchain_moa.eval.benchmark import Benchmark, Generation, JudgeSettings
+from langchain_moa.eval.data import DataFile, load_json, load_jsonl
+from langchain_moa.eval.extras import require
 from langchain_moa.eval.generation import generate, summarize_generations
 from langchain_moa.eval.store import JsonlStore, run_items
-from langchain_moa.models import model_label
+from langchain_moa.stacks import model_label
 
-EVALUATION_FILE = "flask/flask_evaluation.jsonl"
-HARD_EVALUATION_FILE = "flask/flask_hard_evaluation.jsonl"
-SKILLSET_FILE = "flask/skillset_description.json"
-PROMPT_FILE = "flask/prompt.jsonl"
-REVIEWER_FILE = "flask/reviewer.jsonl"
+SOURCE = "https://raw.githubusercontent.com/kaistAI/FLASK/3b4e22bc34aa9dc15ea0c51be3cbf5f3c8b1b5e5"
+"""kaistAI/FLASK at its latest commit. The repository has no licence, so nothing of it ships
+in the package: each file is downloaded on first use and checked against its SHA-256."""
+
+EVALUATION_FILE = DataFile(
+    "flask/flask_evaluation.jsonl",
+    "791950bf1f159b048eba8fee205eba606926c25467a9a31e6f9b6affc2e3e13d",
+    f"{SOURCE}/evaluation_set/flask_evaluation.jsonl",
+)
+HARD_EVALUATION_FILE = DataFile(
+    "flask/flask_hard_evaluation.jsonl",
+    "9830d65b2a137b9184039850c748f52dde369377a0ae06c00ccb6d464d5ebb48",
+    f"{SOURCE}/evaluation_set/flask_hard_evaluation.jsonl",
+)
+SKILLSET_FILE = DataFile(
+    "flask/skillset_description.json",
+    "78f03c29f5a6510b76b8a765cb539c302d69898b7e4d7c68372c9cc2427e595e",
+    f"{SOURCE}/metadata_annotation/skillset/src/skillset_description.json",
+)
+PROMPT_FILE = DataFile(
+    "flask/prompt.jsonl",
+    "64836bb1eb6940e7ddbbbf0ea66265191bfd49476036ca15fc2660bbfa326134",
+    f"{SOURCE}/gpt_review/src/prompt.jsonl",
+)
+REVIEWER_FILE = DataFile(
+    "flask/reviewer.jsonl",
+    "af5b23bfb63125763ad39415cad7bd021473df57a32a11041d3f988e8335104e",
+    f"{SOURCE}/gpt_review/src/reviewer.jsonl",
+)
 
 REFERENCE_PROMPT_ID = 2
 """The reviewer prompt with the reference ("Ground truth") answer."""
@@ -59,6 +85,8 @@ SKILLS = (
 JUDGE_TEMPERATURE = 0.0
 """The temperature ``gpt4_eval.py`` means to review at ("for reproducibility");
 ``reviewer.jsonl`` records 0.2 (`reviewer_settings`)."""
+JUDGE_MAX_TOKENS = 1024
+"""What ``gpt4_eval.py`` asks of the reviewer, as ``reviewer.jsonl`` records."""
 
 _BRACES = re.compile(r"\{[^}]+\}")
 """FLASK's pattern: no nesting, so text with a stray '{' before a dict spoils it."""
@@ -66,49 +94,62 @@ _SCORE_LEVELS = ("1", "2", "3", "4", "5")
 _MAX_SCORE = 5
 
 
-def load_instances(data_dir: Path, *, hard: bool = False) -> list[dict[str, Any]]:
+def load_instances(data_dir: Path | None = None, *, hard: bool = False) -> list[dict[str, Any]]:
     """The evaluation instances (1,740, or the 89 hard ones), ``skill`` as a list.
 
     Each row keeps FLASK's fields: ``idx``, ``instruction``, ``answer`` (the
     reference), ``task``, ``skill``, ``domain``, ``difficulty``, ...
 
+    Args:
+        data_dir: A data folder that replaces the downloaded data (see
+            `langchain_moa.eval.data`).
+        hard: The hard subset instead.
+
     Raises:
-        FileNotFoundError: the evaluation file is missing (the message names it).
+        FileNotFoundError: ``data_dir`` lacks the evaluation file (the message names it).
+        DownloadError: The file could not be downloaded.
     """
-    rows = read_jsonl(data_dir / (HARD_EVALUATION_FILE if hard else EVALUATION_FILE))
+    rows = load_jsonl(HARD_EVALUATION_FILE if hard else EVALUATION_FILE, data_dir)
     return [{**row, "skill": _skill_list(row["skill"])} for row in rows]
 
 
-def load_skills(data_dir: Path) -> dict[str, dict[str, Any]]:
+def load_skills(data_dir: Path | None = None) -> dict[str, dict[str, Any]]:
     """The skill descriptions (``Skill``, ``Criteria``, ``Scoring``) by name.
 
     Raises:
-        FileNotFoundError: the skillset file is missing (the message names it).
+        FileNotFoundError: ``data_dir`` lacks the skillset file (the message names it).
+        DownloadError: The file could not be downloaded.
     """
-    return {skill["Skill"]: skill for skill in read_json(data_dir / SKILLSET_FILE)}
+    return {skill["Skill"]: skill for skill in load_json(SKILLSET_FILE, data_dir)}
 
 
-def load_reviewer_prompt(data_dir: Path, prompt_id: int = REFERENCE_PROMPT_ID) -> dict[str, Any]:
+def load_reviewer_prompt(
+    data_dir: Path | None = None, prompt_id: int = REFERENCE_PROMPT_ID
+) -> dict[str, Any]:
     """A reviewer prompt: ``system_prompt``, ``prompt_template``, ``defaults``.
 
     Raises:
-        FileNotFoundError: the prompt file is missing (the message names it).
+        FileNotFoundError: ``data_dir`` lacks the prompt file (the message names it).
+        DownloadError: The file could not be downloaded.
         ValueError: no prompt has that id.
     """
-    return _row_with_prompt_id(data_dir / PROMPT_FILE, prompt_id)
+    return _row_with_prompt_id(PROMPT_FILE, data_dir, prompt_id)
 
 
-def reviewer_settings(data_dir: Path, prompt_id: int = REFERENCE_PROMPT_ID) -> dict[str, Any]:
+def reviewer_settings(
+    data_dir: Path | None = None, prompt_id: int = REFERENCE_PROMPT_ID
+) -> dict[str, Any]:
     """The reviewer's ``temperature`` and ``max_tokens`` recorded for a prompt.
 
     These are ``reviewer.jsonl``'s metadata (0.2 and 1024 for both prompts);
     ``gpt4_eval.py`` itself asks for `JUDGE_TEMPERATURE` and 1024 tokens.
 
     Raises:
-        FileNotFoundError: the reviewer file is missing (the message names it).
+        FileNotFoundError: ``data_dir`` lacks the reviewer file (the message names it).
+        DownloadError: The file could not be downloaded.
         ValueError: no reviewer uses that prompt.
     """
-    return dict(_row_with_prompt_id(data_dir / REVIEWER_FILE, prompt_id)["metadata"])
+    return dict(_row_with_prompt_id(REVIEWER_FILE, data_dir, prompt_id)["metadata"])
 
 
 def skill_rubrics(labels: Sequence[str], skills: Mapping[str, Mapping[str, Any]]) -> str:
@@ -262,8 +303,10 @@ def radar_chart(per_skill: Mapping[str, Mapping[str, float]], path: Path) -> Pat
 
     Raises:
         ValueError: no models, or a skill not in `SKILLS`.
+        MissingExtraError: matplotlib is not installed.
     """
-    # Imported here so that the module works without the eval extra.
+    require("matplotlib", purpose="the FLASK radar chart")
+    # Imported here: moa starts without the eval extra.
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
     from matplotlib.figure import Figure  # noqa: PLC0415
 
@@ -302,11 +345,43 @@ def radar_chart(per_skill: Mapping[str, Mapping[str, float]], path: Path) -> Pat
     return path
 
 
-def _row_with_prompt_id(path: Path, prompt_id: int) -> dict[str, Any]:
-    for row in read_jsonl(path):
+def report_section(runs: Mapping[str, Mapping[str, Any]], folder: Path) -> str:
+    """The report's FLASK part: per-skill averages, a row per run, and the radar chart.
+
+    Args:
+        runs: ``{run: FLASK metrics}``.
+        folder: Where the chart is written (``flask_radar.png``).
+    """
+    scored = {run: metrics["per_skill"] for run, metrics in runs.items()}
+    if not scored:
+        return ""
+    skills = list(next(iter(scored.values())))
+    lines = ["| run | " + " | ".join(skills) + " |", "|" + "---|" * (len(skills) + 1)]
+    for run, per_skill in scored.items():
+        cells = [run, *(_report_cell(per_skill.get(s)) for s in skills)]
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\nFLASK per skill:\n" + "\n".join(lines) + "\n"
+    plotted = {
+        run: {skill: v for skill, v in per_skill.items() if v is not None}
+        for run, per_skill in scored.items()
+    }
+    plotted = {run: scores for run, scores in plotted.items() if scores}
+    if plotted:
+        text += f"\nplot: {radar_chart(plotted, folder / 'flask_radar.png')}\n"
+    return text
+
+
+def _report_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def _row_with_prompt_id(file: DataFile, data_dir: Path | None, prompt_id: int) -> dict[str, Any]:
+    for row in load_jsonl(file, data_dir):
         if row["prompt_id"] == prompt_id:
             return row
-    msg = f"no row with prompt_id {prompt_id} in {path}"
+    msg = f"no row with prompt_id {prompt_id} in {file.path}"
     raise ValueError(msg)
 
 
@@ -351,7 +426,7 @@ def _plot_value(score: float | None) -> float:
 
 async def run(
     model: BaseChatModel,
-    data_dir: Path,
+    data_dir: Path | None,
     out_dir: Path,
     *,
     judge: BaseChatModel,
@@ -364,7 +439,12 @@ async def run(
     The judge should be set up as FLASK intends: temperature `JUDGE_TEMPERATURE`,
     up to 1024 tokens. Both steps resume. Files in ``out_dir``:
     ``answers.jsonl``, ``reviews.jsonl`` and ``flask_radar.png``.
+
+    Raises:
+        MissingExtraError: matplotlib (for the chart) is not installed; said before any
+            item runs.
     """
+    require(*BENCHMARK.requires, purpose="FLASK")
     instances = load_instances(data_dir, hard=hard)[:limit]
     skills = load_skills(data_dir)
     prompt = load_reviewer_prompt(data_dir)
@@ -407,3 +487,19 @@ async def run(
         "radar_chart": str(chart) if chart else None,
         "generation": summarize_generations(answers),
     }
+
+
+BENCHMARK = Benchmark(
+    name="flask",
+    folder="flask",
+    title="FLASK",
+    # The hard subset and reviewer.jsonl's settings are for callers of their loaders.
+    files=(EVALUATION_FILE, SKILLSET_FILE, PROMPT_FILE),
+    run=run,
+    headline="average",
+    generation=Generation(max_tokens=2048),
+    judge=JudgeSettings(temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS),
+    columns=(("FLASK avg", "average"),),
+    requires=("matplotlib",),
+    report=report_section,
+)

@@ -9,7 +9,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
-from langchain_moa.models import model_label
+from langchain_moa.stacks import model_label
 
 Prices = Mapping[str, tuple[float, float]]
 """Model name -> (US$ per million input tokens, US$ per million output tokens)."""

@@ -15,11 +15,15 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 
-from langchain_moa.eval.data import read_jsonl
+from langchain_moa.eval.benchmark import Benchmark, Generation
+from langchain_moa.eval.data import DataFile, load_jsonl
 from langchain_moa.eval.generation import generate, summarize_generations
 from langchain_moa.eval.store import JsonlStore, run_items
 
-TEST_FILE = "gsm8k/test.jsonl"
+TEST_FILE = DataFile(
+    "gsm8k/test.jsonl", "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"
+)
+"""The 1,319 test problems (openai/grade-school-math, MIT); shipped in the package."""
 INSTRUCTION = "Solve the problem step by step, then give the final answer as '#### <number>'."
 """Appended to each question so the answer's last line can be found."""
 
@@ -27,9 +31,16 @@ _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 _MARKED = re.compile(r"####\s*(-?\$?\d[\d,]*(?:\.\d+)?)")
 
 
-def load_problems(data_dir: Path) -> list[dict[str, Any]]:
-    """The test problems, each with ``id`` (its line number) and ``target``."""
-    rows = read_jsonl(data_dir / TEST_FILE)
+def load_problems(data_dir: Path | None = None) -> list[dict[str, Any]]:
+    """The test problems, each with ``id`` (its line number) and ``target``.
+
+    Args:
+        data_dir: A data folder that replaces the packaged data (see `langchain_moa.eval.data`).
+
+    Raises:
+        FileNotFoundError: ``data_dir`` lacks the file (the message names it).
+    """
+    rows = load_jsonl(TEST_FILE, data_dir)
     return [
         {"id": index, "question": row["question"], "target": target_number(row["answer"])}
         for index, row in enumerate(rows)
@@ -78,7 +89,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 async def run(
     model: BaseChatModel,
-    data_dir: Path,
+    data_dir: Path | None,
     out_dir: Path,
     *,
     limit: int | None = None,
@@ -103,3 +114,16 @@ async def run(
         concurrency=concurrency, name="gsm8k",
     )  # fmt: skip
     return {**summarize(records), "generation": summarize_generations(records)}
+
+
+BENCHMARK = Benchmark(
+    name="gsm8k",
+    folder="gsm8k",
+    title="GSM8K",
+    files=(TEST_FILE,),
+    run=run,
+    headline="accuracy",
+    # Not in the paper: the reference code's AlpacaEval length.
+    generation=Generation(max_tokens=2048),
+    columns=(("GSM8K acc", "accuracy"),),
+)

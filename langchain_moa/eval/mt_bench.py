@@ -25,15 +25,25 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from langchain_moa.eval.data import read_jsonl
+from langchain_moa.eval.benchmark import Benchmark, Generation, JudgeSettings
+from langchain_moa.eval.data import DataFile, load_jsonl
 from langchain_moa.eval.generation import generate, summarize_generations
 from langchain_moa.eval.store import JsonlStore, run_items
-from langchain_moa.models import model_label
+from langchain_moa.stacks import model_label
 
-QUESTION_FILE = "mt_bench/question.jsonl"
-REFERENCE_FILE = "mt_bench/reference_answer/gpt-4.jsonl"
+# FastChat (lm-sys/FastChat, Apache-2.0) at 0e6d3e4; shipped in the package.
+QUESTION_FILE = DataFile(
+    "mt_bench/question.jsonl", "119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7"
+)
+REFERENCE_FILE = DataFile(
+    "mt_bench/reference_answer/gpt-4.jsonl",
+    "f957a5bc977badb66885ec970e6cd08527845780313f0995764260e5777b9b3f",
+)
 """FastChat reads the reference answers written by the judge model, GPT-4."""
-JUDGE_PROMPTS_FILE = "mt_bench/judge_prompts.jsonl"
+JUDGE_PROMPTS_FILE = DataFile(
+    "mt_bench/judge_prompts.jsonl",
+    "fd283293406d024f44c174b094ef48031d0687a4682fd3a56b29b138f80281b6",
+)
 
 TEMPERATURE_BY_CATEGORY: dict[str, float] = {
     "writing": 0.7,
@@ -73,37 +83,45 @@ _SHORTUUID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz
 _SHORTUUID_LENGTH = 22
 
 
-def load_questions(data_dir: Path) -> list[dict[str, Any]]:
+def load_questions(data_dir: Path | None = None) -> list[dict[str, Any]]:
     """The 80 questions, each with ``question_id``, ``category`` and two ``turns``.
 
+    Args:
+        data_dir: A data folder that replaces the packaged data (see `langchain_moa.eval.data`).
+
     Raises:
-        FileNotFoundError: the question file is missing (the message names it).
+        FileNotFoundError: ``data_dir`` lacks the question file (the message names it).
     """
-    return read_jsonl(data_dir / QUESTION_FILE)
+    return load_jsonl(QUESTION_FILE, data_dir)
 
 
-def load_reference_answers(data_dir: Path) -> dict[int, list[str]]:
+def load_reference_answers(data_dir: Path | None = None) -> dict[int, list[str]]:
     """The reference answers' turns by question id (math, reasoning, coding).
 
     Raises:
-        FileNotFoundError: the reference file is missing (the message names it).
+        FileNotFoundError: ``data_dir`` lacks the reference file (the message names it).
     """
-    rows = read_jsonl(data_dir / REFERENCE_FILE)
+    rows = load_jsonl(REFERENCE_FILE, data_dir)
     return {row["question_id"]: list(row["choices"][0]["turns"]) for row in rows}
 
 
-def load_judge_prompts(data_dir: Path) -> dict[str, dict[str, Any]]:
+def load_judge_prompts(data_dir: Path | None = None) -> dict[str, dict[str, Any]]:
     """FastChat's judge prompts by name (``single-v1``, ``pair-v2``, ...).
 
     Raises:
-        FileNotFoundError: the prompt file is missing (the message names it).
+        FileNotFoundError: ``data_dir`` lacks the prompt file (the message names it).
     """
-    return {row["name"]: row for row in read_jsonl(data_dir / JUDGE_PROMPTS_FILE)}
+    return {row["name"]: row for row in load_jsonl(JUDGE_PROMPTS_FILE, data_dir)}
 
 
 def generation_temperature(category: str) -> float:
     """The sampling temperature FastChat generates a category's answers with."""
     return TEMPERATURE_BY_CATEGORY.get(category, DEFAULT_TEMPERATURE)
+
+
+def question_temperature(question: Mapping[str, Any]) -> float:
+    """The temperature a question's turns are answered at: its category's."""
+    return generation_temperature(question["category"])
 
 
 def judge_prompt_name(category: str, turn: int) -> str:
@@ -294,7 +312,7 @@ def _short_uuid() -> str:
 
 async def run(
     model: BaseChatModel,
-    data_dir: Path,
+    data_dir: Path | None,
     out_dir: Path,
     *,
     judge: BaseChatModel,
@@ -320,7 +338,7 @@ async def run(
         calls = []
         for text in question["turns"]:
             conversation.append(HumanMessage(text))
-            temperature = generation_temperature(question["category"])
+            temperature = question_temperature(question)
             calls.append(await generate(model, conversation, temperature=temperature))
             conversation.append(AIMessage(calls[-1]["output"]))
         turns = [call["output"] for call in calls]
@@ -366,3 +384,16 @@ async def run(
     )  # fmt: skip
     calls = [call for a in answers for call in a["generation"]]
     return {**summarize(judgments), "judge": judge_id, "generation": summarize_generations(calls)}
+
+
+BENCHMARK = Benchmark(
+    name="mt-bench",
+    folder="mt_bench",
+    title="MT-Bench",
+    files=(QUESTION_FILE, REFERENCE_FILE, JUDGE_PROMPTS_FILE),
+    run=run,
+    headline="overall",
+    generation=Generation(max_tokens=MAX_NEW_TOKENS, item_temperature=question_temperature),
+    judge=JudgeSettings(temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS),
+    columns=(("MT-Bench", "overall"),),
+)

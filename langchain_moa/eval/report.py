@@ -7,20 +7,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from langchain_moa.eval.flask import radar_chart
+from langchain_moa.eval import registry
 
 METRICS_FILE = "metrics.json"
 
-# (column, benchmark folder, metric key), in the paper's order.
-COLUMNS = (
-    ("AlpacaEval LC win", "alpaca_eval", "length_controlled_winrate"),
-    ("AlpacaEval win", "alpaca_eval", "win_rate"),
-    ("avg length", "alpaca_eval", "avg_length"),
-    ("MT-Bench", "mt_bench", "overall"),
-    ("FLASK avg", "flask", "average"),
-    ("GSM8K acc", "gsm8k", "accuracy"),
-)
-BENCHMARK_FOLDERS = ("alpaca_eval", "mt_bench", "flask", "gsm8k")
+
+def columns() -> list[tuple[str, str, str]]:
+    """The table's columns, (heading, benchmark folder, metric key), in the paper's order."""
+    return [(heading, b.folder, key) for b in registry.BENCHMARKS for heading, key in b.columns]
 
 
 def write_metrics(out_dir: Path, metrics: Mapping[str, Any]) -> Path:
@@ -41,9 +35,10 @@ def collect(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
         msg = f"results folder not found: {folder}"
         raise FileNotFoundError(msg)
     runs: dict[str, dict[str, dict[str, Any]]] = {}
+    folders = {b.folder for b in registry.BENCHMARKS}
     for path in sorted(folder.glob(f"**/{METRICS_FILE}")):
         benchmark = path.parent.name
-        if benchmark in BENCHMARK_FOLDERS:
+        if benchmark in folders:
             run = path.parent.parent.name if path.parent.parent != folder.parent else folder.name
             runs.setdefault(run, {})[benchmark] = json.loads(path.read_text(encoding="utf-8"))
     if not runs:
@@ -60,47 +55,27 @@ def _cell(value: Any) -> str:
 
 def table(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """The paper-style markdown table: one row per run."""
-    header = ["run", *(name for name, _, _ in COLUMNS)]
+    chosen = columns()
+    header = ["run", *(name for name, _, _ in chosen)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run, benchmarks in runs.items():
-        cells = [_cell(benchmarks.get(folder, {}).get(key)) for _, folder, key in COLUMNS]
+        cells = [_cell(benchmarks.get(folder, {}).get(key)) for _, folder, key in chosen]
         lines.append("| " + " | ".join([run, *cells]) + " |")
     return "\n".join(lines) + "\n"
-
-
-def flask_table(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
-    """FLASK's per-skill averages: one row per run that has them, a column per skill."""
-    scored = {run: b["flask"]["per_skill"] for run, b in runs.items() if "flask" in b}
-    if not scored:
-        return ""
-    skills = list(next(iter(scored.values())))
-    lines = ["| run | " + " | ".join(skills) + " |", "|" + "---|" * (len(skills) + 1)]
-    for run, per_skill in scored.items():
-        lines.append("| " + " | ".join([run, *(_cell(per_skill.get(s)) for s in skills)]) + " |")
-    return "\nFLASK per skill:\n" + "\n".join(lines) + "\n"
-
-
-def plots(runs: Mapping[str, Mapping[str, Mapping[str, Any]]], folder: Path) -> list[Path]:
-    """The paper's FLASK radar chart over every run with FLASK scores."""
-    per_run = {
-        run: {skill: v for skill, v in b["flask"]["per_skill"].items() if v is not None}
-        for run, b in runs.items()
-        if "flask" in b
-    }
-    per_run = {run: scores for run, scores in per_run.items() if scores}
-    if not per_run:
-        return []
-    return [radar_chart(per_run, folder / "flask_radar.png")]
 
 
 def render(folder: Path) -> str:
     """The report of every run under ``folder``, and any ablation tables.
 
-    Writes the plots into ``folder`` and says where.
+    Each benchmark may add its own part (FLASK: per-skill averages and a radar chart),
+    writing its plots into ``folder`` and saying where.
     """
     runs = collect(folder)
-    parts = [table(runs), flask_table(runs)]
-    parts += [f"\nplot: {path}\n" for path in plots(runs, folder)]
+    parts = [table(runs)]
+    for bench in registry.BENCHMARKS:
+        if bench.report is not None:
+            scored = {run: b[bench.folder] for run, b in runs.items() if bench.folder in b}
+            parts.append(bench.report(scored, folder))
     parts += [
         f"\n{path.relative_to(folder)}:\n{path.read_text(encoding='utf-8')}"
         for path in sorted(folder.glob("**/ablation.md"))

@@ -8,15 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import FIXTURES
 from tests.integration_tests.conftest import llama_server_pids, marked_env
 
 MOA = str(Path(sys.executable).with_name("moa"))
-DATA = Path(__file__).parents[2].parent / "shared" / "data"
-SHORT = ["--limit", "3", "--max-tokens", "24", "--data-dir", str(DATA)]
+SHORT = ["--max-tokens", "24"]
+FIXTURE_DATA = ["--limit", "3", *SHORT, "--data-dir", str(FIXTURES)]
+# No --data-dir: the data shipped in the package, as a user runs it.
+GSM8K_PACKAGED = ["gsm8k", "--limit", "2", *SHORT]
 
 
 def _moa(*args: str) -> subprocess.CompletedProcess[str]:
     env, mark = marked_env()
+    env.pop("MOA_DATA_DIR", None)
     done = subprocess.run(
         [MOA, "eval", *args], capture_output=True, text=True, timeout=600, check=False, env=env
     )
@@ -28,10 +32,10 @@ def _moa(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("eval")
-    _moa("alpaca", *SHORT, "--out", str(out))
-    _moa("mt-bench", *SHORT, "--judge-max-tokens", "32", "--out", str(out))
-    _moa("flask", *SHORT, "--judge-max-tokens", "48", "--out", str(out))
-    _moa("gsm8k", *SHORT, "--out", str(out))
+    _moa("alpaca", *FIXTURE_DATA, "--out", str(out))
+    _moa("mt-bench", "--limit", "1", *SHORT, "--judge-max-tokens", "32", "--out", str(out))
+    _moa("flask", *FIXTURE_DATA, "--judge-max-tokens", "48", "--out", str(out))
+    _moa(*GSM8K_PACKAGED, "--out", str(out))
     return out / "local"
 
 
@@ -56,13 +60,14 @@ def test_alpaca_outputs_and_judgements(results) -> None:
 
 def test_mt_bench_answers_and_judgments(results) -> None:
     answers = _jsonl(results / "mt_bench" / "model_answer.jsonl")
-    assert [len(a["choices"][0]["turns"]) for a in answers] == [2, 2, 2]
+    assert [a["question_id"] for a in answers] == [81]  # the packaged questions' first
+    assert [len(a["choices"][0]["turns"]) for a in answers] == [2]
     judgments = _jsonl(results / "mt_bench" / "judgments.jsonl")
-    assert len(judgments) == 6
+    assert len(judgments) == 2
     assert all(j["judgment"] for j in judgments)
     metrics = json.loads((results / "mt_bench" / "metrics.json").read_text())
-    assert metrics["n_judgments"] == 6
-    assert metrics["n_scored"] + metrics["n_unparseable"] == 6
+    assert metrics["n_judgments"] == 2
+    assert metrics["n_scored"] + metrics["n_unparseable"] == 2
 
 
 def test_flask_reviews(results) -> None:
@@ -74,8 +79,10 @@ def test_flask_reviews(results) -> None:
 
 def test_gsm8k_scores(results) -> None:
     metrics = json.loads((results / "gsm8k" / "metrics.json").read_text())
-    assert metrics["n_total"] == 3
+    assert metrics["n_total"] == 2
     assert 0 <= metrics["accuracy"] <= 100
+    answers = _jsonl(results / "gsm8k" / "answers.jsonl")
+    assert [a["target"] for a in answers] == ["18", "3"]  # the packaged test set's first two
 
 
 def test_report_shows_every_benchmark(results) -> None:
@@ -89,7 +96,7 @@ def test_report_shows_every_benchmark(results) -> None:
 
 def test_rerun_is_resumed_from_disk(results) -> None:
     before = (results / "gsm8k" / "answers.jsonl").read_text()
-    done = _moa("gsm8k", *SHORT, "--out", str(results.parent), "--no-cache")
+    done = _moa(*GSM8K_PACKAGED, "--out", str(results.parent), "--no-cache")
     assert "gsm8k: " not in done.stderr  # nothing left to do, no progress line
     assert (results / "gsm8k" / "answers.jsonl").read_text() == before
 
@@ -97,7 +104,7 @@ def test_rerun_is_resumed_from_disk(results) -> None:
 def test_ablation_grid_on_the_local_model(tmp_path) -> None:
     _moa(
         "ablation", "--bench", "gsm8k", "--limit", "2", "--max-tokens", "24",
-        "--data-dir", str(DATA), "--out", str(tmp_path),
+        "--data-dir", str(FIXTURES), "--out", str(tmp_path),
         "--axes", "ranker,proposers,single", "--proposer-counts", "1,2",
     )  # fmt: skip
     with (tmp_path / "ablation" / "gsm8k" / "ablation.csv").open() as table:

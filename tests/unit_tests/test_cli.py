@@ -1,19 +1,39 @@
+import gzip
 import json
-from pathlib import Path
 
 import pytest
 
 from langchain_moa import cli
+from tests.fixtures import FIXTURES
 
-DATA = Path(__file__).parents[2].parent / "shared" / "data"
+ANNOTATIONS = (
+    FIXTURES / "alpaca_eval" / "alpaca-7b_weighted_alpaca_eval_gpt4_turbo_annotations.json.gz"
+)
 
 
-def test_eval_without_data_names_the_option_and_variable(monkeypatch, capsys) -> None:
+def test_eval_with_a_data_dir_without_the_file_names_it(monkeypatch, capsys, tmp_path) -> None:
+    # Without --data-dir the packaged data is used; a folder given replaces it, wholly.
     monkeypatch.delenv("MOA_DATA_DIR", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+    (tmp_path / "gsm8k").mkdir()
+    with pytest.raises(SystemExit) as caught:
+        cli.main(
+            ["eval", "gsm8k", "--model", "openai:gpt-4o-mini", "--no-cache",
+             "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")]
+        )  # fmt: skip
+    assert caught.value.code == 2
+    error = capsys.readouterr().err
+    assert f"data file not found: {tmp_path / 'gsm8k' / 'test.jsonl'}" in error
+    assert "--data-dir" in error
+
+
+def test_eval_with_a_missing_data_dir_names_it(monkeypatch, capsys, tmp_path) -> None:
+    monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
     with pytest.raises(SystemExit) as caught:
         cli.main(["eval", "gsm8k", "--model", "openai:gpt-4o-mini", "--no-cache"])
     assert caught.value.code == 2
-    assert "pass --data-dir or set MOA_DATA_DIR" in capsys.readouterr().err
+    assert f"benchmark data folder not found: {tmp_path / 'nowhere'}" in capsys.readouterr().err
 
 
 def test_unknown_preset_is_named(capsys, tmp_path) -> None:
@@ -32,10 +52,9 @@ def test_eval_subcommands_are_listed(capsys) -> None:
         assert command in out
 
 
-def test_score_alpaca_reproduces_the_leaderboard_win_rate(capsys) -> None:
-    fixture = (
-        DATA / "alpaca_eval/fixtures/alpaca-7b_weighted_alpaca_eval_gpt4_turbo_annotations.json"
-    )
+def test_score_alpaca_reproduces_the_leaderboard_win_rate(capsys, tmp_path) -> None:
+    fixture = tmp_path / "annotations.json"
+    fixture.write_bytes(gzip.decompress(ANNOTATIONS.read_bytes()))
     assert cli.main(["eval", "score-alpaca", str(fixture), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert abs(metrics["win_rate"] - 2.59145) < 0.001

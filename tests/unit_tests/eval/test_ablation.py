@@ -1,15 +1,13 @@
 import csv
 from functools import partial
-from pathlib import Path
 
 import pytest
 from langchain_openai import ChatOpenAI
 
 from langchain_moa import ChatMoA
 from langchain_moa.eval import ablation, gsm8k
+from tests.fixtures import FIXTURES
 from tests.unit_tests.scripted import ScriptedChatModel
-
-DATA = Path(__file__).parents[3].parent / "shared" / "data"
 
 
 def _models():
@@ -85,7 +83,7 @@ async def test_grid_runs_and_writes_its_table(tmp_path) -> None:
 
 
 async def _gsm8k(model, folder, *, limit):
-    return await gsm8k.run(model, DATA, folder, limit=limit)
+    return await gsm8k.run(model, FIXTURES, folder, limit=limit)
 
 
 def test_cost_with_prices_for_every_model() -> None:

@@ -2,10 +2,10 @@
 
 import ast
 import csv
+import gzip
 import json
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,13 +19,13 @@ from alpaca_eval.completion_parsers import logprob_parser
 from alpaca_eval.metrics import get_winrate, glm_winrate
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from langchain_moa.eval import alpaca
+from langchain_moa.eval.alpaca import evaluate, judge, metrics
+from tests.fixtures import FIXTURES
 
-DATA = Path(__file__).parents[3].parent / "shared" / "data"
-FIXTURE = (
-    DATA / "alpaca_eval" / "fixtures" / "alpaca-7b_weighted_alpaca_eval_gpt4_turbo_annotations.json"
-)
-JUDGE_DIR = DATA / "alpaca_eval" / "judge"
+# alpaca-7b's published annotations, all 805, gzipped as they are (see the folder's README).
+FIXTURE = FIXTURES / "alpaca_eval" / "alpaca-7b_weighted_alpaca_eval_gpt4_turbo_annotations.json.gz"
+FIXTURE_SHA256 = "41047c654c6c5ddc0290fb207367e3f458d22692045eb41927eb64103a2cb764"
+JUDGE_DIR = FIXTURES / "alpaca_eval" / "judge"
 LEADERBOARD = (
     JUDGE_DIR / "leaderboards_data_AlpacaEval_2_weighted_alpaca_eval_gpt4_turbo_leaderboard.csv"
 )
@@ -37,17 +37,17 @@ WINRATE_FIELDS = ["win_rate", "standard_error", "n_wins", "n_wins_base", "n_draw
 
 @pytest.fixture(scope="module")
 def annotations():
-    return json.loads(FIXTURE.read_text(encoding="utf-8"))
+    return json.loads(gzip.decompress(FIXTURE.read_bytes()))
 
 
 @pytest.fixture(scope="module")
 def reference():
-    return alpaca.load_reference_outputs(DATA)
+    return evaluate.load_reference_outputs()
 
 
 @pytest.fixture(scope="module")
 def template():
-    return alpaca.load_judge_template(DATA)
+    return judge.load_judge_template()
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +104,9 @@ def test_template_is_alpaca_evals(template, ae_annotator) -> None:
 
 def test_missing_files_are_named(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match=r"gpt4_1106_preview_model_outputs\.json"):
-        alpaca.load_reference_outputs(tmp_path)
+        evaluate.load_reference_outputs(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"alpaca_eval_clf\.txt"):
-        alpaca.load_judge_template(tmp_path)
+        judge.load_judge_template(tmp_path)
 
 
 # The judge's prompt
@@ -130,7 +130,7 @@ TRICKY_PAIRS = [
 @pytest.mark.parametrize("row", [0, 1, 100, 400, 804])
 def test_judge_messages_equal_alpaca_evals_for_fixture_rows(template, annotations, row) -> None:
     pair = annotations[row]
-    ours = alpaca.judge_messages(template, pair["instruction"], pair["output_1"], pair["output_2"])
+    ours = judge.judge_messages(template, pair["instruction"], pair["output_1"], pair["output_2"])
     theirs = alpaca_eval_messages(template, pair["instruction"], pair["output_1"], pair["output_2"])
     assert as_chatml(ours) == theirs
     assert [type(m) for m in ours] == [SystemMessage, HumanMessage]
@@ -140,7 +140,7 @@ def test_judge_messages_equal_alpaca_evals_for_fixture_rows(template, annotation
 def test_judge_messages_equal_alpaca_evals_for_tricky_texts(
     template, instruction, output_1, output_2
 ) -> None:
-    ours = alpaca.judge_messages(template, instruction, output_1, output_2)
+    ours = judge.judge_messages(template, instruction, output_1, output_2)
     assert as_chatml(ours) == alpaca_eval_messages(template, instruction, output_1, output_2)
 
 
@@ -151,7 +151,7 @@ def test_chatml_roles_and_names_as_alpaca_eval_reads_them() -> None:
         "<|im_start|>system name=example_assistant\nWho's there?\n<|im_end|>\n"
         "<|im_start|>user\nOrange.\n<|im_end|>"
     )
-    ours = alpaca.judge_messages(prompt, "unused", "unused", "unused")
+    ours = judge.judge_messages(prompt, "unused", "unused", "unused")
     assert as_chatml(ours) == ae_utils.prompt_to_chatml(prompt)
 
 
@@ -166,7 +166,7 @@ def test_chatml_roles_and_names_as_alpaca_eval_reads_them() -> None:
 )
 def test_bad_templates_are_refused(bad_template) -> None:
     with pytest.raises(ValueError, match=r"template|chat-ml"):
-        alpaca.judge_messages(bad_template, "i", "a", "b")
+        judge.judge_messages(bad_template, "i", "a", "b")
 
 
 # The order of the outputs
@@ -178,7 +178,7 @@ def test_is_swapped_is_alpaca_evals_choice_for_every_instruction(reference, ae_a
         [{"instruction": r["instruction"], "output_1": "a", "output_2": "b"} for r in reference]
     )
     theirs = switcher.preprocess(frame)[switcher._switch_column].tolist()
-    ours = [alpaca.is_swapped(r["instruction"]) for r in reference]
+    ours = [judge.is_swapped(r["instruction"]) for r in reference]
     assert ours == theirs
     assert 300 < sum(ours) < 505
 
@@ -189,15 +189,15 @@ def test_is_swapped_explains_the_published_annotations(annotations) -> None:
 
     def agreement(seed):
         return sum(
-            alpaca.unswap(
-                alpaca.preference_from_logprobs(top_logprobs(a["raw_completion"])),
-                alpaca.is_swapped(a["instruction"], seed=seed),
+            judge.unswap(
+                judge.preference_from_logprobs(top_logprobs(a["raw_completion"])),
+                judge.is_swapped(a["instruction"], seed=seed),
             )
             == pytest.approx(float(a["preference"]), abs=1e-9)
             for a in judged
         )
 
-    assert agreement(alpaca.SEED) == len(judged)
+    assert agreement(judge.SEED) == len(judged)
     # SingleAnnotator's own default seed would explain only about half of them.
     assert agreement(123) < 0.6 * len(judged)
 
@@ -209,7 +209,7 @@ def test_logprobs_give_alpaca_evals_preference(annotations) -> None:
     judged = [a for a in annotations if a["raw_completion"] is not None]
     for pair in judged:
         raw = pair["raw_completion"]
-        ours = alpaca.preference_from_logprobs(top_logprobs(raw))
+        ours = judge.preference_from_logprobs(top_logprobs(raw))
         assert ours == pytest.approx(ae_parse(raw), abs=1e-12)
 
 
@@ -237,7 +237,7 @@ def completion(top):
 )
 def test_logprob_parsing_matches_alpaca_eval(top) -> None:
     theirs = ae_parse(completion(top))
-    assert alpaca.preference_from_logprobs(top) == pytest.approx(theirs, abs=1e-12)
+    assert judge.preference_from_logprobs(top) == pytest.approx(theirs, abs=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -262,7 +262,7 @@ def test_logprobs_without_a_usable_token_give_none(top) -> None:
     except (KeyError, TypeError):
         theirs = math.nan
     assert math.isnan(theirs)
-    assert alpaca.preference_from_logprobs(top) is None
+    assert judge.preference_from_logprobs(top) is None
 
 
 @pytest.mark.parametrize(
@@ -278,14 +278,14 @@ def test_logprobs_without_a_usable_token_give_none(top) -> None:
     ],
 )
 def test_preference_from_text(text, expected) -> None:
-    assert alpaca.preference_from_text(text) == expected
+    assert judge.preference_from_text(text) == expected
 
 
 @pytest.mark.parametrize(
     ("preference", "swapped", "expected"), [(1.2, True, 1.8), (1.2, False, 1.2), (2.0, True, 1.0)]
 )
 def test_unswap(preference, swapped, expected) -> None:
-    assert alpaca.unswap(preference, swapped) == pytest.approx(expected)
+    assert judge.unswap(preference, swapped) == pytest.approx(expected)
 
 
 def test_whole_judging_loop_equals_alpaca_evals_annotator(
@@ -299,12 +299,12 @@ def test_whole_judging_loop_equals_alpaca_evals_annotator(
         if baseline == model:
             ours[instruction] = 1.5  # the documented shortcut: no judge call
             continue
-        swapped = alpaca.is_swapped(instruction)
+        swapped = judge.is_swapped(instruction)
         first, second = (model, baseline) if swapped else (baseline, model)
-        messages = alpaca.judge_messages(template, instruction, first, second)
+        messages = judge.judge_messages(template, instruction, first, second)
         replies[json.dumps(as_chatml(messages))] = pair["raw_completion"]
-        preference = alpaca.preference_from_logprobs(top_logprobs(pair["raw_completion"]))
-        ours[instruction] = alpaca.unswap(preference, swapped)
+        preference = judge.preference_from_logprobs(top_logprobs(pair["raw_completion"]))
+        ours[instruction] = judge.unswap(preference, swapped)
 
     def replaying_judge(prompts, **kwargs):
         # A prompt that differs from ours by one byte is a KeyError here.
@@ -332,7 +332,7 @@ def test_whole_judging_loop_equals_alpaca_evals_annotator(
 
 
 def test_winrate_equals_alpaca_eval_and_the_leaderboard(annotations, alpaca_7b_row) -> None:
-    ours = alpaca.winrate_metrics([float(a["preference"]) for a in annotations])
+    ours = metrics.winrate_metrics([float(a["preference"]) for a in annotations])
     theirs = get_winrate(annotations)
     assert set(ours) == set(theirs)
     for field, value in theirs.items():
@@ -353,7 +353,7 @@ def test_winrate_equals_alpaca_eval_and_the_leaderboard(annotations, alpaca_7b_r
     ],
 )
 def test_winrate_edge_cases_equal_alpaca_eval(preferences) -> None:
-    ours = alpaca.winrate_metrics(preferences)
+    ours = metrics.winrate_metrics(preferences)
     theirs = get_winrate([{"preference": p} for p in preferences]) if preferences else None
     if theirs is None:
         assert ours["n_total"] == 0
@@ -405,7 +405,7 @@ def assert_same_lc(ours, theirs) -> None:
 
 
 def test_minimal_length_control_equals_alpaca_eval(annotations, ae_length_controlled) -> None:
-    ours = alpaca.length_controlled_winrate(annotations)
+    ours = metrics.length_controlled_winrate(annotations)
     assert ours["formula"] == "length_controlled_minimal"
     assert_same_lc(ours, ae_length_controlled(annotations, "length_controlled_minimal"))
 
@@ -414,9 +414,9 @@ def test_length_control_skips_missing_preferences_as_alpaca_eval(
     annotations, ae_length_controlled
 ) -> None:
     damaged = [{**a, "preference": None} if i % 37 == 0 else a for i, a in enumerate(annotations)]
-    ours = alpaca.length_controlled_winrate(damaged)
+    ours = metrics.length_controlled_winrate(damaged)
     assert_same_lc(ours, ae_length_controlled(damaged, "length_controlled_minimal"))
-    assert ours != alpaca.length_controlled_winrate(annotations)
+    assert ours != metrics.length_controlled_winrate(annotations)
 
 
 def synthetic_difficulty_and_gamed(annotations):
@@ -443,7 +443,7 @@ def test_v1_length_control_equals_alpaca_eval_given_its_hub_files(
     annotations, ae_length_controlled
 ) -> None:
     _, gamed, by_instruction = synthetic_difficulty_and_gamed(annotations)
-    ours = alpaca.length_controlled_winrate(annotations, by_instruction, gamed_baselines=gamed)
+    ours = metrics.length_controlled_winrate(annotations, by_instruction, gamed_baselines=gamed)
     assert ours["formula"] == "length_controlled_v1"
     assert_same_lc(
         ours, ae_length_controlled(annotations, "length_controlled_v1", gamed_rows=gamed)
@@ -454,7 +454,7 @@ def test_without_gamed_baselines_v1_is_alpaca_evals_noreg(
     annotations, ae_length_controlled
 ) -> None:
     difficulty, _, by_instruction = synthetic_difficulty_and_gamed(annotations)
-    ours = alpaca.length_controlled_winrate(annotations, by_instruction)
+    ours = metrics.length_controlled_winrate(annotations, by_instruction)
     assert ours["formula"] == "length_controlled_noreg"
     assert_same_lc(
         ours, ae_length_controlled(annotations, "length_controlled_noreg", difficulty=difficulty)
@@ -466,7 +466,7 @@ def test_the_baseline_against_itself_is_fifty(annotations) -> None:
         {**a, "output_2": a["output_1"], "generator_2": a["generator_1"]} for a in annotations
     ]
     theirs = glm_winrate.get_length_controlled_winrate(pd.DataFrame(itself), save_weights_dir=None)
-    ours = alpaca.length_controlled_winrate(itself)
+    ours = metrics.length_controlled_winrate(itself)
     assert ours["length_controlled_winrate"] == pytest.approx(theirs["length_controlled_winrate"])
     assert ours["lc_standard_error"] == pytest.approx(theirs["lc_standard_error"])
 
@@ -476,11 +476,11 @@ def test_the_baseline_against_itself_is_fifty(annotations) -> None:
 
 def test_score_annotations_reproduces_the_leaderboard_row(annotations, alpaca_7b_row) -> None:
     as_strings = [{**a, "preference": str(a["preference"])} for a in annotations]
-    row = alpaca.score_annotations(as_strings)
+    row = metrics.score_annotations(as_strings)
     for field in [*WINRATE_FIELDS, "discrete_win_rate"]:
         assert row[field] == pytest.approx(float(alpaca_7b_row[field]), rel=1e-9), field
     assert row["avg_length"] == int(alpaca_7b_row["avg_length"])
-    lc = alpaca.length_controlled_winrate(annotations)
+    lc = metrics.length_controlled_winrate(annotations)
     assert row["length_controlled_winrate"] == lc["length_controlled_winrate"]
     assert row["formula"] == "length_controlled_minimal"
     # Not the leaderboard's length_controlled_winrate: that is length_controlled_v1, whose
@@ -502,16 +502,16 @@ def test_score_annotations_reproduces_the_baselines_own_row(reference) -> None:
         }
         for r in reference
     ]
-    row = alpaca.score_annotations(itself)
+    row = metrics.score_annotations(itself)
     for field in [*WINRATE_FIELDS, "discrete_win_rate", "length_controlled_winrate"]:
         assert row[field] == pytest.approx(float(published[field])), field
     assert row["avg_length"] == int(published["avg_length"])
 
 
 def test_too_few_instructions_for_the_glm_says_so(annotations) -> None:
-    result = alpaca.length_controlled_winrate(annotations[:4])
+    result = metrics.length_controlled_winrate(annotations[:4])
     assert result["length_controlled_winrate"] is None
     assert result["formula"] == (
         "length_controlled_minimal (not fitted: fewer than 5 judged instructions)"
     )
-    assert alpaca.length_controlled_winrate(annotations[:5])["length_controlled_winrate"] > 0
+    assert metrics.length_controlled_winrate(annotations[:5])["length_controlled_winrate"] > 0

@@ -3,25 +3,24 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from langchain_moa.eval import flask
+from tests.fixtures import FIXTURES
 
-DATA = Path(__file__).parents[3].parent / "shared" / "data"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 INSTANCE_SKILLS = ["Readability", "Logical Correctness", "Conciseness"]
 
 
 def _raw_jsonl(relative):
-    with (DATA / relative).open(encoding="utf-8") as lines:
+    with (FIXTURES / relative).open(encoding="utf-8") as lines:
         return [json.loads(line) for line in lines if line.strip()]
 
 
 def _raw_skills():
-    return json.loads((DATA / "flask/skillset_description.json").read_text(encoding="utf-8"))
+    return json.loads((FIXTURES / "flask/skillset_description.json").read_text(encoding="utf-8"))
 
 
 def _raw_instance(idx, file="flask/flask_evaluation.jsonl"):
@@ -53,12 +52,12 @@ def _expected_user_text(instance, response):
 
 @pytest.fixture(scope="module")
 def skills():
-    return flask.load_skills(DATA)
+    return flask.load_skills(FIXTURES)
 
 
 @pytest.fixture(scope="module")
 def prompt():
-    return flask.load_reviewer_prompt(DATA)
+    return flask.load_reviewer_prompt(FIXTURES)
 
 
 def test_skills_in_the_files_order(skills) -> None:
@@ -68,15 +67,18 @@ def test_skills_in_the_files_order(skills) -> None:
 
 
 def test_instances_of_the_real_data() -> None:
-    instances = flask.load_instances(DATA)
-    hard = flask.load_instances(DATA, hard=True)
+    # Verbatim rows of the 1,740 (and of the 89 hard ones): see tests/fixtures/flask.
+    instances = flask.load_instances(FIXTURES)
+    hard = flask.load_instances(FIXTURES, hard=True)
 
-    assert len(instances) == 1740
-    assert len(hard) == 89
+    assert [row["idx"] for row in instances] == [1, 2, 3, 41, 1417]
+    assert [row["idx"] for row in hard] == [1, 2]
     assert instances[0]["skill"] == INSTANCE_SKILLS
     assert instances[0]["answer"] == _raw_instance(1)["answer"]
     assert all(set(row["skill"]) <= set(flask.SKILLS) for row in instances + hard)
-    assert [len(row["skill"]) for row in instances].count(3) == 1739
+    # 1417 is the one instance of the 1,740 with two skills, not three.
+    assert [len(row["skill"]) for row in instances].count(3) == 4
+    assert instances[-1]["skill"] == ["Commonsense Understanding", "Factuality"]
 
 
 def test_skill_list_strings_are_parsed(tmp_path) -> None:
@@ -105,10 +107,10 @@ def test_missing_file_is_named(load, file, tmp_path) -> None:
 def test_reviewer_prompt_and_settings(prompt) -> None:
     assert prompt["prompt_id"] == 2
     assert "[Ground truth Answer]\n{sample_answer}" in prompt["prompt_template"]
-    assert "{sample_answer}" not in flask.load_reviewer_prompt(DATA, 1)["prompt_template"]
-    assert flask.reviewer_settings(DATA) == {"temperature": 0.2, "max_tokens": 1024}
+    assert "{sample_answer}" not in flask.load_reviewer_prompt(FIXTURES, 1)["prompt_template"]
+    assert flask.reviewer_settings(FIXTURES) == {"temperature": 0.2, "max_tokens": 1024}
     with pytest.raises(ValueError, match="prompt_id 9"):
-        flask.load_reviewer_prompt(DATA, 9)
+        flask.load_reviewer_prompt(FIXTURES, 9)
 
 
 @pytest.mark.parametrize(

@@ -1,19 +1,22 @@
-from pathlib import Path
-
 import pytest
 
 from langchain_moa import ChatMoA
 from langchain_moa.eval import gsm8k
+from tests.fixtures import FIXTURES
 from tests.unit_tests.scripted import ScriptedChatModel
-
-DATA = Path(__file__).parents[3].parent / "shared" / "data"
 
 
 def test_targets_of_the_real_data() -> None:
-    problems = gsm8k.load_problems(DATA)
+    problems = gsm8k.load_problems()
     assert len(problems) == 1319
     assert problems[0]["target"] == "18"
     assert all(p["target"] for p in problems)
+    assert gsm8k.load_problems(FIXTURES) == problems[:5]
+
+
+def test_a_data_folder_without_the_file_is_named(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"gsm8k/test\.jsonl"):
+        gsm8k.load_problems(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -41,14 +44,14 @@ async def test_run_scores_and_resumes(tmp_path) -> None:
         return "#### 18" if question.startswith("Janet") else "no idea"
 
     model = ScriptedChatModel(model_name="m", reply=answer)
-    metrics = await gsm8k.run(model, DATA, tmp_path, limit=3)
+    metrics = await gsm8k.run(model, FIXTURES, tmp_path, limit=3)
     generation = metrics.pop("generation")
     assert metrics == {"accuracy": 100 / 3, "n_correct": 1, "n_total": 3, "n_no_number": 2}
     assert generation["usage"]["m"]["calls"] == 3
     assert generation["usage"]["m"]["output_tokens"] == 2 + 2 + 2
     assert len(model.log) == 3
     assert gsm8k.INSTRUCTION in model.log[0]["messages"][0].content
-    again = await gsm8k.run(model, DATA, tmp_path, limit=3)
+    again = await gsm8k.run(model, FIXTURES, tmp_path, limit=3)
     assert again == {**metrics, "generation": generation}
     assert len(model.log) == 3  # nothing asked twice
 
@@ -56,7 +59,7 @@ async def test_run_scores_and_resumes(tmp_path) -> None:
 async def test_moa_records_carry_layers_usage_and_latency(tmp_path) -> None:
     proposer = ScriptedChatModel(model_name="p", reply="#### 18")
     moa = ChatMoA(proposers=[proposer, proposer], aggregator=proposer, layers=2)
-    await gsm8k.run(moa, DATA, tmp_path, limit=1)
+    await gsm8k.run(moa, None, tmp_path, limit=1)
     record = gsm8k.JsonlStore(tmp_path / "answers.jsonl", "id").records()[0]
     assert record["correct"] is True
     assert [len(layer) for layer in record["layers"]] == [2, 1]

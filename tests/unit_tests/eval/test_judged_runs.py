@@ -2,15 +2,15 @@
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 
 from langchain_moa import ChatMoA
-from langchain_moa.eval import alpaca, flask, mt_bench
+from langchain_moa.eval import flask, mt_bench
+from langchain_moa.eval.alpaca import evaluate
+from langchain_moa.eval.alpaca.judge import is_swapped
+from tests.fixtures import FIXTURES
 from tests.unit_tests.scripted import ScriptedChatModel
-
-DATA = Path(__file__).parents[3].parent / "shared" / "data"
 
 
 def _rating_judge():
@@ -26,7 +26,7 @@ def _rating_judge():
 async def test_mt_bench_run(tmp_path) -> None:
     model = ScriptedChatModel(model_name="m", reply="An answer.")
     judge = _rating_judge()
-    metrics = await mt_bench.run(model, DATA, tmp_path, judge=judge, limit=2)
+    metrics = await mt_bench.run(model, FIXTURES, tmp_path, judge=judge, limit=2)
     assert metrics["n_judgments"] == 4
     assert metrics["turn_1"] == 8.0
     assert metrics["turn_2"] == 6.0
@@ -44,17 +44,19 @@ async def test_mt_bench_run(tmp_path) -> None:
     assert {tuple(j["judge"]) for j in judgments} == {
         ("judge", "single-v1"), ("judge", "single-v1-multi-turn")
     }  # fmt: skip
-    again = await mt_bench.run(model, DATA, tmp_path, judge=judge, limit=2)
+    again = await mt_bench.run(model, FIXTURES, tmp_path, judge=judge, limit=2)
     assert again["overall"] == 7.0
     assert len(model.log) == 4
     assert len(judge.log) == 4
 
 
 async def test_mt_bench_unparseable_judgment_is_recorded_not_scored(tmp_path) -> None:
-    questions = mt_bench.load_questions(DATA)
+    questions = mt_bench.load_questions(FIXTURES)
     first_math = next(i for i, q in enumerate(questions) if q["category"] == "math")
     model = ScriptedChatModel(model_name="m", reply="42")
-    metrics = await mt_bench.run(model, DATA, tmp_path, judge=_rating_judge(), limit=first_math + 1)
+    metrics = await mt_bench.run(
+        model, FIXTURES, tmp_path, judge=_rating_judge(), limit=first_math + 1
+    )
     # Reference categories' first turns (math, reasoning) got no rating.
     needs_reference = [q for q in questions[: first_math + 1] if q["category"] != "writing"]
     expected = sum(q["category"] in {"math", "reasoning"} for q in needs_reference)
@@ -80,7 +82,7 @@ async def test_flask_run(tmp_path) -> None:
         "'Metacognition': 1, 'Harmlessness': 5}"
     )
     judge = ScriptedChatModel(model_name="judge", reply=review)
-    metrics = await flask.run(model, DATA, tmp_path, judge=judge, limit=3)
+    metrics = await flask.run(model, FIXTURES, tmp_path, judge=judge, limit=3)
     assert metrics["n_reviews"] == 3
     assert metrics["per_skill"]["Readability"] == 4.0
     assert metrics["per_skill"]["Logical Correctness"] is None  # N/A only
@@ -90,12 +92,12 @@ async def test_flask_run(tmp_path) -> None:
     # The reviewer saw the MoA answer and the reference answer.
     prompt = judge.log[0]["messages"][-1].text
     assert "final answer" in prompt
-    assert flask.load_instances(DATA)[0]["answer"] in prompt
+    assert flask.load_instances(FIXTURES)[0]["answer"] in prompt
     assert metrics["generation"]["usage"]["a"]["calls"] == 3
 
 
 async def test_alpaca_run_maps_swapped_judgements_back_and_resumes(tmp_path) -> None:
-    references = alpaca.load_reference_outputs(DATA)
+    references = evaluate.load_reference_outputs(FIXTURES)
     model = ScriptedChatModel(model_name="m", reply="A short answer.")
 
     def prefers_the_short_answer(messages):
@@ -105,13 +107,13 @@ async def test_alpaca_run_maps_swapped_judgements_back_and_resumes(tmp_path) -> 
         return "m" if text.index("A short answer.", first) < text.index('"M"') else "M"
 
     judge = ScriptedChatModel(model_name="judge", reply=prefers_the_short_answer)
-    metrics = await alpaca.run(model, DATA, tmp_path, judge=judge, limit=6)
+    metrics = await evaluate.run(model, FIXTURES, tmp_path, judge=judge, limit=6)
     assert metrics["win_rate"] == 100.0
     assert metrics["n_wins"] == 6
     assert metrics["length_controlled_winrate"] is not None
     annotations = json.loads((tmp_path / "annotations.json").read_text())
     swaps = [a["is_swapped"] for a in annotations]
-    assert swaps == [alpaca.is_swapped(r["instruction"]) for r in references[:6]]
+    assert swaps == [is_swapped(r["instruction"]) for r in references[:6]]
     assert True in swaps
     assert False in swaps
     assert {a["preference_source"] for a in annotations} == {"text"}
@@ -119,15 +121,15 @@ async def test_alpaca_run_maps_swapped_judgements_back_and_resumes(tmp_path) -> 
     assert annotations[0]["generator_2"] == "m"
     outputs = json.loads((tmp_path / "model_outputs.json").read_text())
     assert set(outputs[0]) == {"instruction", "output", "generator", "dataset"}
-    assert metrics == await alpaca.run(model, DATA, tmp_path, judge=judge, limit=6)
+    assert metrics == await evaluate.run(model, FIXTURES, tmp_path, judge=judge, limit=6)
     assert len(judge.log) == 6
 
 
 async def test_alpaca_identical_output_is_a_draw_without_the_judge(tmp_path) -> None:
-    reference = alpaca.load_reference_outputs(DATA)[0]["output"]
+    reference = evaluate.load_reference_outputs(FIXTURES)[0]["output"]
     model = ScriptedChatModel(model_name="copycat", reply=reference)
     judge = ScriptedChatModel(model_name="judge", reply="M")
-    metrics = await alpaca.run(model, DATA, tmp_path, judge=judge, limit=1)
+    metrics = await evaluate.run(model, FIXTURES, tmp_path, judge=judge, limit=1)
     assert metrics["n_draws"] == 1
     assert judge.log == []
 
@@ -135,7 +137,7 @@ async def test_alpaca_identical_output_is_a_draw_without_the_judge(tmp_path) -> 
 async def test_alpaca_unparseable_judgement_is_left_out(tmp_path) -> None:
     model = ScriptedChatModel(model_name="m", reply="x")
     judge = ScriptedChatModel(model_name="judge", reply="I think both are fine")
-    metrics = await alpaca.run(model, DATA, tmp_path, judge=judge, limit=2)
+    metrics = await evaluate.run(model, FIXTURES, tmp_path, judge=judge, limit=2)
     assert metrics["n_unparsed_judgements"] == 2
     assert metrics["n_total"] == 0
 
@@ -150,13 +152,15 @@ async def test_alpaca_resumed_after_a_kill_writes_the_same_files(tmp_path) -> No
         return ScriptedChatModel(model_name="j", reply=reply, **kwargs)
 
     whole = tmp_path / "whole"
-    await alpaca.run(model, DATA, whole, judge=judge(), limit=8)
+    await evaluate.run(model, FIXTURES, whole, judge=judge(), limit=8)
 
     # Cancelled mid-run, as asyncio cancels a run on Ctrl-C.
     resumed = tmp_path / "resumed"
     annotations = resumed / "annotations.jsonl"
     slow = judge(delay_s=0.05)
-    task = asyncio.create_task(alpaca.run(model, DATA, resumed, judge=slow, concurrency=1, limit=8))
+    task = asyncio.create_task(
+        evaluate.run(model, FIXTURES, resumed, judge=slow, concurrency=1, limit=8)
+    )
     while not (annotations.is_file() and len(annotations.read_text().splitlines()) >= 3):  # noqa: ASYNC110 - polls what the run writes
         await asyncio.sleep(0.01)
     task.cancel()
@@ -165,7 +169,7 @@ async def test_alpaca_resumed_after_a_kill_writes_the_same_files(tmp_path) -> No
     done_before = len(annotations.read_text().splitlines())
     assert 3 <= done_before < 8
     rest = judge()
-    await alpaca.run(model, DATA, resumed, judge=rest, limit=8)
+    await evaluate.run(model, FIXTURES, resumed, judge=rest, limit=8)
     assert len(rest.log) == 8 - done_before  # only what was not done
     for name in ("annotations.json", "model_outputs.json"):
         assert (resumed / name).read_text() == (whole / name).read_text()

@@ -3,14 +3,13 @@
 import json
 import string
 import time
-from pathlib import Path
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from langchain_moa.eval import mt_bench
-
-DATA = Path(__file__).parents[3].parent / "shared" / "data"
+from langchain_moa.eval.data import packaged
+from tests.fixtures import FIXTURES
 
 ANSWERS = [
     "First answer, with code: def f():\n    return {'a': 1}  # {question}",
@@ -19,7 +18,8 @@ ANSWERS = [
 
 
 def _raw_jsonl(relative):
-    with (DATA / relative).open(encoding="utf-8") as lines:
+    # The shipped file, read without the loaders under test.
+    with packaged(relative).open(encoding="utf-8") as lines:
         return [json.loads(line) for line in lines if line.strip()]
 
 
@@ -49,12 +49,12 @@ def _fill(template, fields):
 
 @pytest.fixture(scope="module")
 def prompts():
-    return mt_bench.load_judge_prompts(DATA)
+    return mt_bench.load_judge_prompts()
 
 
 @pytest.fixture(scope="module")
 def references():
-    return mt_bench.load_reference_answers(DATA)
+    return mt_bench.load_reference_answers()
 
 
 def test_fastchat_constants() -> None:
@@ -75,7 +75,7 @@ def test_fastchat_constants() -> None:
 
 
 def test_questions_and_references_of_the_real_data(references) -> None:
-    questions = mt_bench.load_questions(DATA)
+    questions = mt_bench.load_questions()
     assert [q["question_id"] for q in questions] == list(range(81, 161))
     categories = {q["category"] for q in questions}
     assert categories == set(mt_bench.TEMPERATURE_BY_CATEGORY)
@@ -84,6 +84,17 @@ def test_questions_and_references_of_the_real_data(references) -> None:
     assert len(needing) == 30
     assert set(references) == needing
     assert references[111] == _raw_reference(111)
+
+
+def test_the_fixture_folder_holds_rows_of_the_real_data(references, prompts) -> None:
+    questions = mt_bench.load_questions(FIXTURES)
+    ids = [q["question_id"] for q in questions]
+    assert ids == [81, 82, 101, 111, 121]
+    assert questions == [q for q in mt_bench.load_questions() if q["question_id"] in ids]
+    assert mt_bench.load_reference_answers(FIXTURES) == {
+        question_id: references[question_id] for question_id in (101, 111, 121)
+    }
+    assert mt_bench.load_judge_prompts(FIXTURES) == prompts
 
 
 def test_judge_prompts_by_name(prompts) -> None:
@@ -207,7 +218,7 @@ def test_judge_prompt_by_category(category, turn, name) -> None:
 
 
 def test_every_question_builds_both_turns(prompts, references) -> None:
-    for question in mt_bench.load_questions(DATA):
+    for question in mt_bench.load_questions():
         reference = references.get(question["question_id"])
         for turn in (1, 2):
             messages, _ = mt_bench.judge_messages(

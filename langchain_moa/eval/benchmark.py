@@ -1,0 +1,83 @@
+"""What a benchmark is to ``moa eval``: one record, defined in the benchmark's own module.
+
+`langchain_moa.eval.registry` lists the records; the command line, the ablation grid and the
+report read everything benchmark-specific from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_moa.eval.data import DataFile
+
+RunFunction = Callable[..., Coroutine[Any, Any, dict[str, Any]]]
+"""``run(model, data_dir, out_dir, *, [judge,] limit, concurrency)``: answer the items
+(and have ``judge`` grade them, for a judged benchmark), resumably, and return the metrics."""
+
+ReportSection = Callable[[Mapping[str, Mapping[str, Any]], Path], str]
+"""Extra report text from ``{run: this benchmark's metrics}``; may write files (plots) into
+the folder it is given."""
+
+
+def model_temperature(_item: Mapping[str, Any]) -> float | None:
+    """Every item at the model's own temperature."""
+    return None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How the model under evaluation answers.
+
+    Attributes:
+        max_tokens: The longest answer per call, as in the reference code.
+        temperature: The model's sampling temperature (MoA's reference code samples at 0.7).
+        item_temperature: The temperature one item is answered at, overriding the model's
+            (MT-Bench's per-category table); None keeps the model's.
+    """
+
+    max_tokens: int
+    temperature: float = 0.7
+    item_temperature: Callable[[Mapping[str, Any]], float | None] = model_temperature
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """How the judge is called: what the benchmark's reference code asks of it."""
+
+    temperature: float
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark, everything ``moa eval`` needs to know about it.
+
+    Attributes:
+        name: The command, ``moa eval NAME``.
+        folder: Its folder in a data folder and in the results (``OUT/RUN/FOLDER``).
+        title: Its name for people.
+        files: The data files its run reads, each shipped, downloaded or from ``--data-dir``
+            (found, or downloaded, before any model starts).
+        run: Its `RunFunction`.
+        headline: The metric the ablation table ranks configurations by.
+        generation: How answers are generated.
+        judge: How its judge is called; None for a judge-free benchmark.
+        columns: Its columns in the report's table: (heading, metric key).
+        requires: Modules of the ``eval`` extra it needs (checked before any item runs).
+        report: Extra report text for it, or None.
+    """
+
+    name: str
+    folder: str
+    title: str
+    files: tuple[DataFile, ...]
+    run: RunFunction
+    headline: str
+    generation: Generation
+    judge: JudgeSettings | None = None
+    columns: tuple[tuple[str, str], ...] = ()
+    requires: tuple[str, ...] = ()
+    report: ReportSection | None = None

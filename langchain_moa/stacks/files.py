@@ -112,6 +112,11 @@ def _read(path: Path) -> tuple[dict[str, Any], StackSpec]:
     if not isinstance(config, dict):
         msg = f"{path}: expected a table of settings at the top, got {shown(config)}"
         raise StackError(msg)
+    for key in config:
+        if not isinstance(key, str):
+            # Checked here: StackSpec's keyword arguments cannot carry one.
+            msg = f"{path}: keys must be strings, got {shown(key)}"
+            raise StackError(msg)
     settings = dict(config)
     if {"proposers", "proposer_layers"} & set(settings):
         # The reference code's settings, unless the file gives its own

@@ -17,12 +17,13 @@ import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
-from typing import Annotated, Any, Literal, Self, get_args
+from typing import Annotated, Any, Literal, NoReturn, Self, get_args
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -52,7 +53,7 @@ Aggregation = Literal["synthesize", "rank"]
 PAPER_LAYERS = 3
 """The paper's MoA: two proposer layers and the aggregator's."""
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_NAMES = frozenset({"api_key", "password", "secret", "token"})
 
 
@@ -61,9 +62,9 @@ def _is_secret(key: str) -> bool:
     return lowered in _SECRET_NAMES or lowered.endswith(("_api_key", "_secret", "_password"))
 
 
-def _fail(problem: str) -> PydanticCustomError:
-    # One error type for our own rules: the message is shown as written.
-    return PydanticCustomError("moa", "{problem}", {"problem": problem})
+def _fail(problem: str) -> NoReturn:
+    """Raise one of our own rules' errors; the message is shown as written."""
+    raise PydanticCustomError("moa", "{problem}", {"problem": problem})  # noqa: EM101 - a template
 
 
 def _check_keys(data: Mapping[str, Any], known: Iterable[str]) -> None:
@@ -71,13 +72,13 @@ def _check_keys(data: Mapping[str, Any], known: Iterable[str]) -> None:
     known = frozenset(known)
     for key in data:
         if not isinstance(key, str):
-            raise _fail(f"keys must be strings, got {shown(key)}")
+            _fail(f"keys must be strings, got {shown(key)}")
         if _is_secret(key):
             # Never echo the value: it is a key.
             msg = f"{key}: keys do not belong in a stack: use api_key_env"
-            raise _fail(msg)
+            _fail(msg)
         if key not in known:
-            raise _fail(f"{key}: unknown key{did_you_mean(key, known)}")
+            _fail(f"{key}: unknown key{did_you_mean(key, known)}")
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -158,9 +159,9 @@ class ModelConfig(BaseModel):
         if isinstance(data, str):
             return {"model": data}
         if not isinstance(data, Mapping):
-            raise _fail(f"expected a model string or table, got {shown(data)}")
+            _fail(f"expected a model string or table, got {shown(data)}")
         if "model" not in data:
-            raise _fail("model: missing: 'provider:model' or 'local-model'")
+            _fail("model: missing: 'provider:model' or 'local-model'")
         return data
 
     @field_validator("model")
@@ -168,10 +169,10 @@ class ModelConfig(BaseModel):
     def _model_name(cls, spec: str) -> str:
         if spec == LOCAL_MOA:
             msg = f"{LOCAL_MOA!r} is a whole stack, not a model: use {LOCAL_MODEL!r}"
-            raise _fail(msg)
+            _fail(msg)
         provider, _, name = spec.partition(":")
         if spec != LOCAL_MODEL and not (provider.strip() and name.strip()):
-            raise _fail(f"expected 'provider:model' or {LOCAL_MODEL!r}, got {spec!r}")
+            _fail(f"expected 'provider:model' or {LOCAL_MODEL!r}, got {spec!r}")
         return spec
 
     @model_validator(mode="after")
@@ -181,16 +182,16 @@ class ModelConfig(BaseModel):
         for key in self.provider_settings:
             if _is_secret(key):
                 msg = f"{key}: keys do not belong in a stack: use api_key_env"
-                raise _fail(msg)
+                _fail(msg)
             if on_openai and key in _OPENAI_RENAMED:
-                raise _fail(f"{key}: write it as {_OPENAI_RENAMED[key]!r}")
+                _fail(f"{key}: write it as {_OPENAI_RENAMED[key]!r}")
             if on_openai and key not in openai_settings():
                 known = set(type(self).model_fields) | openai_settings()
-                raise _fail(f"{key}: unknown key{did_you_mean(key, known)}")
+                _fail(f"{key}: unknown key{did_you_mean(key, known)}")
         if local:
             for key in ("base_url", "api_key_env"):
                 if key in self.model_fields_set:
-                    raise _fail(f"{key}: does not apply to {LOCAL_MODEL!r} (the embedded server)")
+                    _fail(f"{key}: does not apply to {LOCAL_MODEL!r} (the embedded server)")
         return self
 
     @property
@@ -225,6 +226,21 @@ ModelEntry = Annotated[
 
 _ENTRY_TAGS = frozenset({"instance", "config"})
 
+
+def _require_list(value: Any) -> Any:
+    # A chat model is iterable (a pydantic model yields its fields): without
+    # this check one given where a list belongs reads as a list of settings.
+    if isinstance(value, list | tuple):
+        return value
+    scalar = value is None or isinstance(value, str | int | float | Mapping)
+    got = shown(value) if scalar else f"a {type(value).__name__}"
+    msg = f"expected a list, got {got}"
+    _fail(msg)
+
+
+ModelList = Annotated[list[ModelEntry], BeforeValidator(_require_list)]
+"""The models of one layer: a list (or tuple), never a single entry."""
+
 GENERATION_SETTINGS = ("temperature", "max_tokens", "timeout", "max_retries")
 """Stack-wide defaults for every model the stack builds from a string or config."""
 
@@ -243,7 +259,7 @@ class StackSpec(BaseModel):
     preset: PresetName | None = None
     """A named stack: the paper's ``moa``, ``moa-lite``, ``moa-gpt4o``, or ``local``."""
 
-    proposers: list[ModelEntry] | None = None
+    proposers: ModelList | None = None
     """The proposers of every proposer layer (the paper's set-up); repeat a
     model for the single-proposer setting."""
 
@@ -251,13 +267,15 @@ class StackSpec(BaseModel):
     """With ``proposers``: how many layers, counting the aggregator's (2 is
     MoA-Lite's shape; 3, the default, the paper's MoA)."""
 
-    proposer_layers: list[list[ModelEntry]] | None = None
+    proposer_layers: Annotated[list[ModelList], BeforeValidator(_require_list)] | None = None
     """Each proposer layer's models, first layer first (instead of ``proposers``)."""
 
     aggregator: ModelEntry | None = None
     """The model that writes the final answer."""
 
-    prompt: Annotated[StrictStr, Field(min_length=1)] | InstanceOf[Runnable] | Callable[..., Any] | None = None
+    prompt: (
+        Annotated[StrictStr, Field(min_length=1)] | InstanceOf[Runnable] | Callable[..., Any] | None
+    ) = None
     """Text put before the numbered references (None is the paper's
     aggregate-and-synthesize prompt, ``RANK_PROMPT`` for the ranker), or in
     Python a callable or Runnable that returns the messages to send (see
@@ -311,7 +329,7 @@ class StackSpec(BaseModel):
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
-            raise _fail(f"expected a table of settings, got {shown(data)}")
+            _fail(f"expected a table of settings, got {shown(data)}")
         known = set()
         for name, field in cls.model_fields.items():
             known.add(name)
@@ -322,9 +340,21 @@ class StackSpec(BaseModel):
                 "layers: is the number of layers (with proposers); "
                 "give per-layer proposers as proposer_layers"
             )
-            raise _fail(msg)
+            _fail(msg)
         _check_keys(data, known)
         return data
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_kind(cls, prompt: Any) -> Any:
+        # One message, not one per branch of the union.
+        if isinstance(prompt, str) and not prompt:
+            msg = "must not be empty"
+            _fail(msg)
+        if prompt is None or isinstance(prompt, str | Runnable) or callable(prompt):
+            return prompt
+        msg = f"expected a string (or a callable or Runnable), got {shown(prompt)}"
+        _fail(msg)
 
     @model_validator(mode="after")
     def _stack_rules(self) -> Self:
@@ -334,44 +364,44 @@ class StackSpec(BaseModel):
             return self
         for key in ("base_url", "api_key_env"):
             if key in given:
-                raise _fail(f"{key}: only with preset: set it on each model instead")
+                _fail(f"{key}: only with preset: set it on each model instead")
         if self.proposers is not None and self.proposer_layers is not None:
-            raise _fail("proposers: give proposers (with layers) or proposer_layers, not both")
+            _fail("proposers: give proposers (with layers) or proposer_layers, not both")
         if self.proposer_layers is not None and self.layers is not None:
-            raise _fail("layers: proposer_layers fixes the number of layers: leave layers out")
+            _fail("layers: proposer_layers fixes the number of layers: leave layers out")
         if self.proposers is None and self.proposer_layers is None:
             if self.aggregator is not None:
-                raise _fail("aggregator: given without proposers: give proposers or proposer_layers")
-            if self.layers is not None and self.layers < 2:  # noqa: PLR2004 - proposers + aggregator
-                raise _fail("layers: must be at least 2")
+                _fail("aggregator: given without proposers: give proposers or proposer_layers")
             return self  # the embedded stack
+        self._layer_rules()
+        return self
+
+    def _layer_rules(self) -> None:
         if self.proposers is not None and not self.proposers:
-            raise _fail("proposers: empty: give at least one model")
+            _fail("proposers: empty: give at least one model")
         if self.proposer_layers is not None:
             if not self.proposer_layers:
-                raise _fail("proposer_layers: empty: give at least one layer of proposers")
+                _fail("proposer_layers: empty: give at least one layer of proposers")
             for number, layer in enumerate(self.proposer_layers):
                 if not layer:
-                    raise _fail(f"proposer_layers[{number}]: empty: every layer needs a proposer")
+                    _fail(f"proposer_layers[{number}]: empty: every layer needs a proposer")
         if self.aggregator is None:
-            raise _fail("aggregator: missing: name the model that writes the final answer")
+            _fail("aggregator: missing: name the model that writes the final answer")
         smallest = min(len(layer) for layer in self.layer_entries())
         if self.min_proposers > smallest:
-            msg = (
+            _fail(
                 f"min_proposers: {self.min_proposers} is more than the smallest layer's "
                 f"{smallest} proposer(s)"
             )
-            raise _fail(msg)
-        return self
 
     def _preset_rules(self, given: set[str]) -> None:
         for key in ("proposers", "proposer_layers", "aggregator", "layers"):
             if key in given:
-                raise _fail(f"{key}: not allowed with preset: a preset fixes its models")
+                _fail(f"{key}: not allowed with preset: a preset fixes its models")
         if self.preset == LOCAL_MOA:
             for key in ("base_url", "api_key_env"):
                 if key in given:
-                    raise _fail(f"{key}: does not apply to preset {LOCAL_MOA!r}")
+                    _fail(f"{key}: does not apply to preset {LOCAL_MOA!r}")
 
     @property
     def is_embedded(self) -> bool:
@@ -394,7 +424,10 @@ class StackSpec(BaseModel):
 
     def fields(self) -> dict[str, Any]:
         """The fields that were given, as keyword arguments (``ChatMoA(**spec.fields())``)."""
-        return {name: getattr(self, name) for name in self.model_fields_set & set(StackSpec.model_fields)}
+        return {
+            name: getattr(self, name)
+            for name in self.model_fields_set & set(StackSpec.model_fields)
+        }
 
 
 class StackError(ValueError):
@@ -445,7 +478,9 @@ def _pick(errors: list[Any]) -> list[Any]:
     # StrictFloat | StrictInt reports a failure per branch: one line says it.
     seen, kept = set(), []
     for error in errors:
-        path = _path(error["loc"][:-1] if error["type"] in {"int_type", "float_type"} else error["loc"])
+        path = _path(
+            error["loc"][:-1] if error["type"] in {"int_type", "float_type"} else error["loc"]
+        )
         key = (path, error["type"] in {"int_type", "float_type"})
         number_union = error["loc"] and error["loc"][-1] in {"int", "float"}
         if number_union:
@@ -457,20 +492,39 @@ def _pick(errors: list[Any]) -> list[Any]:
     return kept
 
 
+def _key_path(problem: str) -> tuple[str, str] | None:
+    """``(key.path, rest)`` when ``problem`` starts with a key path and ``: ``."""
+    head, sep, rest = problem.partition(": ")
+    if sep and " " not in head and head.split(".")[0].split("[")[0].isidentifier():
+        return head, rest
+    return None
+
+
 def describe(error: ValidationError, source: str = "") -> StackError:
     """A ``StackError`` whose lines read ``source: key.path: problem``.
 
     Our own rules put the key at the front of their message; it is joined to
-    the path where the rule ran.
+    the path where the rule ran. A ``StackError`` raised during validation
+    (``model_validate`` runs ``StackSpec.__init__``; ``ChatMoA`` builds its
+    models there) keeps its own lines instead of pydantic's "Value error, ".
     """
     lines = []
     for item in _pick(error.errors(include_url=False)):
         path = _path(item["loc"])
-        problem = _problem(item)
-        if item["type"] == "moa" and ": " in problem:
-            head, _, rest = problem.partition(": ")
-            if " " not in head and (head.split(".")[0].split("[")[0].isidentifier()):
-                path, problem = (f"{path}.{head}" if path else head), rest
-        where = ": ".join(part for part in (source, path) if part)
-        lines.append(f"{where}: {problem}" if where else problem)
+        nested = (item.get("ctx") or {}).get("error") if item["type"] == "value_error" else None
+        if isinstance(nested, StackError):
+            problems, own = str(nested).splitlines() or [""], True
+        else:
+            problems, own = [_problem(item)], item["type"] == "moa"
+        for number, problem in enumerate(problems):
+            split = _key_path(problem) if own else None
+            if number and split is None:
+                lines.append(problem)  # a multi-line message goes on
+                continue
+            where_path, text = path, problem
+            if split is not None:
+                head, text = split
+                where_path = f"{path}.{head}" if path else head
+            where = ": ".join(part for part in (source, where_path) if part)
+            lines.append(f"{where}: {text}" if where else text)
     return StackError("\n".join(lines))

@@ -15,6 +15,15 @@ class TestChatMoAStandard(ChatModelUnitTests):
         return ChatMoA
 
     @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        # temperature, max_tokens, timeout, max_retries and stop are ChatMoA
+        # fields; a key is not: keys reach a stack only through environment
+        # variables (api_key_env), and ChatMoA refuses one.
+        params = super().standard_chat_model_params
+        params.pop("api_key")
+        return params
+
+    @property
     def chat_model_params(self) -> dict[str, Any]:
         # MoA-Lite's shape: one proposer layer of two models, then the aggregator.
         return {

@@ -5,6 +5,18 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 QUESTION ?= What are three good reasons to learn a second language?
+EXTRAS := local,eval,examples,studio,test,lint
+
+# llama-cpp-python compiles from source (minutes on 2 cores). It is built once
+# per machine into WHEELS and installed from there. The build is portable:
+# llama.cpp's default native build uses every extension the CPU reports, and
+# on a virtual machine that reports AMX without enabling it the server dies of
+# SIGILL on its first chat request. pip's own wheel cache ignores CMAKE_ARGS,
+# so it could hand back a native build: hence a folder of our own.
+LLAMA_CPP_VERSION := $(shell sed -n 's/.*"llama-cpp-python\[server\]==\([0-9.]*\)".*/\1/p' pyproject.toml)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
+WHEELS ?= $(HOME)/.cache/langchain-moa/wheels/portable
+LLAMA_WHEEL := $(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION)
 
 .PHONY: install demo test lint unit integration clean
 
@@ -12,9 +24,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# llama-cpp-python compiles from source (minutes on 2 cores); pip caches the wheel.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[eval,examples,test,lint]'
+$(LLAMA_WHEEL): | $(BIN)/python
+	mkdir -p $(WHEELS)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-deps --no-cache-dir \
+		--wheel-dir $(WHEELS) "llama-cpp-python==$(LLAMA_CPP_VERSION)"
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(LLAMA_WHEEL) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --find-links $(WHEELS) -e '.[$(EXTRAS)]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -79,9 +79,7 @@ def graph_callbacks(run_manager: RunManager) -> BaseCallbackManager:
         else CallbackManager
     )
     handlers = list(run_manager.inheritable_handlers)
-    handlers += [
-        h for h in run_manager.handlers if isinstance(h, BaseTracer) and h not in handlers
-    ]
+    handlers += [h for h in run_manager.handlers if isinstance(h, BaseTracer) and h not in handlers]
     manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
     manager.set_handlers([_for_graph(h) for h in handlers])
     manager.add_tags(run_manager.inheritable_tags)

@@ -194,7 +194,11 @@ class ChatMoA(BaseChatModel, StackSpec):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         # Every model's own parameters: two stacks must not share a cache entry.
-        prompt = self.prompt if self.prompt is None or isinstance(self.prompt, str) else repr(self.prompt)
+        prompt = (
+            self.prompt
+            if self.prompt is None or isinstance(self.prompt, str)
+            else repr(self.prompt)
+        )
         return {
             "model_name": self.model_name,
             "min_proposers": self.min_proposers,
@@ -406,9 +410,7 @@ class ChatMoA(BaseChatModel, StackSpec):
         started, state = time.perf_counter(), cast("dict[str, Any]", {})
         remembered = remembered_run(self)
         manager = run_manager or remembered
-        callbacks = (
-            graph_callbacks(manager) if manager else stream_callbacks(self, is_async=False)
-        )
+        callbacks = graph_callbacks(manager) if manager else stream_callbacks(self, is_async=False)
         graph_input, options = self._input(messages, **kwargs)
         config = self._run_config(callbacks, stream=True, stop=stop, aggregator_kwargs=options)
         with set_config_context(config) as context:

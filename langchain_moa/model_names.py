@@ -1,4 +1,4 @@
-"""Models by name, as the command line takes them: a preset, ``local-model`` or ``provider:model``."""
+"""Models by name, as the command line takes them: a preset, ``local-model``, ``provider:model``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from langchain_moa.stacks import LOCAL_MODEL, PRESETS, ModelConfig, StackError, 
 def model_from_spec(
     spec: str, *, max_tokens: int | None = None, temperature: float | None = None
 ) -> BaseChatModel:
-    """The chat model a name stands for: a preset (a whole ``ChatMoA``), ``local-model``
-    or ``"provider:model"``.
+    """The chat model a name stands for.
 
+    A preset is a whole ``ChatMoA``; ``local-model`` the embedded model;
+    anything else a ``"provider:model"`` string.
     ``max_tokens`` and ``temperature`` configure every model it names. This
     is how ``moa eval`` takes ``--model`` and ``--judge``.
 

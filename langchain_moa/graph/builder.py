@@ -1,4 +1,6 @@
-"""``build_moa_graph``: plain nodes wired into a LangGraph ``StateGraph``::
+"""``build_moa_graph`` wires plain nodes into a LangGraph ``StateGraph``.
+
+::
 
     START -> layer1/<model> ... -> layer1/join -> layer2/<model> ... -> layer2/join
           -> aggregator -> END
@@ -114,7 +116,9 @@ def build_moa_graph(
         builder.add_edge(names, join)
         previous = join
     final_class = Ranker if aggregation == "rank" else Aggregator
-    final_prompt = prompt or (RANK_PROMPT if aggregation == "rank" else AGGREGATE_AND_SYNTHESIZE_PROMPT)
+    final_prompt = prompt or (
+        RANK_PROMPT if aggregation == "rank" else AGGREGATE_AND_SYNTHESIZE_PROMPT
+    )
     final = final_class(len(stack.layers) + 1, 0, AGGREGATOR_NODE, stack.aggregator, final_prompt)
     builder.add_node(
         AGGREGATOR_NODE, RunnableLambda(final, afunc=final.acall, name=AGGREGATOR_NODE)

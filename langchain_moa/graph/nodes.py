@@ -80,14 +80,17 @@ class ModelNode:
     prompt: Prompt
 
     def conversation(self, state: MoAState) -> list[BaseMessage]:
+        """The conversation this node's model answers."""
         return list(state["messages"])
 
     def inputs(self, state: MoAState) -> list[BaseMessage]:
+        """The messages sent: the conversation, with the references from layer 2 on."""
         # Layer 1 sees the conversation alone; later layers the last join's refs.
         references = state.get("references", []) if self.layer > 1 else []
         return render_prompt(self.prompt, self.conversation(state), references, self.layer)
 
     def config(self, config: RunnableConfig) -> RunnableConfig:
+        """The call's config, its run named for the node."""
         # The run name makes a trace read like the graph.
         return {**config, "run_name": self.name}
 
@@ -109,6 +112,7 @@ class ModelNode:
         message: BaseMessage | None = None,
         error: BaseException | None = None,
     ) -> ModelCall:
+        """The call's record, with its message or its error."""
         return ModelCall(
             turn=turn,
             layer=self.layer,
@@ -127,6 +131,7 @@ class Proposer(ModelNode):
     """Answers once; a failure becomes a record, not an exception."""
 
     def conversation(self, state: MoAState) -> list[BaseMessage]:
+        """The conversation with tools and tool turns as text."""
         # Proposers propose in text: tools and tool turns reach them as text.
         return tool_turns_as_text(state["messages"], state.get("tools", []))
 
@@ -137,6 +142,7 @@ class Proposer(ModelNode):
         message: BaseMessage | None,
         error: Exception | None,
     ) -> dict:
+        """Record the call; a failure or an empty answer becomes the record's error."""
         if error is None and message is not None and not message.text.strip():
             error = ValueError("empty response")
         if error is not None:
@@ -147,6 +153,7 @@ class Proposer(ModelNode):
         return {"calls": [call]}
 
     def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
+        """The node: one model call, its record in the state."""
         start = self.started(state, config)
         message, error = None, None
         try:
@@ -156,6 +163,7 @@ class Proposer(ModelNode):
         return self.done(config, start, message, error)
 
     async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
+        """The node, for async runs."""
         start = self.started(state, config)
         message, error = None, None
         try:
@@ -178,11 +186,13 @@ class Aggregator(ModelNode):
     """
 
     def model_for(self, state: MoAState) -> Runnable[LanguageModelInput, BaseMessage]:
+        """The model, with the state's tools bound to it."""
         if not state.get("tools"):
             return self.model
         return self.model.bind_tools(state["tools"], tool_choice=state.get("tool_choice"))
 
     def done(self, config: RunnableConfig, start: Start, message: BaseMessage) -> dict:
+        """Record the call and return the answer's update."""
         answer = message_chunk_to_message(message)
         if not isinstance(answer, AIMessage):
             msg = f"{self.name}: expected an AIMessage, got {type(answer).__name__}"
@@ -198,6 +208,7 @@ class Aggregator(ModelNode):
         return chunk if answer is None else answer + chunk
 
     def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
+        """The node: one model call, its record in the state."""
         start = self.started(state, config)
         model, inputs = self.model_for(state), self.inputs(state)
         kwargs = _configurable(config).get(AGGREGATOR_KWARGS) or {}
@@ -209,6 +220,7 @@ class Aggregator(ModelNode):
         return self.done(config, start, _require(answer, self.name))
 
     async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
+        """The node, for async runs."""
         start = self.started(state, config)
         model, inputs = self.model_for(state), self.inputs(state)
         kwargs = _configurable(config).get(AGGREGATOR_KWARGS) or {}
@@ -242,6 +254,7 @@ class Ranker(ModelNode):
         start: tuple[int, float, float],
         reply: BaseMessage,
     ) -> dict:
+        """Record the reply; the answer is the reference it names (1 if none)."""
         references = state.get("references", [])
         choice = parse_choice(reply.text, len(references))
         call = self.record(*start, message=reply)
@@ -260,11 +273,13 @@ class Ranker(ModelNode):
         return _answer(answer, call)
 
     def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
+        """The node: one model call, its record in the state."""
         start = self.started(state, config)
         reply = self.model.invoke(self.inputs(state), self.config(config))
         return self.pick(state, config, start, reply)
 
     async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
+        """The node, for async runs."""
         start = self.started(state, config)
         reply = await self.model.ainvoke(self.inputs(state), self.config(config))
         return self.pick(state, config, start, reply)
@@ -286,6 +301,7 @@ class Join:
     min_proposers: int
 
     def __call__(self, state: MoAState) -> dict:
+        """The node: this run's records of the layer become the next references."""
         # Only this run's calls: a thread keeps earlier runs' calls too.
         now = turn(state)
         calls = sorted(

@@ -4,7 +4,7 @@
 runs no exit hooks. This wrapper watches the parent and stops the server when
 the parent is gone, so no server outlives the program that started it.
 
-Usage: ``python -m langchain_moa.llama_child PARENT_PID [llama_cpp.server args]``
+Usage: ``python -m langchain_moa.local.child PARENT_PID [llama_cpp.server args]``
 """
 
 from __future__ import annotations

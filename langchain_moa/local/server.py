@@ -42,6 +42,7 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_CHAT_FORMAT = "chatml-function-calling"
 """SmolLM2 speaks ChatML; this llama-cpp-python format adds tool calling."""
 
+
 class LocalExtraMissingError(ImportError):
     """The embedded model's packages (the ``local`` extra) are not installed."""
 

@@ -64,7 +64,7 @@ def expand(spec: StackSpec) -> StackSpec:
     Raises:
         StackError: a key that a paper preset needs is not in the environment.
     """
-    if spec.preset in PAPER_STACKS:
+    if spec.preset is not None and spec.preset in PAPER_STACKS:
         _require_keys(spec)
         base = paper_spec(spec.preset, base_url=spec.base_url, api_key_env=spec.api_key_env)
         defaults = {"temperature": PAPER_TEMPERATURE, "max_tokens": PAPER_MAX_TOKENS}
@@ -111,7 +111,10 @@ def build_stack(spec: StackSpec) -> Stack:
     spec = expand(spec)
     defaults = spec.generation_defaults()
     layers = [
-        [chat_model(entry, defaults, where=_where(spec, number, index)) for index, entry in enumerate(layer)]
+        [
+            chat_model(entry, defaults, where=_where(spec, number, index))
+            for index, entry in enumerate(layer)
+        ]
         for number, layer in enumerate(spec.layer_entries())
     ]
     assert spec.aggregator is not None  # noqa: S101 - expand() always names one
@@ -133,7 +136,9 @@ def _key(name: str, where: str) -> str:
     return value
 
 
-def chat_model(entry: Any, defaults: Mapping[str, Any] | None = None, *, where: str = "model") -> BaseChatModel:
+def chat_model(
+    entry: Any, defaults: Mapping[str, Any] | None = None, *, where: str = "model"
+) -> BaseChatModel:
     """The chat model one entry describes.
 
     Args:

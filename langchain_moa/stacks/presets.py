@@ -100,7 +100,9 @@ def local_spec(
     )
 
 
-def paper_spec(name: str, *, base_url: str | None = None, api_key_env: str | None = None) -> StackSpec:
+def paper_spec(
+    name: str, *, base_url: str | None = None, api_key_env: str | None = None
+) -> StackSpec:
     """One of the paper's stacks, its open models on Together or on ``base_url``.
 
     Args:

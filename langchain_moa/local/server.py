@@ -25,12 +25,16 @@ import time
 import urllib.error
 import urllib.request
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
 from langchain_openai import ChatOpenAI
+from pydantic import PrivateAttr
 
 from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
 
@@ -262,17 +266,30 @@ class LlamaServer:
     def chat_model(self, **kwargs: Any) -> ChatOpenAI:
         """A ``ChatOpenAI`` for this server; ``kwargs`` go to ``ChatOpenAI``.
 
-        Building it starts nothing: its first request starts the server.
+        Building it starts nothing: its first request starts the server. It
+        counts tokens with the served model's own tokenizer.
         """
         sync_client, async_client = self._http_clients()
-        return openai_compatible_model(
+        model = openai_compatible_model(
             self.model_alias,
             base_url=self.base_url,
             api_key=NO_KEY,
+            model_class=_LlamaServerChatModel,
             http_client=sync_client,
             http_async_client=async_client,
             **kwargs,
         )
+        model._server = self  # noqa: SLF001 - set where the model is made
+        return model
+
+    def tokenize(self, text: str) -> list[int]:
+        """``text``'s token ids in the served model's vocabulary (starts the server)."""
+        sync_client, _ = self._http_clients()
+        response = sync_client.post(
+            f"{self.base_url.removesuffix('/v1')}/extras/tokenize", json={"input": text}
+        )
+        response.raise_for_status()
+        return list(response.json()["tokens"])
 
     def _http_clients(self) -> tuple[httpx.Client, httpx.AsyncClient]:
         if self._clients is None:
@@ -286,6 +303,29 @@ class LlamaServer:
         """Send ``request`` to where the running server listens."""
         request.url = request.url.copy_with(host=self.host, port=self.port)
         request.headers["Host"] = f"{self.host}:{self.port}"
+
+
+class _LlamaServerChatModel(ChatOpenAI):
+    """``ChatOpenAI`` for a ``LlamaServer``, counting tokens as the served model does.
+
+    ChatOpenAI counts with tiktoken, whose vocabularies are another model's
+    and are downloaded on first use.
+    """
+
+    _server: LlamaServer = PrivateAttr()
+
+    def get_token_ids(self, text: str) -> list[int]:
+        """The served model's token ids for ``text``."""
+        return self._server.tokenize(text)
+
+    def get_num_tokens_from_messages(
+        self,
+        messages: Sequence[BaseMessage],
+        tools: Sequence | None = None,
+        **_: Any,
+    ) -> int:
+        """Tokens of the messages as text (``BaseChatModel``'s way), by the served tokenizer."""
+        return BaseChatModel.get_num_tokens_from_messages(self, list(messages), tools)
 
 
 class _StartingTransport(httpx.BaseTransport):

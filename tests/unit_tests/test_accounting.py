@@ -3,6 +3,7 @@ from langchain_moa.accounting import ModelCall, by_layer, format_summary, redact
 
 def _call(layer, index, start, latency, *, usage=(10, 5), error=None) -> ModelCall:
     return ModelCall(
+        turn=1,
         layer=layer,
         index=index,
         node=f"layer{layer}/m{index}",

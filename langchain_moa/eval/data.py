@@ -100,7 +100,8 @@ def locate(file: DataFile, data_dir: str | Path | None = None) -> Traversable:
         if not path.is_file():
             msg = (
                 f"data file not found: {path} (a data folder from --data-dir or "
-                f"{DATA_DIR_ENV} replaces the packaged data; unset both to use it)"
+                f"{DATA_DIR_ENV} replaces the packaged and downloaded data; unset both to "
+                "use those)"
             )
             raise FileNotFoundError(msg)
         return path

@@ -701,3 +701,68 @@ def test_from_config_builds_the_files_stack(tmp_path, monkeypatch) -> None:
     assert moa.model_name == "moa-2l:gpt-4o"
     assert moa.stack.aggregator.temperature == 0.1
     assert ChatMoA.from_spec(load_stack(path)).stack.spec == moa.stack.spec
+
+
+# Model entries and the one model factory behind files, presets and ChatMoA.
+
+
+def test_a_model_entry_is_a_string_or_a_model_config() -> None:
+    assert ModelConfig.model_validate("openai:a") == ModelConfig(model="openai:a")
+    entry = ModelConfig(model="anthropic:claude-x", max_tokens=5, top_k=3)
+    assert entry.provider == "anthropic"
+    assert entry.provider_settings == {"top_k": 3}  # checked when the model is built
+    # The entry's own settings over the stack's; None leaves one to the provider.
+    assert entry.settings({"temperature": 0.5, "max_tokens": 9}) == {
+        "temperature": 0.5,
+        "max_tokens": 5,
+        "top_k": 3,
+    }
+    assert ModelConfig(model="openai:a", temperature=None).settings({"temperature": 0.5}) == {}
+    assert ModelConfig(model="local-model", seed=1).provider == "local"
+
+
+def test_the_factory_builds_each_kind_of_entry() -> None:
+    instance = ChatOpenAI(model="mine", api_key="k")
+    assert factory.chat_model(instance, {"temperature": 0.1}) is instance
+    built = factory.chat_model("openai:gpt-4o-mini", {"temperature": 0.1, "max_tokens": 7})
+    assert (built.model_name, built.temperature, built.max_tokens) == ("gpt-4o-mini", 0.1, 7)
+    assert built.stream_usage is True
+    assert key_of(built) == OPENAI_KEY
+    own = factory.chat_model(
+        ModelConfig(model="openai:qwen", base_url="http://h/v1", top_p=0.5), {"max_tokens": 7}
+    )
+    assert (own.openai_api_base, own.top_p, own.extra_body) == (
+        "http://h/v1",
+        0.5,
+        {"max_tokens": 7},
+    )
+    assert key_of(own) == NO_KEY
+
+
+def test_the_factory_names_the_entry_it_could_not_build() -> None:
+    with pytest.raises(
+        StackError, match=r"^judge\.api_key_env: environment variable VLLM_KEY is not set$"
+    ):
+        factory.chat_model({"model": "openai:a", "api_key_env": "VLLM_KEY"}, where="judge")
+    with pytest.raises(StackError, match=r"^judge: cannot create a chat model from 'nope:x'"):
+        factory.chat_model("nope:x", where="judge")
+
+
+def test_build_stack_returns_the_models_and_the_written_out_spec(monkeypatch) -> None:
+    monkeypatch.setenv("TOGETHER_API_KEY", "together-secret")
+    stack = factory.build_stack(StackSpec(preset="moa-lite", max_tokens=99))
+    assert isinstance(stack, factory.Stack)
+    assert stack.spec.preset is None
+    assert stack.spec.layers == 2
+    assert [len(layer) for layer in stack.layers] == [6]
+    assert stack.aggregator.model_name == "Qwen/Qwen1.5-72B-Chat"
+    assert {m.extra_body["max_tokens"] for m in [*stack.layers[0], stack.aggregator]} == {99}
+    own = factory.build_stack(
+        StackSpec(proposer_layers=[["openai:a", "openai:b"], ["openai:c"]], aggregator="openai:d")
+    )
+    assert [[m.model_name for m in layer] for layer in own.layers] == [["a", "b"], ["c"]]
+    assert own.aggregator.model_name == "d"
+    assert own.spec.proposer_layers == [
+        [ModelConfig(model="openai:a"), ModelConfig(model="openai:b")],
+        [ModelConfig(model="openai:c")],
+    ]

@@ -154,6 +154,7 @@ class LlamaServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._log: Any = None
         self._lock = threading.Lock()
+        self._ready = False
         self._clients: tuple[httpx.Client, httpx.AsyncClient] | None = None
 
     @property
@@ -171,6 +172,11 @@ class LlamaServer:
         return self._process is not None and self._process.poll() is None
 
     @property
+    def ready(self) -> bool:
+        """Whether the server runs and has answered (requests may be sent)."""
+        return self._ready and self.running
+
+    @property
     def pid(self) -> int | None:
         """The server's process id, while it runs."""
         return self._process.pid if self.running and self._process else None
@@ -182,8 +188,10 @@ class LlamaServer:
             RuntimeError: The server exited or did not answer in time; the
                 message ends with its last log lines.
         """
+        # Concurrent first requests: one starts the server, the others wait
+        # here until it answers (a live process may not listen yet).
         with self._lock:
-            if not self.running:
+            if not self.ready:
                 self._start()
         return self
 
@@ -213,6 +221,7 @@ class LlamaServer:
         except BaseException:
             self.stop()
             raise
+        self._ready = True
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
@@ -238,6 +247,7 @@ class LlamaServer:
         """Stop the server (gracefully, then by force); safe to call twice."""
         atexit.unregister(self.stop)
         _running.discard(self)
+        self._ready = False
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()
@@ -352,7 +362,7 @@ class _AsyncStartingTransport(httpx.AsyncBaseTransport):
         self._inner = httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not self._server.running:
+        if not self._server.ready:
             await asyncio.to_thread(self._server.start)
         self._server._route(request)  # noqa: SLF001 - the server's own transport
         return await self._inner.handle_async_request(request)

@@ -48,3 +48,38 @@ def test_first_request_starts_the_server_and_tokens_are_the_models_own() -> None
     assert report["calls"] == 3
     # The program has ended: its server with it.
     assert report["pid"] not in llama_server_pids(mark=mark)
+
+
+CONCURRENT = """
+import asyncio, json
+from langchain_moa.local import shared_server
+
+async def main():
+    server = shared_server()
+    model = server.chat_model(max_tokens=4, max_retries=0)
+    first = asyncio.create_task(model.ainvoke("Hi"))
+    while not server.running:  # the first request is starting the server
+        await asyncio.sleep(0.01)
+    later = [model.ainvoke(text) for text in ("Hello", "Hey", "Yo")]
+    answers = await asyncio.gather(first, *later)
+    return [answer.text for answer in answers]
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+def test_concurrent_first_requests_wait_for_the_server_to_answer() -> None:
+    # Without waiting for readiness, the requests that did not start the
+    # server reach a process that does not listen yet: connection refused.
+    env, _ = marked_env()
+    result = subprocess.run(
+        [sys.executable, "-c", CONCURRENT],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        env=env,
+    )
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(answers) == 4
+    assert all(answer.strip() for answer in answers)

@@ -9,10 +9,12 @@ Run with: python examples/studio_graph.py
 from langgraph.checkpoint.memory import InMemorySaver
 
 from langchain_moa import build_moa_graph
-from langchain_moa.local import local_stack
+from langchain_moa.stacks import build_stack
+from langchain_moa.stacks.presets import local_spec
 
-layers, aggregator = local_stack(max_tokens=32)
-graph = build_moa_graph(layers, aggregator, checkpointer=InMemorySaver())
+# The embedded stack's models (the server starts on the first call).
+stack = build_stack(local_spec(max_tokens=32))
+graph = build_moa_graph(stack.layers, stack.aggregator, checkpointer=InMemorySaver())
 print(graph.get_graph().draw_mermaid())
 
 thread = {"configurable": {"thread_id": "demo"}}

@@ -89,13 +89,17 @@ async def test_concurrent_streams_on_one_server_are_not_cut(server) -> None:
         assert len(message.content.split()) >= 5
 
 
-def test_default_chat_moa_is_the_embedded_stack() -> None:
+def test_default_chat_moa_is_the_embedded_stack_started_on_its_first_call() -> None:
     try:
-        moa = ChatMoA()
+        moa = ChatMoA(max_tokens=MAX_TOKENS)
         nodes = set(moa.graph.get_graph().nodes)
         assert {f"layer1/smollm2-135m-instruct-{i}" for i in (1, 2, 3)} <= nodes
         assert "layer2/join" not in nodes  # two layers: proposers and aggregator
         assert moa.model_name == "moa-2l:smollm2-135m-instruct"
+        assert shared_server().pid is None  # built, not started
+        result = moa.invoke(QUESTION)
+        assert result.content.strip()
+        assert len(result.response_metadata["layers"][0]) == 3
         pid = shared_server().pid
         assert pid in llama_server_pids()
     finally:

@@ -51,11 +51,10 @@ class TestChatMoALocal(ChatModelIntegrationTests):
 
     @property
     def chat_model_params(self) -> dict[str, Any]:
-        # The suite builds ChatMoA(**chat_model_params): hand it the stack that
-        # ChatMoA.local builds (3 proposers, one model with three seeds, in one
-        # layer, then the aggregator), on the session's server.
-        local = ChatMoA.local(server=self.server, max_tokens=MAX_TOKENS)
-        return {"layers": local.layers, "aggregator": local.aggregator}
+        # The suite builds ChatMoA(**chat_model_params): hand it the fields of
+        # the stack that ChatMoA.local builds (3 proposers, one model with three
+        # seeds, 2 layers counting the aggregator's), on the session's server.
+        return ChatMoA.local(server=self.server, max_tokens=MAX_TOKENS).fields()
 
     # bind_tools exists, but on this model and server tool calls do not work:
     # unforced, SmolLM2-135M answers in text; tool_choice="any" (sent as

@@ -93,26 +93,33 @@ def _given(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
+def _refuse(option: str, flags: dict[str, Any], hint: str = "") -> None:
+    """Exit naming the first of ``flags`` given: it does not apply with ``option``."""
+    for flag, value in flags.items():
+        if value is not None:
+            _fail(f"{flag} does not apply with {option}{hint}")
+
+
 def _model(args: argparse.Namespace) -> ChatMoA:
     """The stack the flags describe, as a ``StackSpec`` and then a ``ChatMoA``."""
     min_proposers = _given(args.min_proposers, 1)
     if args.config or args.preset:
         option = "--config" if args.config else "--preset"
-        for flag, value in (
-            ("--aggregator", args.aggregator),
-            ("--layers", args.layers),
-            ("--proposers", args.proposers),
-            ("--gguf", args.gguf),
-        ):
-            if value is not None:
-                _fail(f"{flag} does not apply with {option}")
+        _refuse(
+            option,
+            {
+                "--aggregator": args.aggregator,
+                "--layers": args.layers,
+                "--proposers": args.proposers,
+                "--gguf": args.gguf,
+            },
+        )
         if args.config:
-            for flag, value in (
-                ("--max-tokens", args.max_tokens),
-                ("--min-proposers", args.min_proposers),
-            ):
-                if value is not None:
-                    _fail(f"{flag} does not apply with --config: set it in the file")
+            _refuse(
+                "--config",
+                {"--max-tokens": args.max_tokens, "--min-proposers": args.min_proposers},
+                ": set it in the file",
+            )
             return ChatMoA.from_spec(load_stack(args.config))
         spec = StackSpec(
             preset=args.preset,
@@ -121,6 +128,11 @@ def _model(args: argparse.Namespace) -> ChatMoA:
         )
         return ChatMoA.from_spec(spec)
     if args.model:
+        _refuse(
+            "--model",
+            {"--proposers": args.proposers, "--gguf": args.gguf},
+            " (embedded model only)",
+        )
         spec = StackSpec(
             proposers=args.model,
             aggregator=args.aggregator or args.model[0],

@@ -431,6 +431,8 @@ def test_cli_missing_key_is_an_error_naming_it(no_keys, capsys) -> None:
         (["--preset", "moa", "--proposers", "2"], "--proposers does not apply with --preset"),
         (["--preset", "local", "--gguf", "m.gguf"], "--gguf does not apply with --preset"),
         (["--aggregator", "openai:gpt-4o"], "--aggregator needs --model proposers"),
+        (["--model", "openai:a", "--proposers", "2"], "--proposers does not apply with --model"),
+        (["--model", "openai:a", "--gguf", "m.gguf"], "--gguf does not apply with --model"),
         (["--model", "openai:a", "--layers", "1"], "layers: must be at least 2, got 1"),
         (["--model", "openai:a", "--min-proposers", "0"], "min_proposers: must be at least 1"),
     ],

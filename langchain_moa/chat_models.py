@@ -40,7 +40,14 @@ from langchain_moa.callbacks import (
 from langchain_moa.graph import ANSWER_CHUNK, MoAInput, build_moa_graph
 from langchain_moa.graph.state import AGGREGATOR_KWARGS, STREAM_ANSWER
 from langchain_moa.local import LlamaServer, require_local, shared_server
-from langchain_moa.stacks import Stack, StackSpec, build_stack, load_stack, model_label
+from langchain_moa.stacks import (
+    Stack,
+    StackError,
+    StackSpec,
+    build_stack,
+    load_stack,
+    model_label,
+)
 from langchain_moa.stacks.presets import (
     LOCAL_LAYERS,
     LOCAL_MAX_TOKENS,
@@ -88,6 +95,9 @@ class ChatMoA(BaseChatModel, StackSpec):
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    streaming: bool = False
+    """LangChain's flag: ``invoke`` streams the final answer to callback handlers too."""
 
     _stack: Stack = PrivateAttr()
     _graph: CompiledStateGraph = PrivateAttr()
@@ -169,8 +179,21 @@ class ChatMoA(BaseChatModel, StackSpec):
 
     @classmethod
     def from_config(cls, path: str | Path) -> Self:
-        """The stack a YAML or TOML file describes (see ``langchain_moa.stacks.files``)."""
-        return cls.from_spec(load_stack(path))
+        """The stack a YAML or TOML file describes (see ``langchain_moa.stacks.files``).
+
+        Raises:
+            FileNotFoundError: There is no such file.
+            StackError: The file or a model it names is wrong; each line names
+                the file and the key path.
+        """
+        spec = load_stack(path)
+        try:
+            return cls.from_spec(spec)
+        except StackError as error:
+            # Building a model (a key's variable, a provider) fails after the
+            # file was read: name the file as its own checks do.
+            lines = (f"{path}: {line}" for line in str(error).splitlines())
+            raise StackError("\n".join(lines)) from None
 
     @classmethod
     def from_spec(cls, spec: StackSpec, **kwargs: Any) -> Self:
@@ -210,7 +233,7 @@ class ChatMoA(BaseChatModel, StackSpec):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = MODEL_PROVIDER
-        params["ls_model_name"] = self.model_name or "moa"
+        params["ls_model_name"] = kwargs.get("model") or self.model_name or "moa"
         if self.temperature is not None:
             params["ls_temperature"] = self.temperature
         if self.max_tokens is not None:

@@ -92,7 +92,7 @@ def build_moa_graph(
     """
     try:
         spec = StackSpec(
-            proposer_layers=[list(layer) for layer in layers],
+            proposer_layers=layers,
             aggregator=aggregator,
             min_proposers=min_proposers,
             aggregation=aggregation,

@@ -155,6 +155,7 @@ class LlamaServer:
         self._log: Any = None
         self._lock = threading.Lock()
         self._ready = False
+        self._closed = False
         self._clients: tuple[httpx.Client, httpx.AsyncClient] | None = None
 
     @property
@@ -191,6 +192,11 @@ class LlamaServer:
         # Concurrent first requests: one starts the server, the others wait
         # here until it answers (a live process may not listen yet).
         with self._lock:
+            if self._closed:
+                # After stop_all (the program is ending), calls still in flight
+                # and their clients' retries must not start it again.
+                msg = "the llama.cpp server was stopped for good (stop_all)"
+                raise RuntimeError(msg)
             if not self.ready:
                 self._start()
         return self
@@ -375,8 +381,12 @@ _running: weakref.WeakSet[LlamaServer] = weakref.WeakSet()
 
 
 def stop_all() -> None:
-    """Stop every server this process started (e.g. from a signal handler)."""
-    for server in list(_running):
+    """Stop every server this process started, for good (e.g. from a signal handler).
+
+    Their chat models' later requests fail instead of starting them again.
+    """
+    for server in [*_running, *([_shared] if _shared is not None else [])]:
+        server._closed = True  # noqa: SLF001 - this module's own servers
         server.stop()
 
 

@@ -20,7 +20,7 @@ opens the run under a known id and keeps its config (``stream_run``).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -67,19 +67,20 @@ def graph_callbacks(run_manager: RunManager) -> BaseCallbackManager:
     """Callbacks for the graph of the ``ChatMoA`` run ``run_manager`` manages.
 
     Its runs nest under that run; tracers see them all, other handlers only
-    the layer events. Tracers that the run had from the context
-    (``collect_runs``, ``tracing_v2_enabled``) are handed on explicitly:
-    langchain-core attaches a context tracer to the ``ChatMoA`` run as a
-    non-inheritable handler, so the graph's own set-up would attach it again
-    as a stranger to the parent run.
+    the layer events. The run's non-inheritable handlers are handed on too:
+    langchain-core attaches a tracer from the context (``collect_runs``) to
+    the ``ChatMoA`` run as one, so the graph's own set-up would attach it
+    again as a stranger to the parent run.
     """
     manager_class = (
         AsyncCallbackManager
         if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
         else CallbackManager
     )
+    # The run's own handlers too: a handler given to ChatMoA(callbacks=...)
+    # gets the layer events, and a tracer there the whole graph.
     handlers = list(run_manager.inheritable_handlers)
-    handlers += [h for h in run_manager.handlers if isinstance(h, BaseTracer) and h not in handlers]
+    handlers += [h for h in run_manager.handlers if h not in handlers]
     manager = manager_class(handlers=[], parent_run_id=run_manager.run_id)
     manager.set_handlers([_for_graph(h) for h in handlers])
     manager.add_tags(run_manager.inheritable_tags)
@@ -122,13 +123,17 @@ _streaming: ContextVar[_StreamRun | None] = ContextVar("moa_stream_run", default
 
 @contextmanager
 def stream_run(model: object, config: RunnableConfig, run_id: UUID) -> Iterator[None]:
-    """While ``model.stream`` runs, the config and id of the run it opens."""
-    token = _streaming.set(_StreamRun(id(model), config, run_id))
+    """While ``model.stream`` runs, the config and id of the run it opens.
+
+    ``stream_callbacks`` takes it when ``_stream`` begins; whatever is left
+    (a stream never iterated) is cleared here. No token reset: a generator
+    may be resumed, and closed, from another context.
+    """
+    _streaming.set(_StreamRun(id(model), config, run_id))
     try:
         yield
     finally:
-        with suppress(ValueError):  # a generator closed from another context
-            _streaming.reset(token)
+        _streaming.set(None)
 
 
 def stream_callbacks(model: object, *, is_async: bool) -> BaseCallbackManager | None:
@@ -141,9 +146,11 @@ def stream_callbacks(model: object, *, is_async: bool) -> BaseCallbackManager | 
     current = _streaming.get()
     if current is None or current.model != id(model):
         return None
+    _streaming.set(None)
     manager_class = AsyncCallbackManager if is_async else CallbackManager
     manager = manager_class.configure(
         inheritable_callbacks=current.config.get("callbacks"),
+        local_callbacks=getattr(model, "callbacks", None),
         inheritable_tags=current.config.get("tags"),
         inheritable_metadata=current.config.get("metadata"),
     )

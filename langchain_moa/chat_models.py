@@ -37,10 +37,11 @@ from langchain_moa.callbacks import (
     stream_callbacks,
     stream_run,
 )
-from langchain_moa.graph import ANSWER_CHUNK, MoAInput, build_moa_graph
+from langchain_moa.graph import ANSWER_CHUNK, MoAInput, compile_moa_graph
 from langchain_moa.graph.state import AGGREGATOR_KWARGS, STREAM_ANSWER
-from langchain_moa.local import LlamaServer, require_local, shared_server
+from langchain_moa.local import LlamaServer, shared_server
 from langchain_moa.stacks import (
+    ModelConfig,
     Stack,
     StackError,
     StackSpec,
@@ -53,6 +54,7 @@ from langchain_moa.stacks.presets import (
     LOCAL_MAX_TOKENS,
     LOCAL_PROPOSERS,
     LOCAL_TEMPERATURE,
+    local_spec,
 )
 
 MODEL_PROVIDER = "moa"
@@ -115,29 +117,23 @@ class ChatMoA(BaseChatModel, StackSpec):
 
     @model_validator(mode="after")
     def _build(self) -> Self:
-        spec = StackSpec(**self.fields())
-        if spec.is_embedded:
-            require_local()
-        self._stack = build_stack(spec)
+        # The fields are a checked StackSpec already: build its models once.
+        self._stack = build_stack(StackSpec.model_construct(**self.fields()))
         layers, aggregator = self._stack.layers, self._stack.aggregator
+        given = set(self.model_fields_set)
         if self.model_name is None:
             self.model_name = f"moa-{len(layers) + 1}l:{model_label(aggregator)}"
         if self.profile is None:
             # What the answer can be (tools, structured output) is the aggregator's.
             self.profile = aggregator.profile
+        # Derived, not given: fields() must not hand them to another stack.
+        self.model_fields_set.intersection_update(given)
         self._identities = {
             "layers": [[_identity(m) for m in layer] for layer in layers],
             "aggregator": _identity(aggregator),
         }
         # checkpointer=False: inside an outer graph, the run stays our own.
-        self._graph = build_moa_graph(
-            layers,
-            aggregator,
-            prompt=self.prompt,
-            min_proposers=self.min_proposers,
-            aggregation=self.aggregation,
-            checkpointer=False,
-        )
+        self._graph = compile_moa_graph(self._stack, checkpointer=False)
         return self
 
     @classmethod
@@ -166,14 +162,19 @@ class ChatMoA(BaseChatModel, StackSpec):
             **kwargs: Other ``ChatMoA`` fields (``prompt``, ``min_proposers``...).
         """
         served = server or shared_server(model_path)
+        spec = local_spec(
+            layers=layers, proposers=proposers, max_tokens=max_tokens, temperature=temperature
+        )
+        defaults = spec.generation_defaults()
 
-        def model(seed: int) -> BaseChatModel:
-            return served.chat_model(temperature=temperature, max_tokens=max_tokens, seed=seed)
+        def model(entry: Any) -> BaseChatModel:
+            # local_spec's entries are local-model configs, served here instead.
+            return served.chat_model(**cast("ModelConfig", entry).settings(defaults))
 
         return cls(
-            proposers=[model(seed) for seed in range(1, proposers + 1)],
+            proposers=[model(entry) for entry in spec.proposers or []],
             layers=layers,
-            aggregator=model(0),
+            aggregator=model(spec.aggregator),
             **kwargs,
         )
 

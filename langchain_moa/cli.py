@@ -17,7 +17,7 @@ from langchain_moa.chat_models import ChatMoA
 from langchain_moa.eval import cli as eval_cli
 from langchain_moa.graph import AGGREGATOR_NODE, CALL_END, CALL_ERROR, CALL_START
 from langchain_moa.local import LocalExtraMissingError, stop_all
-from langchain_moa.stacks import PRESETS, StackSpec, load_stack
+from langchain_moa.stacks import PRESETS, StackSpec
 from langchain_moa.stacks.presets import (
     LOCAL_LAYERS,
     LOCAL_MAX_TOKENS,
@@ -93,6 +93,11 @@ def _given(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
+def _set(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The flags among ``names`` that were given, as stack fields."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def _refuse(option: str, flags: dict[str, Any], hint: str = "") -> None:
     """Exit naming the first of ``flags`` given: it does not apply with ``option``."""
     for flag, value in flags.items():
@@ -102,12 +107,12 @@ def _refuse(option: str, flags: dict[str, Any], hint: str = "") -> None:
 
 def _model(args: argparse.Namespace) -> ChatMoA:
     """The stack the flags describe, as a ``StackSpec`` and then a ``ChatMoA``."""
-    min_proposers = _given(args.min_proposers, 1)
     if args.config or args.preset:
         option = "--config" if args.config else "--preset"
         _refuse(
             option,
             {
+                "--min-proposers": args.min_proposers if args.config else None,
                 "--aggregator": args.aggregator,
                 "--layers": args.layers,
                 "--proposers": args.proposers,
@@ -117,15 +122,12 @@ def _model(args: argparse.Namespace) -> ChatMoA:
         if args.config:
             _refuse(
                 "--config",
-                {"--max-tokens": args.max_tokens, "--min-proposers": args.min_proposers},
+                {"--max-tokens": args.max_tokens},
                 ": set it in the file",
             )
-            return ChatMoA.from_spec(load_stack(args.config))
-        spec = StackSpec(
-            preset=args.preset,
-            max_tokens=_given(args.max_tokens, PAPER_MAX_TOKENS),
-            min_proposers=min_proposers,
-        )
+            return ChatMoA.from_config(args.config)
+        # Unset flags stay unset: the preset's own settings are its defaults.
+        spec = StackSpec(preset=args.preset, **_set(args, "max_tokens", "min_proposers"))
         return ChatMoA.from_spec(spec)
     if args.model:
         _refuse(
@@ -136,19 +138,17 @@ def _model(args: argparse.Namespace) -> ChatMoA:
         spec = StackSpec(
             proposers=args.model,
             aggregator=args.aggregator or args.model[0],
-            layers=args.layers,
-            min_proposers=min_proposers,
-            max_tokens=args.max_tokens,
+            **_set(args, "layers", "max_tokens", "min_proposers"),
         )
         return ChatMoA.from_spec(spec)
     if args.aggregator:
         _fail("--aggregator needs --model proposers")
     return ChatMoA.local(
-        layers=args.layers or LOCAL_LAYERS,
+        layers=_given(args.layers, LOCAL_LAYERS),
         proposers=_given(args.proposers, LOCAL_PROPOSERS),
         max_tokens=_given(args.max_tokens, LOCAL_MAX_TOKENS),
         model_path=args.gguf,
-        min_proposers=min_proposers,
+        **_set(args, "min_proposers"),
     )
 
 

@@ -1,6 +1,6 @@
 """The Mixture-of-Agents graph: a node per proposer, a join per layer, an aggregator."""
 
-from langchain_moa.graph.builder import build_moa_graph, node_slug
+from langchain_moa.graph.builder import build_moa_graph, compile_moa_graph, node_slug
 from langchain_moa.graph.nodes import LayerFailedError, parse_choice
 from langchain_moa.graph.prompts import (
     AGGREGATE_AND_SYNTHESIZE_PROMPT,
@@ -35,6 +35,7 @@ __all__ = [
     "Prompt",
     "PromptInput",
     "build_moa_graph",
+    "compile_moa_graph",
     "get_calls",
     "node_slug",
     "parse_choice",

@@ -20,13 +20,11 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from pydantic import ValidationError
 
 from langchain_moa.graph.nodes import Aggregator, Join, Proposer, Ranker
 from langchain_moa.graph.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT, RANK_PROMPT, Prompt
 from langchain_moa.graph.state import AGGREGATOR_NODE, MoAInput, MoAOutput, MoAState
-from langchain_moa.stacks import Aggregation, StackSpec, build_stack, model_label
-from langchain_moa.stacks.spec import describe
+from langchain_moa.stacks import Aggregation, Stack, StackSpec, build_stack, model_label
 
 
 def node_slug(label: str) -> str:
@@ -90,16 +88,30 @@ def build_moa_graph(
     Raises:
         StackError: The stack is invalid; the message names what is wrong.
     """
-    try:
-        spec = StackSpec(
-            proposer_layers=layers,
-            aggregator=aggregator,
-            min_proposers=min_proposers,
-            aggregation=aggregation,
-        )
-    except ValidationError as error:
-        raise describe(error) from None
-    stack = build_stack(spec)
+    spec = StackSpec(
+        proposer_layers=layers,
+        aggregator=aggregator,
+        prompt=prompt,
+        min_proposers=min_proposers,
+        aggregation=aggregation,
+    )
+    return compile_moa_graph(build_stack(spec), name=name, **compile_options)
+
+
+def compile_moa_graph(
+    stack: Stack, *, name: str = "moa", **compile_options: Any
+) -> CompiledStateGraph:
+    """Wire a stack whose models are built (``build_stack``) into the compiled graph.
+
+    ``build_moa_graph`` checks and builds the stack first; ``ChatMoA`` calls
+    this with the stack it built. The prompt, ``min_proposers`` and the
+    aggregation are ``stack.spec``'s.
+    """
+    prompt, min_proposers, aggregation = (
+        stack.spec.prompt,
+        stack.spec.min_proposers,
+        stack.spec.aggregation,
+    )
     builder = StateGraph(MoAState, input_schema=MoAInput, output_schema=MoAOutput)
     previous = START
     references_prompt = prompt or AGGREGATE_AND_SYNTHESIZE_PROMPT

@@ -251,7 +251,7 @@ class Ranker(ModelNode):
         self,
         state: MoAState,
         config: RunnableConfig,
-        start: tuple[int, float, float],
+        start: Start,
         reply: BaseMessage,
     ) -> dict:
         """Record the reply; the answer is the reference it names (1 if none)."""

@@ -175,7 +175,7 @@ class LlamaServer:
     @property
     def ready(self) -> bool:
         """Whether the server runs and has answered (requests may be sent)."""
-        return self._ready and self.running
+        return self._ready and not self._closed and self.running
 
     @property
     def pid(self) -> int | None:
@@ -227,6 +227,10 @@ class LlamaServer:
         except BaseException:
             self.stop()
             raise
+        if self._closed:  # stop_all ran while it started
+            self.stop()
+            msg = "the llama.cpp server was stopped for good (stop_all)"
+            raise RuntimeError(msg)
         self._ready = True
 
     def _wait_until_ready(self) -> None:
@@ -262,9 +266,9 @@ class LlamaServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        log, self._log = self._log, None  # taken once: stop() may run twice at once
+        if log is not None:
+            log.close()
 
     def __enter__(self) -> Self:
         """Start the server."""
@@ -385,12 +389,12 @@ def stop_all() -> None:
 
     Their chat models' later requests fail instead of starting them again.
     """
-    for server in [*_running, *([_shared] if _shared is not None else [])]:
+    for server in {*_running, *_shared.values()}:
         server._closed = True  # noqa: SLF001 - this module's own servers
         server.stop()
 
 
-_shared: LlamaServer | None = None
+_shared: dict[Path, LlamaServer] = {}
 _shared_lock = threading.Lock()
 
 
@@ -398,18 +402,15 @@ def shared_server(model_path: str | Path | None = None) -> LlamaServer:
     """The process-wide server for ``model_path`` (SmolLM2 by default).
 
     Nothing starts here: its chat models start it on their first request,
-    and it stops when the interpreter exits. Asking for another model
-    replaces it.
+    and it stops when the interpreter exits. Each model file has its own
+    (a stack may still use one while another is asked for).
 
     Raises:
         LocalExtraMissingError: the ``local`` extra is not installed.
     """
-    global _shared  # noqa: PLW0603 - one server per process is the point
     require_local()
     path = Path(model_path) if model_path else smollm2_gguf()
     with _shared_lock:
-        if _shared is None or _shared.model_path != path:
-            if _shared is not None:
-                _shared.stop()
-            _shared = LlamaServer(path)
-        return _shared
+        if path not in _shared:
+            _shared[path] = LlamaServer(path)
+        return _shared[path]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from pydantic import ValidationError
 
 from langchain_moa.accounting import describe_error
 from langchain_moa.local.server import shared_server
@@ -23,7 +24,6 @@ from langchain_moa.stacks.presets import (
     LOCAL_LAYERS,
     LOCAL_MAX_TOKENS,
     LOCAL_TEMPERATURE,
-    OPENAI_API_KEY_ENV,
     PAPER_MAX_TOKENS,
     PAPER_STACKS,
     PAPER_TEMPERATURE,
@@ -37,6 +37,7 @@ from langchain_moa.stacks.spec import (
     ModelConfig,
     StackError,
     StackSpec,
+    describe,
 )
 
 _STACK_FIELDS = ("prompt", "aggregation", "min_proposers", "model_name", "stop")
@@ -64,9 +65,9 @@ def expand(spec: StackSpec) -> StackSpec:
     Raises:
         StackError: a key that a paper preset needs is not in the environment.
     """
-    if spec.preset is not None and spec.preset in PAPER_STACKS:
-        _require_keys(spec)
+    if spec.preset is not None and spec.preset in PAPER_STACKS:  # narrows for mypy
         base = paper_spec(spec.preset, base_url=spec.base_url, api_key_env=spec.api_key_env)
+        _require_keys(spec.preset, base)
         defaults = {"temperature": PAPER_TEMPERATURE, "max_tokens": PAPER_MAX_TOKENS}
     elif spec.is_embedded:
         base = local_spec(layers=spec.layers or LOCAL_LAYERS)
@@ -83,13 +84,12 @@ def expand(spec: StackSpec) -> StackSpec:
     )
 
 
-def _require_keys(spec: StackSpec) -> None:
-    own_server = spec.base_url is not None
-    needed = [] if own_server else [TOGETHER_API_KEY_ENV]
-    if spec.api_key_env:
-        needed = [spec.api_key_env]
-    if spec.preset == "moa-gpt4o":
-        needed.append(OPENAI_API_KEY_ENV)
+def _require_keys(preset: str, stack: StackSpec) -> None:
+    """Every variable a preset's entries name must be set: one error names them all."""
+    entries = [*(stack.proposers or []), stack.aggregator]
+    needed = dict.fromkeys(
+        e.api_key_env for e in entries if isinstance(e, ModelConfig) and e.api_key_env
+    )
     missing = [name for name in needed if not os.environ.get(name)]
     if missing:
         hint = (
@@ -97,7 +97,7 @@ def _require_keys(spec: StackSpec) -> None:
             if TOGETHER_API_KEY_ENV in missing
             else ""
         )
-        msg = f"preset {spec.preset!r} needs {' and '.join(missing)} set in the environment{hint}"
+        msg = f"preset {preset!r} needs {' and '.join(missing)} set in the environment{hint}"
         raise StackError(msg)
 
 
@@ -152,7 +152,10 @@ def chat_model(
     """
     if isinstance(entry, BaseChatModel):
         return entry
-    config = entry if isinstance(entry, ModelConfig) else ModelConfig.model_validate(entry)
+    try:
+        config = entry if isinstance(entry, ModelConfig) else ModelConfig.model_validate(entry)
+    except ValidationError as error:
+        raise describe(error).under(where) from None
     settings = config.settings(defaults or {})
     if config.model == LOCAL_MODEL:
         return shared_server().chat_model(**settings)

@@ -31,10 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints
-from pydantic import ValidationError
 
 from langchain_moa.stacks.presets import PAPER_MAX_TOKENS, PAPER_TEMPERATURE
-from langchain_moa.stacks.spec import StackError, StackSpec, describe, shown
+from langchain_moa.stacks.spec import StackError, StackSpec, shown
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".toml")
 """File name endings ``load_config`` reads; the ending picks the format."""
@@ -124,6 +123,6 @@ def _read(path: Path) -> tuple[dict[str, Any], StackSpec]:
         settings.setdefault("temperature", PAPER_TEMPERATURE)
         settings.setdefault("max_tokens", PAPER_MAX_TOKENS)
     try:
-        return config, StackSpec.model_validate(settings)
-    except ValidationError as error:
-        raise describe(error, str(path)) from None
+        return config, StackSpec(**settings)
+    except StackError as error:
+        raise error.at(path) from None

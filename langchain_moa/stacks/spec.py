@@ -17,10 +17,12 @@ import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
+from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, Self, get_args
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
+from langchain_openai import ChatOpenAI
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -54,12 +56,12 @@ PAPER_LAYERS = 3
 """The paper's MoA: two proposer layers and the aggregator's."""
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SECRET_NAMES = frozenset({"api_key", "password", "secret", "token"})
+_SECRET = re.compile(r"(api_?key|secret|password|access_key|(api|access|auth|hub)_token|^token)$")
+"""Setting names that hold a credential (``openai_api_key``, ``aws_secret_access_key``...)."""
 
 
 def _is_secret(key: str) -> bool:
-    lowered = key.lower()
-    return lowered in _SECRET_NAMES or lowered.endswith(("_api_key", "_secret", "_password"))
+    return bool(_SECRET.search(key.lower()))
 
 
 def _fail(problem: str) -> NoReturn:
@@ -108,9 +110,6 @@ Retries = Annotated[StrictInt, Field(ge=0)]
 @cache
 def openai_settings() -> frozenset[str]:
     """Every name ``ChatOpenAI`` takes a setting by (field names and aliases)."""
-    # Imported here: only entries on OpenAI-compatible servers need it.
-    from langchain_openai import ChatOpenAI  # noqa: PLC0415
-
     names = set()
     for name, field in ChatOpenAI.model_fields.items():
         names.add(name)
@@ -395,7 +394,9 @@ class StackSpec(BaseModel):
             )
 
     def _preset_rules(self, given: set[str]) -> None:
-        for key in ("proposers", "proposer_layers", "aggregator", "layers"):
+        fixed = ("proposers", "proposer_layers", "aggregator")
+        # The embedded stack's depth is a choice; the paper's stacks are as published.
+        for key in fixed if self.preset == LOCAL_MOA else (*fixed, "layers"):
             if key in given:
                 _fail(f"{key}: not allowed with preset: a preset fixes its models")
         if self.preset == LOCAL_MOA:
@@ -432,6 +433,18 @@ class StackSpec(BaseModel):
 
 class StackError(ValueError):
     """A stack spec is invalid; each line names a key path and the problem."""
+
+    def at(self, source: str | Path) -> StackError:
+        """The same error with ``source: `` (a file) in front of every line."""
+        return StackError("\n".join(f"{source}: {line}" for line in str(self).splitlines()))
+
+    def under(self, path: str) -> StackError:
+        """The same error for an entry at key ``path`` (``proposers[0]``)."""
+        lines = []
+        for line in str(self).splitlines():
+            split = _key_path(line)
+            lines.append(f"{path}.{line}" if split else f"{path}: {line}")
+        return StackError("\n".join(lines))
 
 
 def _path(loc: Sequence[int | str]) -> str:

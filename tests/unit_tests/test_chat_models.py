@@ -103,7 +103,7 @@ def test_graph_is_compiled_once(monkeypatch) -> None:
     def no_rebuild(*args, **kwargs):
         raise AssertionError("graph rebuilt on a call")
 
-    monkeypatch.setattr(chat_models_module, "build_moa_graph", no_rebuild)
+    monkeypatch.setattr(chat_models_module, "compile_moa_graph", no_rebuild)
     moa.invoke("q")
     list(moa.stream("q"))
     assert moa.graph is graph

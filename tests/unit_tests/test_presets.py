@@ -404,13 +404,15 @@ def test_cli_without_a_stack_keeps_the_embedded_default(monkeypatch) -> None:
 
     monkeypatch.setattr(ChatMoA, "local", classmethod(fake_local))
     assert cli._model(chat_args()) == "embedded"
-    assert seen == {
-        "layers": 2,
-        "proposers": 3,
-        "max_tokens": 512,
-        "model_path": None,
-        "min_proposers": 1,
-    }
+    # min_proposers unset: ChatMoA's own default (1) applies.
+    assert seen == {"layers": 2, "proposers": 3, "max_tokens": 512, "model_path": None}
+    cli._model(chat_args("--min-proposers", "2"))
+    assert seen["min_proposers"] == 2
+
+
+def test_cli_embedded_layers_are_checked_not_replaced() -> None:
+    with pytest.raises(ValueError, match="layers: must be at least 2, got 0"):
+        cli._model(chat_args("--layers", "0"))
 
 
 def test_cli_missing_key_is_an_error_naming_it(no_keys, capsys) -> None:

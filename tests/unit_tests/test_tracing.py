@@ -182,3 +182,20 @@ async def test_a_token_counter_counts_each_call_once(mode) -> None:
     # p1, p2 and the aggregator: words in, words out (see ScriptedChatModel).
     counted = usage.usage_metadata["moa-2l:agg"]
     assert counted["output_tokens"] == 2 + 2 + 3, mode
+
+
+@pytest.mark.parametrize("mode", ["invoke", "stream", "ainvoke", "astream"])
+async def test_handlers_given_to_chat_moa_itself_get_the_layer_events(mode) -> None:
+    names = []
+
+    class Events(BaseCallbackHandler):
+        def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+            names.append((name, data["node"]))
+
+    tracer = RunCollectorCallbackHandler()
+    moa = _moa()
+    moa.callbacks = [Events(), tracer]
+    assert await _run(mode, moa, {}) == ANSWER
+    assert ("moa_call_end", "layer1/p1") in names, mode
+    assert ("moa_call_end", "aggregator") in names, mode
+    _check_nesting(tracer.traced_runs, mode)

@@ -1,7 +1,24 @@
-"""GSM8K, judge-free: exact match of the final number against ``#### n``.
+"""GSM8K, judge-free: exact match of the model's final number against the reference's ``#### n``.
 
 The one benchmark here where MoA's gain over its proposers can be measured
 without a strong judge.
+
+Two extractions are scored, as lm-evaluation-harness's ``gsm8k`` task does:
+
+* **strict**: the number after the first ``#### `` (GSM8K's own answer format, which
+  `INSTRUCTION` asks for; the reference answers are parsed the same way);
+* **flexible**: the last number anywhere in the answer.
+
+``accuracy`` is the strict one: it is what the model was asked to produce and what the
+harness lists first (``strict-match``), and it does not reward a right number that the model
+only happened to write last. ``accuracy_flexible`` is beside it, so that a model that solves
+the problems but misses the format is visible as the gap between the two.
+
+Numbers are read the same way in both: a Unicode minus (U+2212 and its variants) is a
+minus, ``.5`` is 0.5, thousands may be separated by commas, thin, narrow no-break, no-break
+or plain spaces (only in groups of three digits: ``1 000`` is 1000, ``3 4`` is 3 then 4), a
+``$`` is dropped, and trailing punctuation (``18.``, ``18!``, ``**18**``) is not part of
+the number. A hyphen right after a word or digit (``3-5``) is not a minus.
 """
 
 from __future__ import annotations
@@ -27,8 +44,18 @@ TEST_FILE = DataFile(
 INSTRUCTION = "Solve the problem step by step, then give the final answer as '#### <number>'."
 """Appended to each question so the answer's last line can be found."""
 
-_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
-_MARKED = re.compile(r"####\s*(-?\$?\d[\d,]*(?:\.\d+)?)")
+_MINUS = "-\u2212\ufe63\uff0d"
+_SEPARATORS = ",\u2009\u202f\u00a0 "
+_NUMBER_PATTERN = (
+    # A sign only where it cannot be a hyphen or a range's dash ("3-5", "x-2").
+    rf"(?:(?<![\w.])(?P<sign>[{_MINUS}]))?\$?"
+    # Thousands groups (one separator kind throughout), or plain digits, or neither (".5").
+    rf"(?P<digits>\d{{1,3}}(?:(?P<sep>[{_SEPARATORS}])\d{{3}})(?:(?P=sep)\d{{3}})*(?!\d)"
+    r"|\d+)?"
+    r"(?P<fraction>\.\d+)?"
+)
+_NUMBER = re.compile(_NUMBER_PATTERN)
+_MARKED = re.compile(rf"####[ \t]*(?:\*\*|__)?[ \t]*\$?[ \t]*(?P<number>{_NUMBER_PATTERN})")
 
 
 def load_problems(data_dir: Path | None = None) -> list[dict[str, Any]]:
@@ -47,12 +74,34 @@ def load_problems(data_dir: Path | None = None) -> list[dict[str, Any]]:
     ]
 
 
-def _normal(number: str) -> str | None:
+def _value(match: re.Match[str]) -> str | None:
+    digits, fraction = match.group("digits"), match.group("fraction")
+    if digits is None and fraction is None:
+        return None
+    sign = "-" if match.group("sign") else ""
+    separator = match.group("sep") or ","
     try:
-        value = Decimal(number.replace(",", "").replace("$", ""))
+        value = Decimal(f"{sign}{(digits or '0').replace(separator, '')}{fraction or ''}")
     except InvalidOperation:
         return None
-    return format(value.normalize(), "f")
+    # normalize() keeps "-0"; zero has no sign.
+    return format(value.normalize(), "f") if value else "0"
+
+
+def extract_strict(text: str) -> str | None:
+    """The number after the first ``####`` (GSM8K's own format), None if there is none."""
+    for match in _MARKED.finditer(text):
+        value = _value(match)
+        if value is not None:
+            return value
+    return None
+
+
+def extract_flexible(text: str) -> str | None:
+    """The last number in the text, None if there is none."""
+    values = [_value(match) for match in _NUMBER.finditer(text)]
+    found = [value for value in values if value is not None]
+    return found[-1] if found else None
 
 
 def target_number(answer: str) -> str:
@@ -61,29 +110,54 @@ def target_number(answer: str) -> str:
     Raises:
         ValueError: the answer has no ``#### n`` line.
     """
-    match = _MARKED.search(answer)
-    number = _normal(match.group(1)) if match else None
+    number = extract_strict(answer)
     if number is None:
         msg = f"GSM8K answer without '#### <number>': {answer[-80:]!r}"
         raise ValueError(msg)
     return number
 
 
-def extract_answer(text: str) -> str | None:
-    """The model's final number: after its last ``####``, else its last number."""
-    marked = _MARKED.findall(text)
-    numbers = marked or _NUMBER.findall(text)
-    return _normal(numbers[-1]) if numbers else None
+def score(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` with both predictions and whether each matches ``target``.
+
+    Both are extracted from the stored ``output`` where the record lacks them (answers
+    files written before the two extractions), so an old run scores the same way.
+    """
+    output = record["output"]
+    strict = record["predicted_strict"] if "predicted_strict" in record else extract_strict(output)
+    flexible = (
+        record["predicted_flexible"] if "predicted_flexible" in record else extract_flexible(output)
+    )
+    return {
+        **record,
+        "predicted_strict": strict,
+        "predicted_flexible": flexible,
+        "correct_strict": strict == record["target"],
+        "correct_flexible": flexible == record["target"],
+    }
 
 
 def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Accuracy over scored records, and how many answers had no number."""
-    correct = sum(bool(r["correct"]) for r in records)
+    """Both accuracies over the records, and how many answers had no number for each.
+
+    ``accuracy`` is ``accuracy_strict`` (see the module's note on the headline).
+    """
+    scored = [score(record) for record in records]
+    total = len(scored)
+    correct = {kind: sum(r[f"correct_{kind}"] for r in scored) for kind in ("strict", "flexible")}
+
+    def percent(count: int) -> float | None:
+        return 100 * count / total if total else None
+
     return {
-        "accuracy": 100 * correct / len(records) if records else None,
-        "n_correct": correct,
-        "n_total": len(records),
-        "n_no_number": sum(r["predicted"] is None for r in records),
+        "accuracy": percent(correct["strict"]),
+        "accuracy_strict": percent(correct["strict"]),
+        "accuracy_flexible": percent(correct["flexible"]),
+        "n_correct_strict": correct["strict"],
+        "n_correct_flexible": correct["flexible"],
+        "n_total": total,
+        "n_no_number_strict": sum(r["predicted_strict"] is None for r in scored),
+        "n_no_number_flexible": sum(r["predicted_flexible"] is None for r in scored),
     }
 
 
@@ -98,16 +172,15 @@ async def run(
     """Answer the problems (resumably) and score them.
 
     Files in ``out_dir``: ``answers.jsonl`` (one record per problem, appended
-    as each finishes).
+    as each finishes, with ``predicted_strict``/``predicted_flexible`` and
+    ``correct_strict``/``correct_flexible``).
     """
     problems = load_problems(data_dir)[:limit]
 
     async def answer(problem: dict[str, Any]) -> dict[str, Any]:
         prompt = f"{problem['question']}\n\n{INSTRUCTION}"
         result = await generate(model, [HumanMessage(prompt)])
-        predicted = extract_answer(result["output"])
-        correct = predicted == problem["target"]
-        return {**problem, **result, "predicted": predicted, "correct": correct}
+        return score({**problem, **result})
 
     records = await run_items(
         problems, answer, JsonlStore(out_dir / "answers.jsonl", "id"),

@@ -20,17 +20,46 @@ def test_a_data_folder_without_the_file_is_named(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("text", "strict", "flexible"),
     [
-        ("She makes 9 * 2 = $18.\n#### 18", "18"),
-        ("So the answer is $1,250.00 in total.", "1250"),
-        ("#### 5\nActually, 7 eggs remain.", "5"),
-        ("The loss is -3.5 dollars", "-3.5"),
-        ("I cannot tell.", None),
+        ("She makes 9 * 2 = $18.\n#### 18", "18", "18"),
+        ("So the answer is $1,250.00 in total.", None, "1250"),
+        # Strict: the first marker, as the references are read; flexible: the last number.
+        ("#### 5\nActually, 7 eggs remain.", "5", "7"),
+        ("#### 3\n#### 4", "3", "4"),
+        ("The loss is -3.5 dollars", None, "-3.5"),
+        ("I cannot tell.", None, None),
+        # Unicode minus signs.
+        ("#### \u22125", "-5", "-5"),
+        ("The change is \u22122.5 degrees", None, "-2.5"),
+        ("#### \uff0d7", "-7", "-7"),
+        # A hyphen after a word or digit is not a minus.
+        ("between 3-5 hours", None, "5"),
+        # Leading decimal points.
+        ("#### .5", "0.5", "0.5"),
+        ("It is -.25 of it", None, "-0.25"),
+        # Thousands separators: commas, thin, narrow no-break, no-break and plain spaces.
+        ("#### 1,000,000", "1000000", "1000000"),
+        ("#### 1 000", "1000", "1000"),
+        ("#### 1\u2009000", "1000", "1000"),
+        ("#### 12\u202f345", "12345", "12345"),
+        ("#### 1\u00a0000", "1000", "1000"),
+        ("in groups of three only: 3 4", None, "4"),
+        ("10,20,30", None, "30"),
+        # Trailing punctuation and markup.
+        ("#### 18.", "18", "18"),
+        ("#### 18!", "18", "18"),
+        ("#### **18**", "18", "18"),
+        ("#### $1,000.", "1000", "1000"),
+        ("The answer is 42).", None, "42"),
+        # Numbers compare as values.
+        ("#### 18.00", "18", "18"),
+        ("#### -0", "0", "0"),
     ],
 )
-def test_extract_answer(text, expected) -> None:
-    assert gsm8k.extract_answer(text) == expected
+def test_extractions(text, strict, flexible) -> None:
+    assert gsm8k.extract_strict(text) == strict
+    assert gsm8k.extract_flexible(text) == flexible
 
 
 def test_target_without_marker_is_an_error() -> None:
@@ -46,7 +75,16 @@ async def test_run_scores_and_resumes(tmp_path) -> None:
     model = ScriptedChatModel(model_name="m", reply=answer)
     metrics = await gsm8k.run(model, FIXTURES, tmp_path, limit=3)
     generation = metrics.pop("generation")
-    assert metrics == {"accuracy": 100 / 3, "n_correct": 1, "n_total": 3, "n_no_number": 2}
+    assert metrics == {
+        "accuracy": 100 / 3,
+        "accuracy_strict": 100 / 3,
+        "accuracy_flexible": 100 / 3,
+        "n_correct_strict": 1,
+        "n_correct_flexible": 1,
+        "n_total": 3,
+        "n_no_number_strict": 2,
+        "n_no_number_flexible": 2,
+    }
     assert generation["usage"]["m"]["calls"] == 3
     assert generation["usage"]["m"]["output_tokens"] == 2 + 2 + 2
     assert len(model.log) == 3
@@ -61,7 +99,29 @@ async def test_moa_records_carry_layers_usage_and_latency(tmp_path) -> None:
     moa = ChatMoA(proposers=[proposer, proposer], aggregator=proposer, layers=2)
     await gsm8k.run(moa, None, tmp_path, limit=1)
     record = gsm8k.JsonlStore(tmp_path / "answers.jsonl", "id").records()[0]
-    assert record["correct"] is True
+    assert record["correct_strict"] is True
+    assert record["predicted_flexible"] == "18"
     assert [len(layer) for layer in record["layers"]] == [2, 1]
     assert record["usage"]["output_tokens"] == 3 * 2
     assert record["latency_s"] > 0
+
+
+async def test_old_answers_files_are_scored_from_their_outputs(tmp_path) -> None:
+    # A record written before the two extractions: one "predicted", scored the old way.
+    problems = gsm8k.load_problems(FIXTURES)[:2]
+    old = [
+        {**problems[0], "output": "#### 18\nor maybe 17", "model": "m", "usage": None,
+         "latency_s": 1.0, "layers": [], "predicted": "18", "correct": True},
+        {**problems[1], "output": "It takes 3 bolts.", "model": "m", "usage": None,
+         "latency_s": 1.0, "layers": [], "predicted": "3", "correct": True},
+    ]  # fmt: skip
+    store = gsm8k.JsonlStore(tmp_path / "answers.jsonl", "id")
+    for record in old:
+        store.append(record)
+    model = ScriptedChatModel(model_name="m", reply="unused")
+    metrics = await gsm8k.run(model, FIXTURES, tmp_path, limit=2)
+    assert model.log == []  # resumed: nothing asked
+    assert problems[1]["target"] == "3"
+    assert metrics["accuracy_strict"] == 50
+    assert metrics["accuracy_flexible"] == 50
+    assert metrics["n_no_number_strict"] == 1

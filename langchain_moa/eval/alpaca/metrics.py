@@ -226,20 +226,26 @@ def _fit_soft_logistic(
 
     losses = np.zeros(len(_C_GRID))
     for train, held_out in GroupKFold(n_splits=_CV_FOLDS).split(x, y, groups):
+        # Seeded as LogisticRegressionCV seeds liblinear: one generator per fold, drawn from
+        # once per C along the grid. A fresh seed per fit moves where liblinear's L1 solver
+        # stops, and with it the LC win rate by up to 0.05 points.
+        fold_random_state = np.random.RandomState(_GLM_RANDOM_STATE)
         for i, c in enumerate(_C_GRID):
-            fold_model = _liblinear(c).fit(x[train], y[train], sample_weight=sample_weight[train])
+            fold_model = _liblinear(c, fold_random_state)
+            fold_model.fit(x[train], y[train], sample_weight=sample_weight[train])
             predicted = np.clip(fold_model.predict_proba(x[held_out])[:, 1], _EPSILON, 1 - _EPSILON)
             p = soft_label[held_out]
             loglik = p * np.log(predicted) + (1 - p) * np.log(1 - predicted)
             losses[i] += -np.mean(loglik * row_weight[held_out])
     best_c = _C_GRID[np.argmin(losses)]
-    return _liblinear(best_c).fit(x, y, sample_weight=sample_weight)
+    # The refit starts a fresh generator, as LogisticRegressionCV's does.
+    return _liblinear(best_c, _GLM_RANDOM_STATE).fit(x, y, sample_weight=sample_weight)
 
 
-def _liblinear(c: float) -> LogisticRegression:
+def _liblinear(c: float, random_state: int | np.random.RandomState) -> LogisticRegression:
     # l1_ratio=1 is penalty="l1" without scikit-learn 1.8's deprecation warning.
     return LogisticRegression(
-        C=c, l1_ratio=1.0, solver="liblinear", fit_intercept=False, random_state=_GLM_RANDOM_STATE
+        C=c, l1_ratio=1.0, solver="liblinear", fit_intercept=False, random_state=random_state
     )
 
 

@@ -13,12 +13,13 @@ import json
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from langchain_core.language_models import BaseChatModel
 
 from langchain_moa.chat_models import ChatMoA
 from langchain_moa.eval.generation import Prices, cost_usd
+from langchain_moa.eval.store import progress_bar
 from langchain_moa.stacks import model_label
 
 AXES = ("ranker", "proposers", "single", "aggregators", "layers", "baselines")
@@ -171,17 +172,35 @@ async def run_grid(
     *,
     quality_key: str,
     prices: Prices,
+    progress_file: TextIO | None = None,
+    progress: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Run every configuration (each resumable in its own folder); write the table.
 
+    A progress bar counts configurations (on a terminal only, unless ``progress`` says
+    otherwise; drawn on ``progress_file``, default stderr), each run's own bar below it.
     Files in ``out_dir``: one folder per configuration, ``ablation.md``,
     ``ablation.csv`` and ``ablation.json``.
     """
     rows = []
-    for configuration in configurations:
-        folder = out_dir / configuration.name.replace(" ", "_").replace(":", "").replace("/", "-")
-        metrics = await runner(configuration.model, folder)
-        rows.append(row(configuration, metrics, quality_key, prices))
+    bar = progress_bar(
+        "ablation", len(configurations), file=progress_file,
+        disable=None if progress is None else not progress,
+    )  # fmt: skip
+    with bar:
+        for configuration in configurations:
+            bar.set_postfix(failed=0, configuration=configuration.name)
+            name = configuration.name.replace(" ", "_").replace(":", "")
+            folder = out_dir / name.replace("/", "-")
+            try:
+                metrics = await runner(configuration.model, folder)
+            except Exception:
+                # A failed configuration stops the grid (its error names the failed items);
+                # a rerun resumes it.
+                bar.set_postfix(failed=1, configuration=configuration.name)
+                raise
+            rows.append(row(configuration, metrics, quality_key, prices))
+            bar.update()
     write_table(rows, out_dir, quality_key)
     return rows
 

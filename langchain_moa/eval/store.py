@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from langchain_moa.accounting import describe_error
+from langchain_moa.eval.extras import require
 
 
 class JsonlStore:
@@ -66,32 +65,31 @@ class JsonlStore:
             return data.read(1) != b"\n"
 
 
-class Progress:
-    """``name: done/total, failed, elapsed, ETA`` on one line of stderr."""
+def progress_bar(
+    name: str, total: int, *, file: TextIO | None = None, disable: bool | None = None
+) -> Any:
+    """A tqdm bar for ``total`` items: done, rate, ETA and ``failed`` so far.
 
-    def __init__(self, name: str, total: int, stream: TextIO = sys.stderr) -> None:
-        """Start counting ``total`` items."""
-        self.name, self.total, self.stream = name, total, stream
-        self.done = self.failed = 0
-        self.started = time.monotonic()
+    Args:
+        name: The bar's label.
+        total: Items to run.
+        file: Where to draw it (default stderr).
+        disable: None: drawn only on a terminal, so logs and pipes get no bar; True or
+            False to decide.
 
-    def update(self, *, failed: bool = False) -> None:
-        """Count one finished item and redraw."""
-        self.done += 1
-        self.failed += failed
-        last = self.done == self.total
-        live = self.stream.isatty()
-        # A log file gets a line per tenth of the run, a terminal one live line.
-        if not (live or last or self.done % max(1, self.total // 10) == 0):
-            return
-        elapsed = time.monotonic() - self.started
-        eta = elapsed / self.done * (self.total - self.done)
-        failures = f", {self.failed} failed" if self.failed else ""
-        line = f"{self.name}: {self.done}/{self.total}{failures}, {elapsed:.0f}s, ETA {eta:.0f}s"
-        self.stream.write(f"\r{line} " if live else f"{line}\n")
-        if live and last:
-            self.stream.write("\n")
-        self.stream.flush()
+    Raises:
+        MissingExtraError: tqdm is not installed.
+    """
+    require("tqdm", purpose="progress bars")
+    from tqdm import tqdm  # type: ignore[import-untyped]  # noqa: PLC0415 - the eval extra
+
+    bar = tqdm(
+        total=total, desc=name, unit="item", file=file, disable=disable, dynamic_ncols=True,
+        # A bar inside the ablation grid's bar is cleared when done; a top-level one stays.
+        leave=None,
+    )  # fmt: skip
+    bar.set_postfix(failed=0, refresh=False)
+    return bar
 
 
 class ItemsFailedError(RuntimeError):
@@ -105,6 +103,8 @@ async def run_items(
     *,
     concurrency: int = 4,
     name: str = "items",
+    progress_file: TextIO | None = None,
+    progress: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``work`` on every item not yet in ``store``, saving each result.
 
@@ -113,7 +113,10 @@ async def run_items(
         work: Turns an item into its record (which must keep the key).
         store: Where finished records go.
         concurrency: Items in flight at once.
-        name: Shown in the progress line.
+        name: The progress bar's label.
+        progress_file: Where the progress bar is drawn (default stderr).
+        progress: None: a bar only when ``progress_file`` is a terminal; True or False to
+            decide.
 
     Returns:
         Every record in the store for these items, in item order.
@@ -123,7 +126,9 @@ async def run_items(
     """
     finished = store.done()
     todo = [item for item in items if str(item[store.key]) not in finished]
-    progress = Progress(name, len(todo))
+    bar = progress_bar(
+        name, len(todo), file=progress_file, disable=None if progress is None else not progress
+    )
     gate = asyncio.Semaphore(concurrency)
     failures: list[str] = []
 
@@ -133,12 +138,16 @@ async def run_items(
                 record = await work(item)
             except Exception as error:  # noqa: BLE001 - collected and raised below
                 failures.append(f"{item[store.key]}: {describe_error(error)}")
-                progress.update(failed=True)
+                bar.set_postfix(failed=len(failures), refresh=False)
+                bar.update()
                 return
         store.append(record)
-        progress.update()
+        bar.update()
 
-    await asyncio.gather(*(one(item) for item in todo))
+    try:
+        await asyncio.gather(*(one(item) for item in todo))
+    finally:
+        bar.close()
     if failures:
         msg = f"{len(failures)} of {len(todo)} {name} failed (rerun to retry): " + "; ".join(
             failures[:10]

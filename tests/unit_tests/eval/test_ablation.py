@@ -1,4 +1,5 @@
 import csv
+import io
 from functools import partial
 
 import pytest
@@ -60,9 +61,15 @@ async def test_grid_runs_and_writes_its_table(tmp_path) -> None:
         proposers, aggregator, axes=["ranker", "proposers"], proposer_counts=(1, 3)
     )
     runner = partial(_gsm8k, limit=2)
+    log = io.StringIO()
     rows = await ablation.run_grid(
-        configurations, runner, tmp_path, quality_key="accuracy", prices={"p0": (1.0, 2.0)}
-    )
+        configurations, runner, tmp_path, quality_key="accuracy", prices={"p0": (1.0, 2.0)},
+        progress_file=log, progress=True,
+    )  # fmt: skip
+    final = log.getvalue().split("\r")[-1]
+    assert final.startswith("ablation: 100%")
+    assert "4/4" in final
+    assert "configuration=n=3" in final
     by_name = {r["configuration"]: r for r in rows}
     assert by_name["moa"]["quality"] == 50.0  # the aggregator gets problem 1 right
     assert by_name["llm-ranker"]["quality"] == 0.0  # picks "#### 1"

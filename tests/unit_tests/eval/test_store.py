@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from langchain_moa.eval.store import ItemsFailedError, JsonlStore, Progress, run_items
+from langchain_moa.eval.store import ItemsFailedError, JsonlStore, run_items
 
 ITEMS = [{"id": i, "x": i} for i in range(10)]
 
@@ -75,14 +75,29 @@ async def test_failed_items_are_named_and_retried_on_rerun(tmp_path) -> None:
     assert len(await run_items(ITEMS, flaky, store)) == 10
 
 
-def test_progress_in_a_log_file_prints_a_line_per_tenth() -> None:
+async def test_no_progress_bar_off_a_terminal(tmp_path, capsys) -> None:
+    log = io.StringIO()  # not a terminal, like a log file or a pipe
+    await run_items(ITEMS, _square, JsonlStore(tmp_path / "a.jsonl", "id"), progress_file=log)
+    await run_items(ITEMS[:3], _square, JsonlStore(tmp_path / "b.jsonl", "id"))
+    assert log.getvalue() == ""
+    assert capsys.readouterr().err == ""  # stderr, captured here, is no terminal either
+
+
+async def test_the_progress_bar_counts_items_and_failures(tmp_path) -> None:
     log = io.StringIO()
-    progress = Progress("alpaca", 20, stream=log)
-    for i in range(20):
-        progress.update(failed=i == 3)
-    lines = log.getvalue().splitlines()
-    assert len(lines) == 10
-    assert lines[0].startswith("alpaca: 2/20, 0s, ETA")
-    assert lines[1].startswith("alpaca: 4/20, 1 failed, ")
-    assert lines[-1].startswith("alpaca: 20/20, 1 failed, ")
-    assert "ETA 0s" in lines[-1]
+
+    async def flaky(item):
+        if item["id"] in {3, 7}:
+            raise TimeoutError
+        return await _square(item)
+
+    with pytest.raises(ItemsFailedError, match="2 of 10 alpaca failed"):
+        await run_items(
+            ITEMS, flaky, JsonlStore(tmp_path / "out.jsonl", "id"),
+            name="alpaca", progress_file=log, progress=True,
+        )  # fmt: skip
+    final = log.getvalue().split("\r")[-1]
+    assert final.startswith("alpaca: 100%")
+    assert "10/10" in final
+    assert "failed=2" in final
+    assert "item/s" in final

@@ -14,8 +14,9 @@ from typing import Any
 from langchain_moa.eval.data import DataFile
 
 RunFunction = Callable[..., Coroutine[Any, Any, dict[str, Any]]]
-"""``run(model, data_dir, out_dir, *, [judge,] limit, concurrency)``: answer the items
-(and have ``judge`` grade them, for a judged benchmark), resumably, and return the metrics."""
+"""``run(model, data_dir, out_dir, *, [judge,] limit, concurrency, [subset])``: answer the
+items (and have ``judge`` grade them, for a judged benchmark), resumably, and return the
+metrics; ``subset`` (a `Subset`'s name) only for a benchmark that has subsets."""
 
 ReportSection = Callable[[Mapping[str, Mapping[str, Any]], Path], str]
 """Extra report text from ``{run: this benchmark's metrics}``; may write files (plots) into
@@ -52,6 +53,22 @@ class JudgeSettings:
 
 
 @dataclass(frozen=True)
+class Subset:
+    """A named part of a benchmark's items, run on its own (FLASK's hard instances).
+
+    Attributes:
+        name: The ``--subset`` value; its results go to ``OUT/RUN/FOLDER_NAME``, apart from
+            the whole set's, and the report shows them as run ``RUN (NAME)``.
+        files: The data files its run reads, in place of the benchmark's.
+        description: What it is, for ``--help``.
+    """
+
+    name: str
+    files: tuple[DataFile, ...]
+    description: str
+
+
+@dataclass(frozen=True)
 class Benchmark:
     """One benchmark, everything ``moa eval`` needs to know about it.
 
@@ -68,6 +85,7 @@ class Benchmark:
         columns: Its columns in the report's table: (heading, metric key).
         requires: Modules of the ``eval`` extra it needs (checked before any item runs).
         report: Extra report text for it, or None.
+        subsets: Parts of its items that ``--subset`` runs instead of all of them.
     """
 
     name: str
@@ -81,3 +99,21 @@ class Benchmark:
     columns: tuple[tuple[str, str], ...] = ()
     requires: tuple[str, ...] = ()
     report: ReportSection | None = None
+    subsets: tuple[Subset, ...] = ()
+
+    def subset(self, name: str) -> Subset:
+        """The subset called ``name``.
+
+        Raises:
+            ValueError: It has none of that name; the message lists them.
+        """
+        for candidate in self.subsets:
+            if candidate.name == name:
+                return candidate
+        names = ", ".join(s.name for s in self.subsets) or "none"
+        msg = f"{self.name} has no subset {name!r} (subsets: {names})"
+        raise ValueError(msg)
+
+    def results_folder(self, subset: str | None = None) -> str:
+        """Its folder in a run's results: ``folder``, or ``folder_SUBSET`` for a subset."""
+        return self.folder if subset is None else f"{self.folder}_{self.subset(subset).name}"

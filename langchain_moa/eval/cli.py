@@ -78,6 +78,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             "--model", default=LOCAL_MOA, help=f"model or preset (default {LOCAL_MOA})"
         )
         run.add_argument("--name", help="run name (default: from --model)")
+        if bench.subsets:
+            run.add_argument(
+                "--subset",
+                choices=[subset.name for subset in bench.subsets],
+                help="run only part of the items, into OUT/RUN/"
+                f"{bench.folder}_SUBSET: "
+                + "; ".join(f"{s.name}: {s.description}" for s in bench.subsets),
+            )
         run.set_defaults(handler=_handled(_run_benchmark), bench=bench.name)
 
     grid = sub.add_parser("ablation", parents=[common], help="the paper's analyses as a grid")
@@ -151,18 +159,20 @@ def _model(spec: str, bench: Benchmark, args: argparse.Namespace) -> BaseChatMod
 
 def _runner(bench: Benchmark, args: argparse.Namespace) -> ablation.Runner:
     folder = data_folder(args.data_dir)
+    # Only a benchmark's own command has --subset.
+    subset = getattr(args, "subset", None)
     # Before any model starts: a missing extra or data file, or a failed download.
     require(*bench.requires, purpose=f"moa eval {bench.name}")
-    for file in bench.files:
+    for file in bench.files if subset is None else bench.subset(subset).files:
         locate(file, folder)
-    run: RunFunction = bench.run
+    run: RunFunction = bench.run if subset is None else partial(bench.run, subset=subset)
     if bench.judge is not None:
         judge = model_from_spec(
             args.judge,
             max_tokens=args.judge_max_tokens or bench.judge.max_tokens,
             temperature=bench.judge.temperature,
         )
-        run = partial(bench.run, judge=judge)
+        run = partial(run, judge=judge)
     return partial(
         _with_metrics_file, run, data_dir=folder, limit=args.limit, concurrency=args.concurrency
     )
@@ -182,7 +192,9 @@ async def _with_metrics_file(
 def _run_benchmark(args: argparse.Namespace) -> int:
     bench = registry.benchmark(args.bench)
     _setup(args)
-    out_dir = Path(args.out) / (args.name or _slug(args.model)) / bench.folder
+    # A subset's records apart from the whole set's: both are resumed by item.
+    folder = bench.results_folder(args.subset if bench.subsets else None)
+    out_dir = Path(args.out) / (args.name or _slug(args.model)) / folder
     # A misspelt model is said before any data is looked for or downloaded.
     model = _model(args.model, bench, args)
     runner = _runner(bench, args)

@@ -26,7 +26,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from langchain_moa.eval.benchmark import Benchmark, Generation, JudgeSettings
+from langchain_moa.eval.benchmark import Benchmark, Generation, JudgeSettings, Subset
 from langchain_moa.eval.data import DataFile, load_json, load_jsonl
 from langchain_moa.eval.extras import require
 from langchain_moa.eval.generation import generate, summarize_generations
@@ -62,6 +62,9 @@ REVIEWER_FILE = DataFile(
     "af5b23bfb63125763ad39415cad7bd021473df57a32a11041d3f988e8335104e",
     f"{SOURCE}/gpt_review/src/reviewer.jsonl",
 )
+
+HARD = "hard"
+"""The subset of `HARD_EVALUATION_FILE`'s instances (``--subset hard``)."""
 
 REFERENCE_PROMPT_ID = 2
 """The reviewer prompt with the reference ("Ground truth") answer."""
@@ -432,7 +435,7 @@ async def run(
     judge: BaseChatModel,
     limit: int | None = None,
     concurrency: int = 4,
-    hard: bool = False,
+    subset: str | None = None,
 ) -> dict[str, Any]:
     """Answer the instances, have ``judge`` review each on its 3 skills, average.
 
@@ -440,11 +443,23 @@ async def run(
     up to 1024 tokens. Both steps resume. Files in ``out_dir``:
     ``answers.jsonl``, ``reviews.jsonl`` and ``flask_radar.png``.
 
+    Args:
+        model: The model under evaluation.
+        data_dir: A data folder that replaces the downloaded data.
+        out_dir: Where the records go; a subset's should not be the whole set's, since
+            records are resumed by ``idx`` (the CLI keeps them apart).
+        judge: The reviewer.
+        limit: Only the first N instances.
+        concurrency: Items in flight at once.
+        subset: ``"hard"``: the 89 hard instances; None: all 1,740.
+
     Raises:
         MissingExtraError: matplotlib (for the chart) is not installed; said before any
             item runs.
+        ValueError: An unknown subset.
     """
     require(*BENCHMARK.requires, purpose="FLASK")
+    hard = subset is not None and BENCHMARK.subset(subset).name == HARD
     instances = load_instances(data_dir, hard=hard)[:limit]
     skills = load_skills(data_dir)
     prompt = load_reviewer_prompt(data_dir)
@@ -483,6 +498,7 @@ async def run(
     return {
         **summary,
         "average": sum(scored.values()) / len(scored) if scored else None,
+        "subset": subset,
         "judge": judge_id,
         "radar_chart": str(chart) if chart else None,
         "generation": summarize_generations(answers),
@@ -493,7 +509,7 @@ BENCHMARK = Benchmark(
     name="flask",
     folder="flask",
     title="FLASK",
-    # The hard subset and reviewer.jsonl's settings are for callers of their loaders.
+    # reviewer.jsonl's settings are for callers of `reviewer_settings`.
     files=(EVALUATION_FILE, SKILLSET_FILE, PROMPT_FILE),
     run=run,
     headline="average",
@@ -502,4 +518,11 @@ BENCHMARK = Benchmark(
     columns=(("FLASK avg", "average"),),
     requires=("matplotlib",),
     report=report_section,
+    subsets=(
+        Subset(
+            HARD,
+            (HARD_EVALUATION_FILE, SKILLSET_FILE, PROMPT_FILE),
+            "FLASK-Hard: the 89 instances of expert-level difficulty",
+        ),
+    ),
 )

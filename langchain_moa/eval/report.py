@@ -28,6 +28,9 @@ def write_metrics(out_dir: Path, metrics: Mapping[str, Any]) -> Path:
 def collect(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """``{run: {benchmark: metrics}}`` for every ``RUN/BENCHMARK/metrics.json``.
 
+    A subset's results (``RUN/flask_hard``) are the run ``RUN (hard)``'s, so that they get a
+    row of their own and never mix with the whole set's.
+
     Raises:
         FileNotFoundError: the folder does not exist or holds no results.
     """
@@ -35,11 +38,16 @@ def collect(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
         msg = f"results folder not found: {folder}"
         raise FileNotFoundError(msg)
     runs: dict[str, dict[str, dict[str, Any]]] = {}
-    folders = {b.folder for b in registry.BENCHMARKS}
+    # Results folder -> (benchmark folder, subset or None).
+    folders = {b.folder: (b.folder, None) for b in registry.BENCHMARKS}
+    folders |= {
+        b.results_folder(s.name): (b.folder, s.name) for b in registry.BENCHMARKS for s in b.subsets
+    }
     for path in sorted(folder.glob(f"**/{METRICS_FILE}")):
-        benchmark = path.parent.name
-        if benchmark in folders:
+        if path.parent.name in folders:
+            benchmark, subset = folders[path.parent.name]
             run = path.parent.parent.name if path.parent.parent != folder.parent else folder.name
+            run = run if subset is None else f"{run} ({subset})"
             runs.setdefault(run, {})[benchmark] = json.loads(path.read_text(encoding="utf-8"))
     if not runs:
         msg = f"no {METRICS_FILE} of any benchmark under {folder}"

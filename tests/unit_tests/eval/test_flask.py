@@ -7,8 +7,11 @@ import sys
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from langchain_moa.eval import flask
+from langchain_moa import cli
+from langchain_moa.eval import cli as eval_cli
+from langchain_moa.eval import flask, report
 from tests.fixtures import FIXTURES
+from tests.unit_tests.scripted import ScriptedChatModel
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 INSTANCE_SKILLS = ["Readability", "Logical Correctness", "Conciseness"]
@@ -319,3 +322,34 @@ def test_import_does_not_need_matplotlib() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_subset_hard_is_a_flask_option_with_results_of_its_own(
+    monkeypatch, capsys, tmp_path
+) -> None:
+    review = "{'Logical Robustness': 4, 'Logical Correctness': 2, 'Completeness': 3}"
+
+    def scripted(spec, **_settings):
+        return ScriptedChatModel(model_name=spec, reply=review if spec == "judge" else "answer")
+
+    monkeypatch.setattr(eval_cli, "model_from_spec", scripted)
+    common = ["--data-dir", str(FIXTURES), "--out", str(tmp_path), "--no-cache", "--name", "m"]
+    common += ["--model", "model", "--judge", "judge"]
+    assert cli.main(["eval", "flask", "--subset", "hard", *common]) == 0
+    assert cli.main(["eval", "flask", "--limit", "3", *common]) == 0
+    capsys.readouterr()
+    hard = json.loads((tmp_path / "m" / "flask_hard" / "metrics.json").read_text())
+    full = json.loads((tmp_path / "m" / "flask" / "metrics.json").read_text())
+    assert (hard["subset"], hard["n_reviews"]) == ("hard", 2)
+    assert (full["subset"], full["n_reviews"]) == (None, 3)
+    records = (tmp_path / "m" / "flask_hard" / "answers.jsonl").read_text().splitlines()
+    assert [json.loads(line)["idx"] for line in records] == [1, 2]
+    table = report.render(tmp_path)
+    assert "| m (hard) |" in table
+    assert "| m |" in table
+    # Only FLASK has subsets.
+    with pytest.raises(SystemExit):
+        cli.main(["eval", "gsm8k", "--subset", "hard", *common])
+    assert "unrecognized arguments: --subset" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="flask has no subset 'easy'"):
+        flask.BENCHMARK.subset("easy")

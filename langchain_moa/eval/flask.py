@@ -30,6 +30,7 @@ from langchain_moa.eval.benchmark import Benchmark, Generation, JudgeSettings, S
 from langchain_moa.eval.data import DataFile, load_json, load_jsonl
 from langchain_moa.eval.extras import require
 from langchain_moa.eval.generation import generate, summarize_generations
+from langchain_moa.eval.stats import bootstrap_interval
 from langchain_moa.eval.store import JsonlStore, run_items
 from langchain_moa.stacks import model_label
 
@@ -261,7 +262,9 @@ def summarize(reviews: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     Returns:
         ``per_skill`` (all 12 skills in `SKILLS` order, None for a skill never
-        scored), ``n_scored`` and ``n_unscored`` per skill (scores given, and
+        scored), ``average`` (the mean of the skills' averages, None for none) and
+        ``average_ci`` (its bootstrapped 95% interval over reviews, see
+        `langchain_moa.eval.stats`), ``n_scored`` and ``n_unscored`` per skill (scores given, and
         N/A or missing ones), ``n_reviews``, and ``n_unparseable``: reviews
         marked ``parsed: False``, or without ``parsed`` and with no score at all.
 
@@ -284,13 +287,34 @@ def summarize(reviews: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 unscored[label] += 1
             else:
                 given[label].append(float(score))
+    per_skill = {s: sum(v) / len(v) if v else None for s, v in given.items()}
+    # Each review's scores travel together when reviews are resampled.
+    scored = [
+        [(label, float(score)) for label, score in review["scores"].items() if score is not None]
+        for review in reviews
+    ]
     return {
-        "per_skill": {s: sum(v) / len(v) if v else None for s, v in given.items()},
+        "per_skill": per_skill,
+        "average": _average(per_skill),
+        "average_ci": bootstrap_interval(scored, _average_of) if any(scored) else None,
         "n_scored": {skill: len(values) for skill, values in given.items()},
         "n_unscored": unscored,
         "n_reviews": len(reviews),
         "n_unparseable": unparseable,
     }
+
+
+def _average(per_skill: Mapping[str, float | None]) -> float | None:
+    scored = [value for value in per_skill.values() if value is not None]
+    return sum(scored) / len(scored) if scored else None
+
+
+def _average_of(reviews: Sequence[Sequence[tuple[str, float]]]) -> float | None:
+    given: dict[str, list[float]] = {}
+    for scores in reviews:
+        for label, score in scores:
+            given.setdefault(label, []).append(score)
+    return _average({label: sum(v) / len(v) for label, v in given.items()})
 
 
 def radar_chart(per_skill: Mapping[str, Mapping[str, float]], path: Path) -> Path:
@@ -497,7 +521,6 @@ async def run(
     chart = radar_chart({model_id: scored}, out_dir / "flask_radar.png") if scored else None
     return {
         **summary,
-        "average": sum(scored.values()) / len(scored) if scored else None,
         "subset": subset,
         "judge": judge_id,
         "radar_chart": str(chart) if chart else None,
@@ -516,7 +539,8 @@ BENCHMARK = Benchmark(
     generation=Generation(max_tokens=2048),
     judge=JudgeSettings(temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS),
     columns=(("FLASK avg", "average"),),
-    requires=("matplotlib",),
+    # matplotlib: the radar chart; numpy: the bootstrapped interval of its average.
+    requires=("matplotlib", "numpy"),
     report=report_section,
     subsets=(
         Subset(

@@ -35,6 +35,7 @@ from langchain_core.messages import HumanMessage
 from langchain_moa.eval.benchmark import Benchmark, Generation
 from langchain_moa.eval.data import DataFile, load_jsonl
 from langchain_moa.eval.generation import generate, summarize_generations
+from langchain_moa.eval.stats import mean_interval
 from langchain_moa.eval.store import JsonlStore, run_items
 
 TEST_FILE = DataFile(
@@ -140,7 +141,9 @@ def score(record: Mapping[str, Any]) -> dict[str, Any]:
 def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Both accuracies over the records, and how many answers had no number for each.
 
-    ``accuracy`` is ``accuracy_strict`` (see the module's note on the headline).
+    ``accuracy`` is ``accuracy_strict`` (see the module's note on the headline);
+    ``accuracy_ci`` and ``accuracy_flexible_ci`` are bootstrapped 95% intervals over
+    problems (see `langchain_moa.eval.stats`), None for no records.
     """
     scored = [score(record) for record in records]
     total = len(scored)
@@ -151,8 +154,10 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     return {
         "accuracy": percent(correct["strict"]),
+        "accuracy_ci": mean_interval([100.0 * r["correct_strict"] for r in scored]),
         "accuracy_strict": percent(correct["strict"]),
         "accuracy_flexible": percent(correct["flexible"]),
+        "accuracy_flexible_ci": mean_interval([100.0 * r["correct_flexible"] for r in scored]),
         "n_correct_strict": correct["strict"],
         "n_correct_flexible": correct["flexible"],
         "n_total": total,
@@ -199,4 +204,6 @@ BENCHMARK = Benchmark(
     # Not in the paper: the reference code's AlpacaEval length.
     generation=Generation(max_tokens=2048),
     columns=(("GSM8K acc", "accuracy"),),
+    # The bootstrapped interval of its accuracy.
+    requires=("numpy",),
 )

@@ -28,6 +28,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_moa.eval.benchmark import Benchmark, Generation, JudgeSettings
 from langchain_moa.eval.data import DataFile, load_jsonl
 from langchain_moa.eval.generation import generate, summarize_generations
+from langchain_moa.eval.stats import pooled_mean_interval
 from langchain_moa.eval.store import JsonlStore, run_items
 from langchain_moa.stacks import model_label
 
@@ -219,7 +220,9 @@ def summarize(judgments: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             and ``score`` (None, or FastChat's -1, when unparseable).
 
     Returns:
-        ``overall`` (the mean over every scored judgment of both turns),
+        ``overall`` (the mean over every scored judgment of both turns) and
+        ``overall_ci``, its bootstrapped 95% interval over questions (see
+        `langchain_moa.eval.stats`),
         ``turn_1`` and ``turn_2``, ``per_category`` (both turns pooled), each
         None where nothing was scored; and the counts ``n_judgments``,
         ``n_scored``, ``n_unparseable``, ``n_turn_1``, ``n_turn_2`` and
@@ -230,19 +233,24 @@ def summarize(judgments: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """
     by_turn: dict[int, list[float]] = {turn: [] for turn in _TURNS}
     by_category: dict[str, list[float]] = {}
+    by_question: dict[Any, list[float]] = {}
     unparseable = 0
     for judgment in judgments:
         _check_turn(judgment["turn"])
         scores = by_category.setdefault(judgment["category"], [])
+        question = by_question.setdefault(judgment["question_id"], [])
         score = judgment["score"]
         if score is None or score == _FASTCHAT_UNPARSEABLE:
             unparseable += 1
             continue
         scores.append(float(score))
+        question.append(float(score))
         by_turn[judgment["turn"]].append(float(score))
     scored = by_turn[1] + by_turn[2]
     return {
         "overall": _mean(scored),
+        # A question's two turns are resampled together: they share the question.
+        "overall_ci": pooled_mean_interval([s for s in by_question.values() if s]),
         "turn_1": _mean(by_turn[1]),
         "turn_2": _mean(by_turn[2]),
         "per_category": {category: _mean(s) for category, s in by_category.items()},
@@ -396,4 +404,6 @@ BENCHMARK = Benchmark(
     generation=Generation(max_tokens=MAX_NEW_TOKENS, item_temperature=question_temperature),
     judge=JudgeSettings(temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS),
     columns=(("MT-Bench", "overall"),),
+    # The bootstrapped interval of its score.
+    requires=("numpy",),
 )

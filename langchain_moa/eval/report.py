@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,9 @@ def collect(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
         raise FileNotFoundError(msg)
     runs: dict[str, dict[str, dict[str, Any]]] = {}
     # Results folder -> (benchmark folder, subset or None).
-    folders = {b.folder: (b.folder, None) for b in registry.BENCHMARKS}
+    folders: dict[str, tuple[str, str | None]] = {
+        b.folder: (b.folder, None) for b in registry.BENCHMARKS
+    }
     folders |= {
         b.results_folder(s.name): (b.folder, s.name) for b in registry.BENCHMARKS for s in b.subsets
     }
@@ -61,8 +64,57 @@ def _cell(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+STANDARD_ERRORS = {"win_rate": "standard_error"}
+"""Metrics whose uncertainty is a standard error (alpaca_eval's), by their error's key;
+every other column's is the bootstrapped interval ``KEY_ci``, where its metrics have one."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A metric with its uncertainty: a cell shows ``value (low to high)`` or ``value ± se``."""
+
+    value: float
+    interval: tuple[float, float] | None = None
+    standard_error: float | None = None
+
+    def __str__(self) -> str:
+        """The cell's text."""
+        if self.interval is not None:
+            low, high = self.interval
+            return f"{self.value:.2f} ({low:.2f}\N{EN DASH}{high:.2f})"
+        if self.standard_error is not None:
+            return f"{self.value:.2f} \N{PLUS-MINUS SIGN} {self.standard_error:.2f}"
+        return f"{self.value:.2f}"
+
+
+def with_uncertainty(
+    runs: Mapping[str, Mapping[str, Mapping[str, Any]]],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``runs`` with each column's value an `Estimate` where its metrics give its uncertainty.
+
+    The uncertainty is the metric's ``KEY_ci`` (a bootstrapped 95% interval), else its
+    standard error from `STANDARD_ERRORS`.
+    """
+    chosen = columns()
+    updated = {run: {b: dict(m) for b, m in benchmarks.items()} for run, benchmarks in runs.items()}
+    for benchmarks in updated.values():
+        for _, folder, key in chosen:
+            metrics = benchmarks.get(folder, {})
+            value = metrics.get(key)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            interval = metrics.get(f"{key}_ci")
+            error = metrics.get(STANDARD_ERRORS.get(key, ""))
+            if interval is not None:
+                metrics[key] = Estimate(float(value), interval=(interval[0], interval[1]))
+            elif isinstance(error, int | float):
+                metrics[key] = Estimate(float(value), standard_error=float(error))
+    return updated
+
+
 def table(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """The paper-style markdown table: one row per run."""
+    runs = with_uncertainty(runs)
     chosen = columns()
     header = ["run", *(name for name, _, _ in chosen)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

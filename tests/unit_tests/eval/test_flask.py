@@ -353,3 +353,21 @@ def test_subset_hard_is_a_flask_option_with_results_of_its_own(
     assert "unrecognized arguments: --subset" in capsys.readouterr().err
     with pytest.raises(ValueError, match="flask has no subset 'easy'"):
         flask.BENCHMARK.subset("easy")
+
+
+def test_average_and_its_interval() -> None:
+    same = {"skills": ["Readability", "Factuality"], "scores": {"Readability": 4.0}}
+    summary = flask.summarize([same, same, same])
+    assert summary["average"] == 4.0
+    assert summary["average_ci"] == [4.0, 4.0]  # every resample is the same
+    # Two reviews, one skill each: a resample is one of them twice (average 1 or 5) or
+    # both (average of the two skills, 3); the percentiles are the extremes.
+    apart = [
+        {"skills": ["Readability"], "scores": {"Readability": 1.0}},
+        {"skills": ["Factuality"], "scores": {"Factuality": 5.0}},
+    ]
+    summary = flask.summarize(apart)
+    assert summary["average"] == 3.0
+    assert summary["average_ci"] == [1.0, 5.0]
+    nothing = flask.summarize([{"skills": ["Readability"], "scores": {"Readability": None}}])
+    assert (nothing["average"], nothing["average_ci"]) == (None, None)

@@ -1,7 +1,7 @@
 import pytest
 
 from langchain_moa import ChatMoA
-from langchain_moa.eval import gsm8k
+from langchain_moa.eval import gsm8k, stats
 from tests.fixtures import FIXTURES
 from tests.unit_tests.scripted import ScriptedChatModel
 
@@ -75,6 +75,7 @@ async def test_run_scores_and_resumes(tmp_path) -> None:
     model = ScriptedChatModel(model_name="m", reply=answer)
     metrics = await gsm8k.run(model, FIXTURES, tmp_path, limit=3)
     generation = metrics.pop("generation")
+    assert metrics.pop("accuracy_ci") == metrics.pop("accuracy_flexible_ci")
     assert metrics == {
         "accuracy": 100 / 3,
         "accuracy_strict": 100 / 3,
@@ -90,6 +91,7 @@ async def test_run_scores_and_resumes(tmp_path) -> None:
     assert len(model.log) == 3
     assert gsm8k.INSTRUCTION in model.log[0]["messages"][0].content
     again = await gsm8k.run(model, FIXTURES, tmp_path, limit=3)
+    assert again.pop("accuracy_ci") == again.pop("accuracy_flexible_ci")
     assert again == {**metrics, "generation": generation}
     assert len(model.log) == 3  # nothing asked twice
 
@@ -125,3 +127,17 @@ async def test_old_answers_files_are_scored_from_their_outputs(tmp_path) -> None
     assert metrics["accuracy_strict"] == 50
     assert metrics["accuracy_flexible"] == 50
     assert metrics["n_no_number_strict"] == 1
+
+
+def test_accuracy_interval_is_bootstrapped_over_problems() -> None:
+    records = [
+        {"id": i, "target": "1", "output": "#### 1" if i < 30 else "#### 2"} for i in range(40)
+    ]
+    summary = gsm8k.summarize(records)
+    assert summary["accuracy"] == 75
+    assert summary["accuracy_ci"] == stats.mean_interval([100.0] * 30 + [0.0] * 10)
+    low, high = summary["accuracy_ci"]
+    # The normal approximation: 75 +- 1.96 * sqrt(0.75 * 0.25 / 40) * 100, about 61.6 to 88.4.
+    assert 58 < low < 66
+    assert 85 < high < 92
+    assert gsm8k.summarize([])["accuracy_ci"] is None

@@ -7,7 +7,7 @@ import time
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from langchain_moa.eval import mt_bench
+from langchain_moa.eval import mt_bench, stats
 from langchain_moa.eval.data import packaged
 from tests.fixtures import FIXTURES
 
@@ -282,6 +282,9 @@ def test_summarize_pools_turns_and_drops_unparseable() -> None:
 
     summary = mt_bench.summarize(judgments)
 
+    # Questions are resampled whole, 81's two scores together; 121 has none to resample.
+    groups = [[8.0, 6.0], [3.0], [5.5]]
+    assert summary.pop("overall_ci") == stats.pooled_mean_interval(groups)
     assert summary == {
         # (8 + 6 + 3 + 5.5) / 4, not the mean of the turn means (5.75).
         "overall": 5.625,
@@ -300,6 +303,7 @@ def test_summarize_pools_turns_and_drops_unparseable() -> None:
 def test_summarize_nothing() -> None:
     summary = mt_bench.summarize([])
     assert summary["overall"] is None
+    assert summary["overall_ci"] is None
     assert summary["turn_1"] is None
     assert summary["n_judgments"] == 0
 

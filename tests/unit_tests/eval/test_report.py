@@ -46,3 +46,14 @@ def test_flask_per_skill_table_and_radar_chart(tmp_path) -> None:
     assert "| lite | 2.50 | - | 3.50 |" in text
     assert f"plot: {tmp_path / 'flask_radar.png'}" in text
     assert (tmp_path / "flask_radar.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_headline_cells_carry_their_interval_or_standard_error(tmp_path) -> None:
+    _write(tmp_path, "moa", "gsm8k", {"accuracy": 50.0, "accuracy_ci": [40.0, 60.25]})
+    _write(tmp_path, "moa", "mt_bench", {"overall": 7.5, "overall_ci": None})
+    _write(tmp_path, "moa", "alpaca_eval", {"win_rate": 59.8, "standard_error": 1.234})
+    row = next(line for line in report.render(tmp_path).splitlines() if line.startswith("| moa"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert "50.00 (40.00\N{EN DASH}60.25)" in cells
+    assert "59.80 \N{PLUS-MINUS SIGN} 1.23" in cells
+    assert "7.50" in cells  # no interval recorded

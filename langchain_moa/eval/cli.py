@@ -161,8 +161,9 @@ def _runner(bench: Benchmark, args: argparse.Namespace) -> ablation.Runner:
     folder = data_folder(args.data_dir)
     # Only a benchmark's own command has --subset.
     subset = getattr(args, "subset", None)
-    # Before any model starts: a missing extra or data file, or a failed download.
-    require(*bench.requires, purpose=f"moa eval {bench.name}")
+    # Before any model starts: a missing extra (tqdm draws the progress bars) or data file,
+    # or a failed download.
+    require(*bench.requires, "tqdm", purpose=f"moa eval {bench.name}")
     for file in bench.files if subset is None else bench.subset(subset).files:
         locate(file, folder)
     run: RunFunction = bench.run if subset is None else partial(bench.run, subset=subset)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import re
 import sys
@@ -101,12 +100,23 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     grid.set_defaults(handler=_handled(_run_ablation))
 
     score = sub.add_parser(
-        "score-alpaca", help="score an alpaca_eval annotations file (win rates, LC win rate)"
+        "score-alpaca",
+        help="score an alpaca_eval annotations file (win rates, LC win rate: "
+        "length_controlled_v1 with alpaca_eval's hub files, else length_controlled_minimal)",
     )
     score.add_argument("annotations", help="annotations.json in alpaca_eval's format")
     score.add_argument(
+        "--gamed-baselines",
+        metavar="DF_GAMED_CSV",
+        help="alpaca_eval's df_gamed.csv, in place of the Hugging Face hub's; with it the LC "
+        "win rate is length_controlled_v1",
+    )
+    score.add_argument(
         "--instruction-difficulty",
-        help="CSV with instruction,difficulty columns: enables length_controlled_v1 terms",
+        metavar="CSV",
+        help="alpaca_eval's instruction_difficulty.csv (index or instruction, "
+        "instruction_difficulty), in place of the hub's; alone (without --gamed-baselines) "
+        "the LC win rate is length_controlled_noreg",
     )
     score.add_argument("--json", action="store_true", help="print JSON only")
     score.set_defaults(handler=_handled(_score_alpaca))
@@ -238,7 +248,7 @@ def _run_ablation(args: argparse.Namespace) -> int:
 def _score_alpaca(args: argparse.Namespace) -> int:
     require("numpy", "sklearn", purpose="moa eval score-alpaca")
     # Imported here: moa starts without the eval extra.
-    from langchain_moa.eval.alpaca.metrics import score_annotations  # noqa: PLC0415
+    from langchain_moa.eval.alpaca import evaluate, hub  # noqa: PLC0415
 
     annotations = read_json(Path(args.annotations))
     if not isinstance(annotations, list):
@@ -250,19 +260,31 @@ def _score_alpaca(args: argparse.Namespace) -> int:
     if not annotations or missing:
         msg = f"{args.annotations}: annotations need {sorted(missing) or 'rows'}"
         raise ValueError(msg)
-    difficulty = None
-    if args.instruction_difficulty:
-        with Path(args.instruction_difficulty).open(newline="", encoding="utf-8") as table:
-            difficulty = {
-                row["instruction"]: float(row["difficulty"]) for row in csv.DictReader(table)
-            }
-    metrics = score_annotations(annotations, difficulty)
+    if args.gamed_baselines or args.instruction_difficulty:
+        instructions = [r["instruction"] for r in evaluate.load_reference_outputs()]
+        try:
+            files = hub.read_length_control_files(
+                instructions,
+                gamed=_path_or_none(args.gamed_baselines),
+                difficulty=_path_or_none(args.instruction_difficulty),
+            )
+        except hub.HubFilesUnavailableError as error:
+            raise ValueError(str(error)) from error
+        metrics = evaluate.score_with_files(annotations, files)
+    else:
+        metrics = evaluate.score(annotations)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         for key, value in metrics.items():
-            print(f"{key}: {value}")
+            # The LC win rate under its formula's name: which LC it is matters.
+            name = str(metrics["formula"]) if key == "length_controlled_winrate" else key
+            print(f"{name}: {value}")
     return 0
+
+
+def _path_or_none(path: str | None) -> Path | None:
+    return None if path is None else Path(path)
 
 
 def _report(args: argparse.Namespace) -> int:

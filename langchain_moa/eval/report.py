@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,14 +115,40 @@ def with_uncertainty(
 
 def table(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """The paper-style markdown table: one row per run."""
-    runs = with_uncertainty(runs)
     chosen = columns()
-    header = ["run", *(name for name, _, _ in chosen)]
+    named = [_named(heading, folder, runs) for heading, folder, _ in chosen]
+    header = ["run", *(heading for heading, _ in named)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run, benchmarks in runs.items():
-        cells = [_cell(benchmarks.get(folder, {}).get(key)) for _, folder, key in chosen]
+        cells = [
+            _cell(benchmarks.get(folder, {}).get(key))
+            + "".join(f" ({benchmarks[folder].get(field, '?')})" for field in per_run)
+            if folder in benchmarks
+            else _cell(None)
+            for (_, folder, key), (_, per_run) in zip(chosen, named, strict=True)
+        ]
         lines.append("| " + " | ".join([run, *cells]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _named(
+    heading: str, folder: str, runs: Mapping[str, Mapping[str, Mapping[str, Any]]]
+) -> tuple[str, list[str]]:
+    """``heading`` with each ``{field}`` replaced by the runs' value of that metric.
+
+    A column whose meaning depends on how it was computed (AlpacaEval's LC win rate and
+    its formula) says so in its heading. Where runs differ, the heading names the field
+    and each cell gets its run's value: the fields returned.
+    """
+    per_run = []
+    for field in re.findall(r"{(\w+)}", heading):
+        values = {str(b[folder][field]) for b in runs.values() if field in b.get(folder, {})}
+        if len(values) == 1:
+            heading = heading.replace(f"{{{field}}}", values.pop())
+        else:
+            heading = heading.replace(f"{{{field}}}", f"({field} in each cell)")
+            per_run.append(field)
+    return heading, per_run
 
 
 def render(folder: Path) -> str:

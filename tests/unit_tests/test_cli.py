@@ -5,6 +5,7 @@ import pytest
 
 from langchain_moa import cli
 from tests.fixtures import FIXTURES
+from tests.unit_tests.eval.hf_cache import use_hf_cache
 
 ANNOTATIONS = (
     FIXTURES / "alpaca_eval" / "alpaca-7b_weighted_alpaca_eval_gpt4_turbo_annotations.json.gz"
@@ -52,14 +53,18 @@ def test_eval_subcommands_are_listed(capsys) -> None:
         assert command in out
 
 
-def test_score_alpaca_reproduces_the_leaderboard_win_rate(capsys, tmp_path) -> None:
+def test_score_alpaca_reproduces_the_leaderboard_win_rate(capsys, tmp_path, monkeypatch) -> None:
+    # An empty Hugging Face cache, offline: without alpaca_eval's hub files, LC is minimal.
+    use_hf_cache(monkeypatch, tmp_path / "hf")
     fixture = tmp_path / "annotations.json"
     fixture.write_bytes(gzip.decompress(ANNOTATIONS.read_bytes()))
     assert cli.main(["eval", "score-alpaca", str(fixture), "--json"]) == 0
-    metrics = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    metrics = json.loads(captured.out)
     assert abs(metrics["win_rate"] - 2.59145) < 0.001
     assert metrics["n_total"] == 805
     assert metrics["formula"] == "length_controlled_minimal"
+    assert "LC reported as length_controlled_minimal" in captured.err
 
 
 def test_score_alpaca_rejects_a_file_that_is_not_annotations(tmp_path, capsys) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 
+from langchain_moa.eval.alpaca import hub
 from langchain_moa.eval.alpaca.judge import (
     DRAW,
     JUDGE_CONFIG,
@@ -38,6 +39,42 @@ REFERENCE_OUTPUTS = DataFile(
 )
 """The 805 instructions with the baseline's outputs (tatsu-lab/alpaca_eval, CC BY-NC 4.0);
 shipped with its licence."""
+
+
+def score(annotations: Sequence[Mapping[str, Any]], data_dir: Path | None = None) -> dict[str, Any]:
+    """`score_annotations` with the LC win rate of the leaderboard where it can be had.
+
+    ``length_controlled_v1`` when alpaca_eval's hub files are in the Hugging Face cache or
+    can be downloaded, and every annotated instruction is one of the 805; otherwise
+    ``length_controlled_minimal``, said in one line (see `langchain_moa.eval.alpaca.hub`).
+
+    Raises:
+        MissingExtraError: numpy or scikit-learn is not installed.
+    """
+    instructions = [row["instruction"] for row in load_reference_outputs(data_dir)]
+    return score_with_files(annotations, hub.fetch_or_say(instructions))
+
+
+def score_with_files(
+    annotations: Sequence[Mapping[str, Any]], files: hub.LengthControlFiles | None
+) -> dict[str, Any]:
+    """`score_annotations` with the difficulty and gamed baselines of ``files``.
+
+    ``length_controlled_v1`` with both, ``length_controlled_noreg`` with the difficulty
+    alone, ``length_controlled_minimal`` without ``files`` or when an annotated
+    instruction has no difficulty there (said in one line).
+
+    Raises:
+        MissingExtraError: numpy or scikit-learn is not installed.
+    """
+    require(*BENCHMARK.requires, purpose="AlpacaEval's metrics")
+    # Imported here: moa starts without the eval extra.
+    from langchain_moa.eval.alpaca.metrics import score_annotations  # noqa: PLC0415
+
+    difficulty, gamed, note = hub.length_control_inputs(annotations, files)
+    if note is not None:
+        hub.say(note)
+    return score_annotations(annotations, difficulty, gamed_baselines=gamed)
 
 
 def load_reference_outputs(data_dir: Path | None = None) -> list[dict[str, Any]]:
@@ -79,9 +116,6 @@ async def run(
             before any item runs.
     """
     require(*BENCHMARK.requires, purpose="AlpacaEval")
-    # Imported here: moa starts without the eval extra.
-    from langchain_moa.eval.alpaca.metrics import score_annotations  # noqa: PLC0415
-
     references = load_reference_outputs(data_dir)[:limit]
     items = [{"id": index, **row} for index, row in enumerate(references)]
     template = load_judge_template(data_dir)
@@ -138,7 +172,7 @@ async def run(
     )  # fmt: skip
     _write_json(out_dir / "annotations.json", annotations)
     return {
-        **score_annotations(annotations),
+        **score(annotations, data_dir),
         "n_unparsed_judgements": sum(a["preference"] is None for a in annotations),
         "judge": judge_id,
         "generation": summarize_generations(outputs),
@@ -161,7 +195,8 @@ BENCHMARK = Benchmark(
     # One token; its logprobs carry the preference.
     judge=JudgeSettings(temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS),
     columns=(
-        ("AlpacaEval LC win", "length_controlled_winrate"),
+        # Named by the runs' formula: length_controlled_v1 is the leaderboard's LC.
+        ("AlpacaEval {formula}", "length_controlled_winrate"),
         ("AlpacaEval win", "win_rate"),
         ("avg length", "avg_length"),
     ),

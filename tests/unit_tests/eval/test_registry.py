@@ -73,7 +73,7 @@ def test_unknown_benchmark_lists_them() -> None:
 
 def test_report_columns_are_the_papers() -> None:
     assert report.columns() == [
-        ("AlpacaEval LC win", "alpaca_eval", "length_controlled_winrate"),
+        ("AlpacaEval {formula}", "alpaca_eval", "length_controlled_winrate"),
         ("AlpacaEval win", "alpaca_eval", "win_rate"),
         ("avg length", "alpaca_eval", "avg_length"),
         ("MT-Bench", "mt_bench", "overall"),

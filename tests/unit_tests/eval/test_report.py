@@ -13,7 +13,12 @@ def _write(folder, run, bench, metrics):
 
 def test_table_has_a_row_per_run_and_the_papers_columns(tmp_path) -> None:
     _write(tmp_path, "moa", "gsm8k", {"accuracy": 50.0})
-    _write(tmp_path, "moa", "alpaca_eval", {"length_controlled_winrate": 65.1, "win_rate": 59.8})
+    _write(
+        tmp_path,
+        "moa",
+        "alpaca_eval",
+        {"length_controlled_winrate": 65.1, "win_rate": 59.8, "formula": "length_controlled_v1"},
+    )
     _write(tmp_path, "single", "gsm8k", {"accuracy": 25.0})
     # An ablation's per-configuration folders are not runs.
     _write(tmp_path / "ablation", "gsm8k", "n=1", {"accuracy": 1.0})
@@ -21,12 +26,25 @@ def test_table_has_a_row_per_run_and_the_papers_columns(tmp_path) -> None:
     text = report.render(tmp_path)
     lines = text.splitlines()
     assert lines[0] == (
-        "| run | AlpacaEval LC win | AlpacaEval win | avg length "
+        "| run | AlpacaEval length_controlled_v1 | AlpacaEval win | avg length "
         "| MT-Bench | FLASK avg | GSM8K acc |"
     )
     assert "| moa | 65.10 | 59.80 | - | - | - | 50.00 |" in lines
     assert "| single | - | - | - | - | - | 25.00 |" in lines
     assert "ablation/gsm8k/ablation.md:" in text
+
+
+def test_lc_heading_names_the_formula_and_mixed_formulas_are_named_per_run(tmp_path) -> None:
+    for run, formula in [("offline", "length_controlled_minimal"), ("hub", "length_controlled_v1")]:
+        metrics = {"length_controlled_winrate": 20.0, "formula": formula}
+        _write(tmp_path, run, "alpaca_eval", metrics)
+    _write(tmp_path, "other", "gsm8k", {"accuracy": 25.0})
+    lines = report.render(tmp_path).splitlines()
+    assert lines[0].startswith("| run | AlpacaEval (formula in each cell) | AlpacaEval win |")
+    assert "| offline | 20.00 (length_controlled_minimal) | - |" in "\n".join(lines)
+    assert "| hub | 20.00 (length_controlled_v1) | - |" in "\n".join(lines)
+    assert any(line.startswith("| other | - | - |") for line in lines)
+    assert "LC" not in lines[0]
 
 
 def test_no_results_is_an_error(tmp_path) -> None:

@@ -115,6 +115,7 @@ def with_uncertainty(
 
 def table(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """The paper-style markdown table: one row per run."""
+    runs = with_uncertainty(runs)
     chosen = columns()
     named = [_named(heading, folder, runs) for heading, folder, _ in chosen]
     header = ["run", *(heading for heading, _ in named)]

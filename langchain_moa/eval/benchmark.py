@@ -86,6 +86,10 @@ class Benchmark:
         requires: Modules of the ``eval`` extra it needs (checked before any item runs).
         report: Extra report text for it, or None.
         subsets: Parts of its items that ``--subset`` runs instead of all of them.
+        rescore: ``rescore(results_folder, metrics)``: the metrics the report shows for a
+            saved run, recomputed from its records where that now gives a better answer
+            (AlpacaEval: the LC win rate once alpaca_eval's hub files can be had); None
+            shows them as saved.
     """
 
     name: str
@@ -100,6 +104,7 @@ class Benchmark:
     requires: tuple[str, ...] = ()
     report: ReportSection | None = None
     subsets: tuple[Subset, ...] = ()
+    rescore: Callable[[Path, dict[str, Any]], dict[str, Any]] | None = None
 
     def subset(self, name: str) -> Subset:
         """The subset called ``name``.

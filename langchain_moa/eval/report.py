@@ -30,6 +30,8 @@ def write_metrics(out_dir: Path, metrics: Mapping[str, Any]) -> Path:
 def collect(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """``{run: {benchmark: metrics}}`` for every ``RUN/BENCHMARK/metrics.json``.
 
+    Each as its benchmark's ``rescore`` gives it, where it has one.
+
     A subset's results (``RUN/flask_hard``) are the run ``RUN (hard)``'s, so that they get a
     row of their own and never mix with the whole set's.
 
@@ -47,12 +49,17 @@ def collect(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
     folders |= {
         b.results_folder(s.name): (b.folder, s.name) for b in registry.BENCHMARKS for s in b.subsets
     }
+    rescorers = {b.folder: b.rescore for b in registry.BENCHMARKS}
     for path in sorted(folder.glob(f"**/{METRICS_FILE}")):
         if path.parent.name in folders:
             benchmark, subset = folders[path.parent.name]
             run = path.parent.parent.name if path.parent.parent != folder.parent else folder.name
             run = run if subset is None else f"{run} ({subset})"
-            runs.setdefault(run, {})[benchmark] = json.loads(path.read_text(encoding="utf-8"))
+            metrics = json.loads(path.read_text(encoding="utf-8"))
+            rescore = rescorers.get(benchmark)
+            if rescore is not None:
+                metrics = rescore(path.parent, metrics)
+            runs.setdefault(run, {})[benchmark] = metrics
     if not runs:
         msg = f"no {METRICS_FILE} of any benchmark under {folder}"
         raise FileNotFoundError(msg)

@@ -27,11 +27,14 @@ from langchain_moa.eval.alpaca.judge import (
     unswap,
 )
 from langchain_moa.eval.benchmark import Benchmark, Generation, JudgeSettings
-from langchain_moa.eval.data import DataFile, load_json
-from langchain_moa.eval.extras import require
+from langchain_moa.eval.data import DataFile, load_json, read_json
+from langchain_moa.eval.extras import MissingExtraError, require
 from langchain_moa.eval.generation import generate, summarize_generations
 from langchain_moa.eval.store import JsonlStore, run_items
 from langchain_moa.stacks import model_label
+
+LEADERBOARD_FORMULA = "length_controlled_v1"
+"""The LC win rate of alpaca_eval's leaderboard."""
 
 REFERENCE_OUTPUTS = DataFile(
     "alpaca_eval/gpt4_1106_preview_model_outputs.json",
@@ -75,6 +78,28 @@ def score_with_files(
     if note is not None:
         hub.say(note)
     return score_annotations(annotations, difficulty, gamed_baselines=gamed)
+
+
+def rescore(out_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's metrics, its LC win rate ``length_controlled_v1`` where it can be had.
+
+    A run scored without alpaca_eval's hub files (offline, a first run) saved
+    ``length_controlled_minimal``; once the files are in the Hugging Face cache or can be
+    downloaded, the report recomputes the LC fields from the run's ``annotations.json``.
+    Otherwise, and without the ``eval`` extra, the metrics are returned as saved.
+    """
+    annotations_file = out_dir / "annotations.json"
+    if metrics.get("formula") == LEADERBOARD_FORMULA or not annotations_file.is_file():
+        return metrics
+    try:
+        require(*BENCHMARK.requires, purpose="AlpacaEval's metrics")
+    except MissingExtraError:
+        return metrics
+    rescored = score(read_json(annotations_file))
+    if rescored["formula"] != LEADERBOARD_FORMULA:
+        return metrics
+    lc_fields = ("length_controlled_winrate", "lc_standard_error", "formula")
+    return {**metrics, **{field: rescored[field] for field in lc_fields}}
 
 
 def load_reference_outputs(data_dir: Path | None = None) -> list[dict[str, Any]]:
@@ -201,4 +226,5 @@ BENCHMARK = Benchmark(
         ("avg length", "avg_length"),
     ),
     requires=("numpy", "sklearn"),
+    rescore=rescore,
 )

@@ -18,6 +18,7 @@ import sklearn
 from alpaca_eval.metrics import glm_winrate
 
 from langchain_moa import cli
+from langchain_moa.eval import report
 from langchain_moa.eval.alpaca import evaluate, hub
 from tests.fixtures import FIXTURES
 from tests.unit_tests.eval.hf_cache import fill_hf_cache, use_hf_cache
@@ -227,3 +228,24 @@ def test_instructions_outside_the_805_fall_back_to_minimal_and_say_so(
     assert evaluate.score(own)["formula"] == "length_controlled_minimal"
     said = capsys.readouterr().err
     assert "50 annotated instructions are not among AlpacaEval's 805" in said
+
+
+def test_the_report_shows_v1_for_a_run_scored_before_the_files_were_had(
+    alpaca_7b, tmp_path, monkeypatch, capsys
+) -> None:
+    results = tmp_path / "out"
+    run = results / "moa" / "alpaca_eval"
+    run.mkdir(parents=True)
+    (run / "annotations.json").write_text(json.dumps(alpaca_7b), encoding="utf-8")
+    # Scored offline, with the autouse fixture's empty cache.
+    report.write_metrics(run, evaluate.score(alpaca_7b))
+    assert "| AlpacaEval length_controlled_minimal |" in report.render(results)
+
+    fill_hf_cache(use_hf_cache(monkeypatch, tmp_path / "hf"), hub_files())
+    assert "| AlpacaEval length_controlled_v1 |" in report.render(results)
+    shown = report.collect(results)["moa"]["alpaca_eval"]
+    assert shown["formula"] == "length_controlled_v1"
+    assert_agree(shown, alpaca_eval_lc(alpaca_7b, "length_controlled_v1"))
+    # The saved metrics are left as they were.
+    saved = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    assert saved["formula"] == "length_controlled_minimal"

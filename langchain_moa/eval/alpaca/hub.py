@@ -149,6 +149,8 @@ def read_length_control_files(
         msg = f"AlpacaEval's length-control files lack a column or a number: {error}"
         raise HubFilesUnavailableError(msg) from error
     by_instruction = {key: value for key, value in by_key.items() if isinstance(key, str)}
+    # Keyed by instruction text: alpaca_eval instead gives an annotations file's n-th row
+    # the n-th difficulty, which is the same only for all 805 rows in the reference's order.
     for index, instruction in enumerate(instructions):
         if index in by_key:
             by_instruction[instruction] = by_key[index]

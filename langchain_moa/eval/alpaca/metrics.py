@@ -96,7 +96,8 @@ def length_controlled_winrate(
     alpaca_eval downloads two files from the Hugging Face dataset ``tatsu-lab/alpaca_eval``
     for this, and neither is in any repository: ``instruction_difficulty.csv`` and
     ``df_gamed.csv`` (the annotations of the length-gamed baselines
-    ``gpt4_1106_preview_verbose`` and ``_concise``). Hence three formulas:
+    ``gpt4_1106_preview_verbose`` and ``_concise``); `langchain_moa.eval.alpaca.hub`
+    fetches them as it does. Hence three formulas:
 
     - ``length_controlled_v1`` (the leaderboard's), with ``instruction_difficulty`` and
       ``gamed_baselines``: the gamed baselines' pairs join the fit with weight 0.2 / 2
@@ -147,6 +148,9 @@ def length_controlled_winrate(
     target = np.where(target == 0, DRAW, target) - 1
     difficulty = []
     if instruction_difficulty is not None:
+        # By instruction, where alpaca_eval takes the difficulty of the row's position among
+        # the 805: the same for its complete files in order, but a file with rows missing or
+        # reordered would get other instructions' difficulties there.
         difficulty = [np.array([instruction_difficulty[row["instruction"]] for row in annotations])]
     # The formula's columns, in its order: tanh(std_delta_len), [instruction_difficulty,]
     # not_gamed_baseline; predictions are made at a length difference of 0.

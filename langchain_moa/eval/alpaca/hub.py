@@ -18,6 +18,7 @@ both, and a filled cache serves every later run, ``HF_HUB_OFFLINE=1`` included.
 from __future__ import annotations
 
 import csv
+import logging
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ GAMED_FILE = "df_gamed.csv"
 DIFFICULTY_FILE = "instruction_difficulty.csv"
 
 _said: set[str] = set()
+# What fetch_or_say found, by the instructions it was given: an ablation scores many runs,
+# and a failed download (retried by huggingface_hub for some 20 s) is tried once.
+_fetched: dict[tuple[str, ...], LengthControlFiles | None] = {}
 
 
 class HubFilesUnavailableError(Exception):
@@ -82,6 +86,10 @@ def hub_file(filename: str) -> Path:
     # LocalEntryNotFoundError (both): not cached, so download it below.
     except (OSError, ValueError):
         pass
+    # huggingface_hub logs each retry of a failed request; the one line said is ours.
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
     try:
         return Path(
             hf_hub_download(repo_id=HUB_REPO_ID, filename=filename, repo_type=HUB_REPO_TYPE)
@@ -92,6 +100,8 @@ def hub_file(filename: str) -> Path:
         reason = type(error).__name__
         msg = f"{filename} is neither in the Hugging Face cache nor downloadable ({reason})"
         raise HubFilesUnavailableError(msg) from error
+    finally:
+        hub_logger.setLevel(level)
 
 
 def load_length_control_files(instructions: Sequence[str]) -> LengthControlFiles:
@@ -192,16 +202,22 @@ def length_control_inputs(
 
 
 def fetch_or_say(instructions: Sequence[str]) -> LengthControlFiles | None:
-    """`load_length_control_files`, or None after saying in one line why not (once per reason)."""
-    try:
-        return load_length_control_files(instructions)
-    except HubFilesUnavailableError as error:
-        say(
-            f"AlpacaEval's length_controlled_v1 needs {GAMED_FILE} and {DIFFICULTY_FILE} from "
-            f"the Hugging Face dataset {HUB_REPO_ID}: {error}; LC reported as "
-            "length_controlled_minimal"
-        )
-        return None
+    """`load_length_control_files`, or None after saying in one line why not.
+
+    Once per process for the same instructions: later calls get the first one's answer.
+    """
+    key = tuple(instructions)
+    if key not in _fetched:
+        try:
+            _fetched[key] = load_length_control_files(instructions)
+        except HubFilesUnavailableError as error:
+            say(
+                f"AlpacaEval's length_controlled_v1 needs {GAMED_FILE} and {DIFFICULTY_FILE} "
+                f"from the Hugging Face dataset {HUB_REPO_ID}: {error}; LC reported as "
+                "length_controlled_minimal"
+            )
+            _fetched[key] = None
+    return _fetched[key]
 
 
 def say(note: str) -> None:

@@ -16,8 +16,9 @@ def use_hf_cache(monkeypatch, cache: Path) -> Path:
     # huggingface_hub reads both variables once, when it is imported.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    # Each test says its own one-line notes.
+    # Each test fetches afresh and says its own one-line notes.
     monkeypatch.setattr(hub, "_said", set())
+    monkeypatch.setattr(hub, "_fetched", {})
     return cache
 
 

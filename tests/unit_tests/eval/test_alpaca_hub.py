@@ -249,3 +249,14 @@ def test_the_report_shows_v1_for_a_run_scored_before_the_files_were_had(
     # The saved metrics are left as they were.
     saved = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     assert saved["formula"] == "length_controlled_minimal"
+
+
+def test_a_failed_fetch_is_tried_and_said_once_per_process(monkeypatch, capsys) -> None:
+    # The autouse fixture's cache is empty and offline.
+    tries = []
+    real = hub.load_length_control_files
+    monkeypatch.setattr(hub, "load_length_control_files", lambda i: tries.append(i) or real(i))
+    assert hub.fetch_or_say(["x"]) is None
+    assert hub.fetch_or_say(["x"]) is None
+    assert tries == [["x"]]
+    assert len(capsys.readouterr().err.splitlines()) == 1

@@ -99,8 +99,9 @@ def test_report_shows_every_benchmark(results) -> None:
         "instructions) | AlpacaEval win |"
     )
     row = next(line for line in lines if line.startswith("| local |"))
-    gsm8k = json.loads((results / "gsm8k" / "metrics.json").read_text())["accuracy"]
-    assert row.endswith(f"| {gsm8k:.2f} |")
+    gsm8k = json.loads((results / "gsm8k" / "metrics.json").read_text())
+    low, high = gsm8k["accuracy_ci"]
+    assert row.endswith(f"| {gsm8k['accuracy']:.2f} ({low:.2f}\N{EN DASH}{high:.2f}) |")
 
 
 def test_rerun_is_resumed_from_disk(results) -> None:

@@ -86,7 +86,8 @@ def test_gsm8k_scores(results) -> None:
     metrics = json.loads((results / "gsm8k" / "metrics.json").read_text())
     assert metrics["n_total"] == 2
     assert 0 <= metrics["accuracy"] <= 100
-    answers = _jsonl(results / "gsm8k" / "answers.jsonl")
+    # Appended as each finishes: put them back in the test set's order.
+    answers = sorted(_jsonl(results / "gsm8k" / "answers.jsonl"), key=lambda a: a["id"])
     assert [a["target"] for a in answers] == ["18", "3"]  # the packaged test set's first two
 
 

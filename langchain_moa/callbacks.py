@@ -102,7 +102,7 @@ def remember_run(model: object, run_manager: RunManager | None) -> None:
         _remembered.set((id(model), run_manager))
 
 
-def remembered_run(model: object) -> RunManager | None:
+def _remembered_run(model: object) -> RunManager | None:
     """The run manager ``remember_run`` kept for ``model``, taken once."""
     current = _remembered.get()
     if current is None or current[0] != id(model):
@@ -125,7 +125,7 @@ _streaming: ContextVar[_StreamRun | None] = ContextVar("moa_stream_run", default
 def stream_run(model: object, config: RunnableConfig, run_id: UUID) -> Iterator[None]:
     """While ``model.stream`` runs, the config and id of the run it opens.
 
-    ``stream_callbacks`` takes it when ``_stream`` begins; whatever is left
+    ``streaming_graph_callbacks`` takes it when ``_stream`` begins; whatever is left
     (a stream never iterated) is cleared here. No token reset: a generator
     may be resumed, and closed, from another context.
     """
@@ -136,7 +136,7 @@ def stream_run(model: object, config: RunnableConfig, run_id: UUID) -> Iterator[
         _streaming.set(None)
 
 
-def stream_callbacks(model: object, *, is_async: bool) -> BaseCallbackManager | None:
+def _stream_callbacks(model: object, *, is_async: bool) -> BaseCallbackManager | None:
     """Callbacks for the graph of the stream run ``model.stream`` opened, if any.
 
     The run's handlers are configured from its config as langchain-core
@@ -157,3 +157,20 @@ def stream_callbacks(model: object, *, is_async: bool) -> BaseCallbackManager | 
     manager.set_handlers([_for_graph(h) for h in manager.handlers])
     manager.parent_run_id = current.run_id
     return manager
+
+
+def streaming_graph_callbacks(
+    model: object, run_manager: RunManager | None, *, is_async: bool
+) -> BaseCallbackManager | None:
+    """Callbacks for the graph of a ``_stream``/``_astream`` call, however it was called.
+
+    With the run manager handed over, or remembered from ``_should_stream``
+    (implicit streaming), as ``graph_callbacks``; else from the run that
+    ``model.stream`` opened (``stream_run``).
+    """
+    # Taken even when a manager was handed over: a kept one must not linger.
+    remembered = _remembered_run(model)
+    manager = run_manager or remembered
+    if manager is not None:
+        return graph_callbacks(manager)
+    return _stream_callbacks(model, is_async=is_async)

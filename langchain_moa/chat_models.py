@@ -33,9 +33,8 @@ from langchain_moa.accounting import by_layer, total_usage
 from langchain_moa.callbacks import (
     graph_callbacks,
     remember_run,
-    remembered_run,
-    stream_callbacks,
     stream_run,
+    streaming_graph_callbacks,
 )
 from langchain_moa.graph import ANSWER_CHUNK, MoAInput, compile_moa_graph
 from langchain_moa.graph.state import AGGREGATOR_KWARGS, STREAM_ANSWER
@@ -432,9 +431,7 @@ class ChatMoA(BaseChatModel, StackSpec):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         started, state = time.perf_counter(), cast("dict[str, Any]", {})
-        remembered = remembered_run(self)
-        manager = run_manager or remembered
-        callbacks = graph_callbacks(manager) if manager else stream_callbacks(self, is_async=False)
+        callbacks = streaming_graph_callbacks(self, run_manager, is_async=False)
         graph_input, options = self._input(messages, **kwargs)
         config = self._run_config(callbacks, stream=True, stop=stop, aggregator_kwargs=options)
         with set_config_context(config) as context:
@@ -458,9 +455,7 @@ class ChatMoA(BaseChatModel, StackSpec):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         started, state = time.perf_counter(), cast("dict[str, Any]", {})
-        remembered = remembered_run(self)
-        manager = run_manager or remembered
-        callbacks = graph_callbacks(manager) if manager else stream_callbacks(self, is_async=True)
+        callbacks = streaming_graph_callbacks(self, run_manager, is_async=True)
         graph_input, options = self._input(messages, **kwargs)
         config = self._run_config(callbacks, stream=True, stop=stop, aggregator_kwargs=options)
         with set_config_context(config) as context:

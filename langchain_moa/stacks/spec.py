@@ -107,15 +107,20 @@ Seconds = Annotated[StrictFloat | StrictInt, Field(gt=0)]
 Retries = Annotated[StrictInt, Field(ge=0)]
 
 
-@cache
-def openai_settings() -> frozenset[str]:
-    """Every name ``ChatOpenAI`` takes a setting by (field names and aliases)."""
+def setting_names(model_class: type[BaseModel]) -> frozenset[str]:
+    """Every name a pydantic class takes a setting by: field names and aliases."""
     names = set()
-    for name, field in ChatOpenAI.model_fields.items():
+    for name, field in model_class.model_fields.items():
         names.add(name)
         if isinstance(field.alias, str):
             names.add(field.alias)
     return frozenset(names)
+
+
+@cache
+def openai_settings() -> frozenset[str]:
+    """Every name ``ChatOpenAI`` takes a setting by."""
+    return setting_names(ChatOpenAI)
 
 
 _OPENAI_RENAMED = {
@@ -329,18 +334,13 @@ class StackSpec(BaseModel):
     def _known_keys(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             _fail(f"expected a table of settings, got {shown(data)}")
-        known = set()
-        for name, field in cls.model_fields.items():
-            known.add(name)
-            if isinstance(field.alias, str):
-                known.add(field.alias)
         if "layers" in data and isinstance(data["layers"], list):
             msg = (
                 "layers: is the number of layers (with proposers); "
                 "give per-layer proposers as proposer_layers"
             )
             _fail(msg)
-        _check_keys(data, known)
+        _check_keys(data, setting_names(cls))
         return data
 
     @field_validator("prompt", mode="before")

@@ -28,17 +28,22 @@ print(json.dumps(report))
 """
 
 
-def test_first_request_starts_the_server_and_tokens_are_the_models_own() -> None:
-    env, mark = marked_env()
+def _run(script: str, env: dict[str, str]):
+    """Run ``script`` in a fresh interpreter; its last line of output, as JSON."""
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
+        [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         check=True,
         timeout=300,
         env=env,
     )
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_first_request_starts_the_server_and_tokens_are_the_models_own() -> None:
+    env, mark = marked_env()
+    report = _run(SCRIPT, env)
     assert report["after_construction"] is False
     # SmolLM2's tokenizer, asked of the server (tiktoken would need a download).
     assert 2 <= report["tokens"] <= 8
@@ -72,14 +77,6 @@ def test_concurrent_first_requests_wait_for_the_server_to_answer() -> None:
     # Without waiting for readiness, the requests that did not start the
     # server reach a process that does not listen yet: connection refused.
     env, _ = marked_env()
-    result = subprocess.run(
-        [sys.executable, "-c", CONCURRENT],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-        env=env,
-    )
-    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    answers = _run(CONCURRENT, env)
     assert len(answers) == 4
     assert all(answer.strip() for answer in answers)

@@ -9,6 +9,7 @@ markdown and CSV.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from langchain_core.language_models import BaseChatModel
 
 from langchain_moa.chat_models import ChatMoA
 from langchain_moa.eval.generation import Prices, cost_usd
-from langchain_moa.eval.store import progress_bar
+from langchain_moa.eval.store import progress_bar, write_atomic
 from langchain_moa.stacks import model_label
 
 AXES = ("ranker", "proposers", "single", "aggregators", "layers", "baselines")
@@ -206,11 +207,15 @@ async def run_grid(
 
 
 def write_table(rows: Sequence[Mapping[str, Any]], out_dir: Path, quality_key: str) -> None:
-    """``ablation.md``, ``ablation.csv`` and ``ablation.json`` in ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "ablation.md").write_text(markdown(rows, quality_key), encoding="utf-8")
-    (out_dir / "ablation.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
-    with (out_dir / "ablation.csv").open("w", newline="", encoding="utf-8") as table:
-        writer = csv.DictWriter(table, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    """``ablation.md``, ``ablation.csv`` and ``ablation.json`` in ``out_dir``.
+
+    Each is written atomically (a kill leaves the old file or the new one); a rerun, which
+    resumes every configuration from its records, writes them again.
+    """
+    write_atomic(out_dir / "ablation.md", markdown(rows, quality_key))
+    write_atomic(out_dir / "ablation.json", json.dumps(rows, indent=2))
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(out_dir / "ablation.csv", table.getvalue())

@@ -16,6 +16,7 @@ repository's copy, which reads this evaluation set's ``instruction`` and
 from __future__ import annotations
 
 import ast
+import io
 import json
 import math
 import re
@@ -31,7 +32,7 @@ from langchain_moa.eval.data import DataFile, load_json, load_jsonl
 from langchain_moa.eval.extras import require
 from langchain_moa.eval.generation import generate, summarize_generations
 from langchain_moa.eval.stats import bootstrap_interval
-from langchain_moa.eval.store import JsonlStore, run_items
+from langchain_moa.eval.store import JsonlStore, run_items, write_atomic
 from langchain_moa.stacks import model_label
 
 SOURCE = "https://raw.githubusercontent.com/kaistAI/FLASK/3b4e22bc34aa9dc15ea0c51be3cbf5f3c8b1b5e5"
@@ -367,9 +368,10 @@ def radar_chart(per_skill: Mapping[str, Mapping[str, float]], path: Path) -> Pat
     axes.set_yticks(range(1, _MAX_SCORE + 1))
     axes.set_rlabel_position(180 / len(SKILLS))
     axes.legend(loc="upper right", bbox_to_anchor=(1.25, 1.1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=150, bbox_inches="tight")
-    return path
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=150, bbox_inches="tight")
+    # Whole or not at all: a kill mid-write leaves no broken PNG (a rerun draws it again).
+    return write_atomic(path, image.getvalue())
 
 
 def report_section(runs: Mapping[str, Mapping[str, Any]], folder: Path) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_moa.eval import registry
+from langchain_moa.eval.store import write_atomic
 
 METRICS_FILE = "metrics.json"
 
@@ -20,11 +21,11 @@ def columns() -> list[tuple[str, str, str]]:
 
 
 def write_metrics(out_dir: Path, metrics: Mapping[str, Any]) -> Path:
-    """Save a benchmark run's metrics beside its records."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / METRICS_FILE
-    path.write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
-    return path
+    """Save a benchmark run's metrics beside its records.
+
+    Atomically: a kill leaves the old file or the new one, and a rerun writes it again.
+    """
+    return write_atomic(out_dir / METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False))
 
 
 def collect(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:

@@ -30,7 +30,7 @@ from langchain_moa.eval.benchmark import Benchmark, Generation, JudgeSettings
 from langchain_moa.eval.data import DataFile, load_json, read_json
 from langchain_moa.eval.extras import MissingExtraError, require
 from langchain_moa.eval.generation import generate, summarize_generations
-from langchain_moa.eval.store import JsonlStore, run_items
+from langchain_moa.eval.store import JsonlStore, run_items, write_atomic
 from langchain_moa.stacks import model_label
 
 LEADERBOARD_FORMULA = "length_controlled_v1"
@@ -205,8 +205,8 @@ async def run(
 
 
 def _write_json(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(list(rows), indent=2, ensure_ascii=False), encoding="utf-8")
+    # Derived from the JSONL records, rewritten whole by every run: a kill leaves no half file.
+    write_atomic(path, json.dumps(list(rows), indent=2, ensure_ascii=False))
 
 
 BENCHMARK = Benchmark(

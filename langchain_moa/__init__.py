@@ -7,6 +7,7 @@ and starts nothing.
 from langchain_moa.chat_models import ChatMoA
 from langchain_moa.graph import (
     AGGREGATE_AND_SYNTHESIZE_PROMPT,
+    AggregatorFailedError,
     LayerFailedError,
     build_moa_graph,
     get_calls,
@@ -16,6 +17,7 @@ from langchain_moa.stacks import ModelConfig, StackError, StackSpec
 
 __all__ = [
     "AGGREGATE_AND_SYNTHESIZE_PROMPT",
+    "AggregatorFailedError",
     "ChatMoA",
     "LayerFailedError",
     "LlamaServer",

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from http import HTTPStatus
+from typing import Literal, get_args
 
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from typing_extensions import TypedDict  # pydantic (Studio schemas) needs it on 3.11
+
+FailureReason = Literal[
+    "timeout",
+    "rate_limit",
+    "server_error",
+    "bad_response",
+    "context_overflow",
+    "cancelled",
+    "other",
+]
+"""Why a call failed: the kinds a user acts on differently."""
+FAILURE_REASONS: tuple[str, ...] = get_args(FailureReason)
 
 
 class ModelCall(TypedDict):
@@ -32,6 +49,11 @@ class ModelCall(TypedDict):
     """Seconds the call took."""
     error: str | None
     """``ExceptionType: message`` when the call failed, else None."""
+    reason: FailureReason | None
+    """The kind of failure (see ``failure_reason``), None when the call succeeded."""
+    note: str | None
+    """What was done to the call's input or output (references shortened,
+    images dropped, a reference filtered out), else None."""
 
 
 class LayerSummary(TypedDict):
@@ -40,6 +62,8 @@ class LayerSummary(TypedDict):
     layer: int
     calls: int
     failures: int
+    reasons: dict[str, int]
+    """Failures by reason (``FailureReason``), most frequent first."""
     usage: UsageMetadata | None
     latency_s: float
     """Wall time of the layer: its calls run concurrently."""
@@ -58,6 +82,69 @@ def redact(text: str) -> str:
 def describe_error(error: BaseException) -> str:
     """``ExceptionType: message``, with credentials masked."""
     return redact(f"{type(error).__name__}: {error}")
+
+
+class BadResponseError(ValueError):
+    """A model answered, but with nothing usable (empty, or not what was asked)."""
+
+
+class CallTimeoutError(TimeoutError):
+    """A call ran past its ``timeout_s`` or its layer's deadline, and was cancelled."""
+
+
+_CONTEXT_OVERFLOW = re.compile(
+    r"context[_ ]length|context window|maximum context|too many tokens|exceeds the context"
+    r"|prompt is too long|n_ctx",
+    re.IGNORECASE,
+)
+
+
+def _status(error: BaseException) -> int | None:
+    # openai's APIStatusError carries status_code; httpx's HTTPStatusError a response.
+    status = getattr(error, "status_code", None)
+    if status is None:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _kinds(error: BaseException) -> set[str]:
+    # By name: this module must not import every provider's SDK.
+    return {cls.__name__ for cls in type(error).__mro__}
+
+
+def failure_reason(error: BaseException) -> FailureReason:  # noqa: PLR0911 - a return per reason
+    """The kind of a call's failure, from its exception.
+
+    Provider SDKs are told apart by their exception classes' names and HTTP
+    status, so that no SDK is imported here.
+    """
+    kinds, status = _kinds(error), _status(error)
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(error, TimeoutError) or kinds & {"APITimeoutError", "TimeoutException"}:
+        return "timeout"
+    if status == HTTPStatus.TOO_MANY_REQUESTS or "RateLimitError" in kinds:
+        return "rate_limit"
+    if _CONTEXT_OVERFLOW.search(str(error)) and status in {
+        HTTPStatus.BAD_REQUEST,
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        None,
+    }:
+        return "context_overflow"
+    if isinstance(error, BadResponseError | json.JSONDecodeError) or kinds & {
+        "APIResponseValidationError",
+        "RemoteProtocolError",
+        "DecodingError",
+        "OutputParserException",
+    }:
+        return "bad_response"
+    if (status is not None and status >= HTTPStatus.INTERNAL_SERVER_ERROR) or kinds & {
+        "InternalServerError",
+        "APIConnectionError",
+        "ConnectError",
+    }:
+        return "server_error"
+    return "other"
 
 
 def total_usage(calls: Iterable[ModelCall]) -> UsageMetadata | None:
@@ -85,9 +172,31 @@ def summarize_layer(calls: Sequence[ModelCall]) -> LayerSummary:
         layer=calls[0]["layer"],
         calls=len(calls),
         failures=sum(c["error"] is not None for c in calls),
+        reasons=dict(Counter(c["reason"] or "other" for c in calls if c["error"]).most_common()),
         usage=total_usage(calls),
         latency_s=end - start,
     )
+
+
+def degradations(calls: Sequence[ModelCall]) -> list[str]:
+    """Why an answer is not what the whole stack would have written, one reason a line.
+
+    A failed or late call, a fallback aggregator or the last resort, and
+    input changed to fit a model (shortened references, dropped images).
+    """
+    layers = by_layer(calls)
+    reasons = []
+    for number, layer in enumerate(layers, start=1):
+        last = number == len(layers)
+        for call in layer:
+            if call["error"] is not None:
+                what = "failed" if call["text"] is None else "answered badly"
+                reasons.append(f"{call['node']} {what} ({call['reason']})")
+            elif last and call["index"] > 0:
+                reasons.append(f"{call['node']} wrote the answer: the aggregator before it failed")
+            if call["note"] is not None:
+                reasons.append(f"{call['node']}: {call['note']}")
+    return reasons
 
 
 def format_summary(calls: Sequence[ModelCall], total_latency_s: float) -> str:
@@ -106,7 +215,8 @@ def format_summary(calls: Sequence[ModelCall], total_latency_s: float) -> str:
     for number, layer in enumerate(layers, start=1):
         summary = summarize_layer(layer)
         label = "aggregator" if number == len(layers) else f"layer {number}"
-        failed = f" ({summary['failures']} failed)" if summary["failures"] else ""
+        reasons = ", ".join(f"{n} {reason}" for reason, n in summary["reasons"].items())
+        failed = f" ({summary['failures']} failed: {reasons})" if summary["failures"] else ""
         parts.append(
             f"{label}: {count(summary['calls'], 'call')}{failed}, "
             f"{tokens(summary['usage'])}, {summary['latency_s']:.1f}s"

@@ -29,7 +29,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import ConfigDict, PrivateAttr, model_validator
 
-from langchain_moa.accounting import by_layer, total_usage
+from langchain_moa.accounting import by_layer, degradations, total_usage
 from langchain_moa.callbacks import (
     graph_callbacks,
     remember_run,
@@ -37,7 +37,12 @@ from langchain_moa.callbacks import (
     streaming_graph_callbacks,
 )
 from langchain_moa.graph import ANSWER_CHUNK, MoAInput, compile_moa_graph
-from langchain_moa.graph.state import AGGREGATOR_KWARGS, STREAM_ANSWER
+from langchain_moa.graph.state import (
+    AGGREGATOR_KWARGS,
+    STREAM_ANSWER,
+    check_conversation,
+    get_calls,
+)
 from langchain_moa.local import LlamaServer, shared_server
 from langchain_moa.stacks import (
     ModelConfig,
@@ -322,7 +327,12 @@ class ChatMoA(BaseChatModel, StackSpec):
                 yield chunk
 
     def _input(self, messages: list[BaseMessage], **kwargs: Any) -> tuple[MoAInput, dict]:
-        """The graph's input, and the call options that go to the aggregator alone."""
+        """The graph's input, and the call options that go to the aggregator alone.
+
+        Raises:
+            ValueError: there is nothing to answer (see ``check_conversation``).
+        """
+        check_conversation(messages)
         graph_input = MoAInput(
             # Copies: add_messages gives messages ids, and the caller's stay as they are.
             messages=[m.model_copy() for m in messages],  # type: ignore[misc]
@@ -349,11 +359,17 @@ class ChatMoA(BaseChatModel, StackSpec):
         }
 
     def _metadata(self, state: dict[str, Any], started: float) -> dict[str, Any]:
+        # ChatMoA's graph keeps no thread: every call and drop is this run's.
+        calls = get_calls(state)
+        why = degradations(calls)
         return {
             "model_name": self.model_name,
             "model_provider": MODEL_PROVIDER,
-            "layers": by_layer(state["calls"]),
+            "layers": by_layer(calls),
             "latency_s": time.perf_counter() - started,
+            "degraded": bool(why),
+            "degradations": why,
+            "dropped_references": state.get("dropped", []),
         }
 
     def _result(self, state: dict[str, Any], started: float) -> ChatResult:

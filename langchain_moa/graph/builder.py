@@ -21,9 +21,10 @@ from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from langchain_moa.graph.nodes import Aggregator, Join, Proposer, Ranker
+from langchain_moa.graph.limits import LayerClocks
+from langchain_moa.graph.nodes import Aggregator, Join, Proposer, Ranker, begin
 from langchain_moa.graph.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT, RANK_PROMPT, Prompt
-from langchain_moa.graph.state import AGGREGATOR_NODE, MoAInput, MoAOutput, MoAState
+from langchain_moa.graph.state import AGGREGATOR_NODE, BEGIN_NODE, MoAInput, MoAOutput, MoAState
 from langchain_moa.stacks import Aggregation, Stack, StackSpec, build_stack, model_label
 
 
@@ -107,31 +108,51 @@ def compile_moa_graph(
     this with the stack it built. The prompt, ``min_proposers`` and the
     aggregation are ``stack.spec``'s.
     """
-    prompt, min_proposers, aggregation = (
-        stack.spec.prompt,
-        stack.spec.min_proposers,
-        stack.spec.aggregation,
-    )
+    spec = stack.spec
     builder = StateGraph(MoAState, input_schema=MoAInput, output_schema=MoAOutput)
-    previous = START
-    references_prompt = prompt or AGGREGATE_AND_SYNTHESIZE_PROMPT
+    builder.add_node(BEGIN_NODE, begin)
+    builder.add_edge(START, BEGIN_NODE)
+    previous = BEGIN_NODE
+    references_prompt = spec.prompt or AGGREGATE_AND_SYNTHESIZE_PROMPT
     for number, models in enumerate(stack.layers, start=1):
         names = _node_names(number, models)
         join = f"layer{number}/join"
+        policy, clocks = spec.policy(number), LayerClocks()
         for index, (node_name, model) in enumerate(zip(names, models, strict=True)):
-            proposer = Proposer(number, index, node_name, model, references_prompt)
+            proposer = Proposer(
+                number,
+                index,
+                node_name,
+                model,
+                references_prompt,
+                policy,
+                clocks=clocks,
+                max_input_tokens=spec.max_input_tokens,
+                reference_format=spec.reference_format,
+            )
             builder.add_node(
                 node_name, RunnableLambda(proposer, afunc=proposer.acall, name=node_name)
             )
             builder.add_edge(previous, node_name)
-        builder.add_node(join, Join(number, min_proposers))
+        builder.add_node(join, Join(number, policy.min_proposers, spec.reference_filter))
         builder.add_edge(names, join)
         previous = join
-    final_class = Ranker if aggregation == "rank" else Aggregator
-    final_prompt = prompt or (
-        RANK_PROMPT if aggregation == "rank" else AGGREGATE_AND_SYNTHESIZE_PROMPT
+    final_class = Ranker if spec.aggregation == "rank" else Aggregator
+    final_prompt = spec.prompt or (
+        RANK_PROMPT if spec.aggregation == "rank" else AGGREGATE_AND_SYNTHESIZE_PROMPT
     )
-    final = final_class(len(stack.layers) + 1, 0, AGGREGATOR_NODE, stack.aggregator, final_prompt)
+    final = final_class(
+        len(stack.layers) + 1,
+        0,
+        AGGREGATOR_NODE,
+        stack.aggregator,
+        final_prompt,
+        spec.aggregator_policy(),
+        fallbacks=tuple(stack.fallbacks),
+        best_proposer_fallback=spec.best_proposer_fallback,
+        max_input_tokens=spec.max_input_tokens,
+        reference_format=spec.reference_format,
+    )
     builder.add_node(
         AGGREGATOR_NODE, RunnableLambda(final, afunc=final.acall, name=AGGREGATOR_NODE)
     )

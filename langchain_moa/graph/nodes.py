@@ -1,8 +1,12 @@
-"""The graph's nodes: a proposer per model, a join per layer, the aggregator.
+"""The graph's nodes: a first check, a proposer per model, a join per layer, the aggregator.
 
-A failed proposer writes a record with its error instead of raising, and the
-join decides whether enough of the layer succeeded. The aggregator's failure
-is the run's failure: nothing falls back silently.
+A failed proposer writes a record with its error and its reason instead of
+raising, and the join decides whether enough of the layer succeeded. Every
+call runs within its ``timeout_s``, a proposer's also within its layer's
+deadline (see ``limits``). The aggregator falls back to the stack's
+``fallbacks`` in order, then (if asked) to the best reference; every failed
+attempt is recorded, and the answer's metadata says it is degraded. Nothing
+falls back silently.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 from langchain_core.callbacks import dispatch_custom_event
@@ -24,9 +30,18 @@ from langchain_core.messages import (
     message_chunk_to_message,
 )
 from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import run_in_executor
 from langgraph.config import get_stream_writer
 
-from langchain_moa.accounting import ModelCall, describe_error
+from langchain_moa.accounting import (
+    BadResponseError,
+    ModelCall,
+    describe_error,
+    failure_reason,
+)
+from langchain_moa.graph.budget import context_budget, fit_references, text_only
+from langchain_moa.graph.defence import cluster_filter, similarity_matrix
+from langchain_moa.graph.limits import LayerClock, LayerClocks, acall_within, call_within
 from langchain_moa.graph.prompts import Prompt, render_prompt, tool_turns_as_text
 from langchain_moa.graph.state import (
     AGGREGATOR_KWARGS,
@@ -35,9 +50,12 @@ from langchain_moa.graph.state import (
     CALL_ERROR,
     CALL_START,
     STREAM_ANSWER,
+    Dropped,
     MoAState,
+    check_conversation,
     turn,
 )
+from langchain_moa.stacks import Policy, ReferenceFilter, ReferenceFormat
 from langchain_moa.stacks.factory import model_label
 
 logger = logging.getLogger(__name__)
@@ -48,6 +66,22 @@ Start = tuple[int, float, float]
 
 class LayerFailedError(RuntimeError):
     """Too few proposers of a layer succeeded to go on."""
+
+
+class AggregatorFailedError(RuntimeError):
+    """The aggregator and every fallback failed; the message names each failure."""
+
+
+def begin(state: MoAState) -> dict:
+    """The first node: refuse a conversation there is nothing to answer in; name the run.
+
+    Raises:
+        ValueError: the conversation is empty, only a system message, or ends
+            with the assistant's message.
+    """
+    check_conversation(state["messages"])
+    # The key this run's layer clocks are kept under (concurrent runs share a graph).
+    return {"run": uuid.uuid4().hex}
 
 
 def _configurable(config: RunnableConfig) -> Mapping[str, Any]:
@@ -78,28 +112,73 @@ class ModelNode:
     name: str
     model: BaseChatModel
     prompt: Prompt
+    policy: Policy
+    """The time limits its calls run under."""
+    max_input_tokens: int | None = None
+    """The stack's context budget for every model; None takes each model's profile."""
+    reference_format: ReferenceFormat = "paper"
 
     def conversation(self, state: MoAState) -> list[BaseMessage]:
         """The conversation this node's model answers."""
         return list(state["messages"])
 
-    def inputs(self, state: MoAState) -> list[BaseMessage]:
-        """The messages sent: the conversation, with the references from layer 2 on."""
+    def inputs(
+        self, state: MoAState, model: BaseChatModel | None = None
+    ) -> tuple[list[BaseMessage], str | None]:
+        """The messages sent (with the references from layer 2 on), and a note on them.
+
+        The note says what was done to fit the model: references shortened,
+        images dropped.
+        """
+        model = model or self.model
         # Layer 1 sees the conversation alone; later layers the last join's refs.
         references = state.get("references", []) if self.layer > 1 else []
-        return render_prompt(self.prompt, self.conversation(state), references, self.layer)
+        conversation, dropped = text_only(model, self.conversation(state))
 
-    def config(self, config: RunnableConfig) -> RunnableConfig:
-        """The call's config, its run named for the node."""
+        def render(shown: list[str]) -> list[BaseMessage]:
+            return render_prompt(
+                self.prompt,
+                conversation,
+                shown,
+                self.layer,
+                reference_format=self.reference_format,
+            )
+
+        budget = context_budget(model, self.max_input_tokens)
+        messages, shortened = fit_references(model, budget, references, render)
+        return messages, "; ".join(filter(None, [dropped, shortened])) or None
+
+    async def ainputs(
+        self, state: MoAState, model: BaseChatModel | None = None
+    ) -> tuple[list[BaseMessage], str | None]:
+        """``inputs``, off the event loop when tokens may have to be counted."""
+        if self.layer == 1 or context_budget(model or self.model, self.max_input_tokens) is None:
+            return self.inputs(state, model)
+        # Counting can be a request (the embedded server's tokenizer).
+        return await run_in_executor(None, self.inputs, state, model)
+
+    def config(self, config: RunnableConfig, node: str | None = None) -> RunnableConfig:
+        """The call's config, its run named for the node (or the fallback it tries)."""
         # The run name makes a trace read like the graph.
-        return {**config, "run_name": self.name}
+        return {**config, "run_name": node or self.name}
 
-    def started(self, state: MoAState, config: RunnableConfig) -> Start:
+    def started(
+        self,
+        state: MoAState,
+        config: RunnableConfig,
+        model: BaseChatModel | None = None,
+        *,
+        node: str | None = None,
+    ) -> Start:
         """Announce the call; return its turn, wall-clock and monotonic start."""
         _emit(
             config,
             CALL_START,
-            {"node": self.name, "layer": self.layer, "model": model_label(self.model)},
+            {
+                "node": node or self.name,
+                "layer": self.layer,
+                "model": model_label(model or self.model),
+            },
         )
         return turn(state), time.time(), time.perf_counter()
 
@@ -111,29 +190,43 @@ class ModelNode:
         *,
         message: BaseMessage | None = None,
         error: BaseException | None = None,
+        note: str | None = None,
+        node: str | None = None,
+        model: BaseChatModel | None = None,
+        index: int | None = None,
     ) -> ModelCall:
-        """The call's record, with its message or its error."""
+        """The call's record, with its message or its error (and the error's reason)."""
         return ModelCall(
             turn=turn,
             layer=self.layer,
-            index=self.index,
-            node=self.name,
-            model=model_label(self.model),
+            index=self.index if index is None else index,
+            node=node or self.name,
+            model=model_label(model or self.model),
             text=None if message is None else message.text,
             usage=getattr(message, "usage_metadata", None),
             started_at=started_at,
             latency_s=time.perf_counter() - t0,
             error=None if error is None else describe_error(error),
+            reason=None if error is None else failure_reason(error),
+            note=note,
         )
 
 
+@dataclass(frozen=True)
 class Proposer(ModelNode):
     """Answers once; a failure becomes a record, not an exception."""
+
+    clocks: LayerClocks = field(default_factory=LayerClocks)
+    """Shared by the layer's proposers: its deadline (see ``limits``)."""
 
     def conversation(self, state: MoAState) -> list[BaseMessage]:
         """The conversation with tools and tool turns as text."""
         # Proposers propose in text: tools and tool turns reach them as text.
         return tool_turns_as_text(state["messages"], state.get("tools", []))
+
+    def clock(self, state: MoAState) -> LayerClock:
+        """This run's clock of the layer."""
+        return self.clocks.get(state.get("run", ""), self.layer, self.policy)
 
     def done(
         self,
@@ -141,148 +234,324 @@ class Proposer(ModelNode):
         start: Start,
         message: BaseMessage | None,
         error: Exception | None,
+        *,
+        note: str | None,
+        clock: LayerClock,
     ) -> dict:
         """Record the call; a failure or an empty answer becomes the record's error."""
         if error is None and message is not None and not message.text.strip():
-            error = ValueError("empty response")
+            error = BadResponseError("empty response")
         if error is not None:
             logger.warning("%s failed: %s", self.name, describe_error(error))
             message = None
-        call = self.record(*start, message=message, error=error)
+        else:
+            clock.answered()
+        call = self.record(*start, message=message, error=error, note=note)
         _emit(config, CALL_ERROR if error else CALL_END, call)
         return {"calls": [call]}
 
     def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
         """The node: one model call, its record in the state."""
-        start = self.started(state, config)
-        message, error = None, None
+        start, clock = self.started(state, config), self.clock(state)
+        message, error, note = None, None, None
         try:
-            message = self.model.invoke(self.inputs(state), self.config(config))
-        except Exception as caught:  # noqa: BLE001 - recorded; the join decides
-            error = caught
-        return self.done(config, start, message, error)
-
-    async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
-        """The node, for async runs."""
-        start = self.started(state, config)
-        message, error = None, None
-        try:
-            message = await self.model.ainvoke(self.inputs(state), self.config(config))
-        except Exception as caught:  # noqa: BLE001 - recorded; the join decides
-            error = caught
-        return self.done(config, start, message, error)
-
-
-def _answer(answer: AIMessage, call: ModelCall) -> dict:
-    """The final node's update: its call, the answer, and the answer in the chat."""
-    return {"calls": [call], "answer": answer, "messages": [answer]}
-
-
-class Aggregator(ModelNode):
-    """Writes the answer; its failure is the run's failure (no silent fallback).
-
-    With ``tools`` in the state they are bound to its model, so the answer may
-    be tool calls.
-    """
-
-    def model_for(self, state: MoAState) -> Runnable[LanguageModelInput, BaseMessage]:
-        """The model, with the state's tools bound to it."""
-        if not state.get("tools"):
-            return self.model
-        return self.model.bind_tools(state["tools"], tool_choice=state.get("tool_choice"))
-
-    def done(self, config: RunnableConfig, start: Start, message: BaseMessage) -> dict:
-        """Record the call and return the answer's update."""
-        answer = message_chunk_to_message(message)
-        if not isinstance(answer, AIMessage):
-            msg = f"{self.name}: expected an AIMessage, got {type(answer).__name__}"
-            raise TypeError(msg)
-        call = self.record(*start, message=answer)
-        _emit(config, CALL_END, call)
-        return _answer(answer, call)
-
-    @staticmethod
-    def emit(answer: BaseMessageChunk | None, chunk: BaseMessageChunk) -> BaseMessageChunk:
-        """Send one chunk to the stream; return the answer so far."""
-        get_stream_writer()({"event": ANSWER_CHUNK, "chunk": chunk})
-        return chunk if answer is None else answer + chunk
-
-    def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
-        """The node: one model call, its record in the state."""
-        start = self.started(state, config)
-        model, inputs = self.model_for(state), self.inputs(state)
-        kwargs = _configurable(config).get(AGGREGATOR_KWARGS) or {}
-        if not _streaming(config):
-            return self.done(config, start, model.invoke(inputs, self.config(config), **kwargs))
-        answer = None
-        for chunk in model.stream(inputs, self.config(config), **kwargs):
-            answer = self.emit(answer, cast("BaseMessageChunk", chunk))
-        return self.done(config, start, _require(answer, self.name))
-
-    async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
-        """The node, for async runs."""
-        start = self.started(state, config)
-        model, inputs = self.model_for(state), self.inputs(state)
-        kwargs = _configurable(config).get(AGGREGATOR_KWARGS) or {}
-        if not _streaming(config):
-            message = await model.ainvoke(inputs, self.config(config), **kwargs)
-            return self.done(config, start, message)
-        answer = None
-        async for chunk in model.astream(inputs, self.config(config), **kwargs):
-            answer = self.emit(answer, cast("BaseMessageChunk", chunk))
-        return self.done(config, start, _require(answer, self.name))
-
-
-def _require(message: BaseMessageChunk | None, node: str) -> BaseMessageChunk:
-    if message is None:
-        msg = f"{node}: the model streamed nothing"
-        raise RuntimeError(msg)
-    return message
-
-
-class Ranker(ModelNode):
-    """The LLM-ranker baseline: the aggregator picks a reference by number.
-
-    Its answer is the chosen reference verbatim. A reply with no valid number
-    takes reference 1, and the ranker's call record says so in ``error``.
-    """
-
-    def pick(
-        self,
-        state: MoAState,
-        config: RunnableConfig,
-        start: Start,
-        reply: BaseMessage,
-    ) -> dict:
-        """Record the reply; the answer is the reference it names (1 if none)."""
-        references = state.get("references", [])
-        choice = parse_choice(reply.text, len(references))
-        call = self.record(*start, message=reply)
-        if choice is None:
-            choice = 1
-            call["error"] = (
-                f"ValueError: no response number 1-{len(references)} in the reply; took 1"
+            inputs, note = self.inputs(state)
+            message = call_within(
+                lambda: self.model.invoke(inputs, self.config(config)),
+                timeout_s=self.policy.timeout_s,
+                clock=clock,
             )
-        answer = AIMessage(content=references[choice - 1], response_metadata={"choice": choice})
+        except Exception as caught:  # noqa: BLE001 - recorded; the join decides
+            error = caught
+        return self.done(config, start, message, error, note=note, clock=clock)
+
+    async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
+        """The node, for async runs; cancelling the run cancels the call."""
+        start, clock = self.started(state, config), self.clock(state)
+        message, error, note = None, None, None
+        try:
+            inputs, note = await self.ainputs(state)
+            message = await acall_within(
+                lambda: self.model.ainvoke(inputs, self.config(config)),
+                timeout_s=self.policy.timeout_s,
+                clock=clock,
+            )
+        except Exception as caught:  # noqa: BLE001 - recorded; the join decides
+            error = caught
+        return self.done(config, start, message, error, note=note, clock=clock)
+
+
+def _answer(answer: AIMessage, calls: list[ModelCall]) -> dict:
+    """The final node's update: its calls, the answer, and the answer in the chat."""
+    return {"calls": calls, "answer": answer, "messages": [answer]}
+
+
+def most_agreed(references: Sequence[str]) -> int:
+    """The index of the reference most like the others (the first on a tie)."""
+    kernel = similarity_matrix(references)
+    scores = [sum(row) - row[index] for index, row in enumerate(kernel)]
+    return scores.index(max(scores))
+
+
+@dataclass
+class Attempt:
+    """One aggregator's try at the answer."""
+
+    index: int
+    """0 for the aggregator, then each fallback's place."""
+    node: str
+    model: BaseChatModel
+    state: MoAState
+    config: RunnableConfig
+    start: Start
+    inputs: list[BaseMessage] = field(default_factory=list)
+    note: str | None = None
+    streamed: bool = False
+    """Whether part of its answer has gone out (a stream cannot take it back)."""
+
+
+@dataclass(frozen=True)
+class Final(ModelNode):
+    """The last node: the aggregator, then each fallback in order, then the last resort.
+
+    Every failed attempt is recorded with its reason. Once part of a streamed
+    answer is out no other model takes over: it would start a second answer.
+    """
+
+    fallbacks: tuple[BaseChatModel, ...] = ()
+    """Aggregators to try in order when the one before failed."""
+    best_proposer_fallback: bool = False
+    """Answer with the most agreed-upon reference when every aggregator failed."""
+
+    def attempts(self, state: MoAState, config: RunnableConfig) -> Iterator[Attempt]:
+        """Each aggregator's attempt, started (announced) as it is reached."""
+        models = [self.model, *self.fallbacks]
+        for index, model in enumerate(models):
+            node = self.name if index == 0 else f"{self.name}/fallback-{index}"
+            start = self.started(state, config, model, node=node)
+            yield Attempt(index, node, model, state, config, start)
+
+    def kwargs(self, config: RunnableConfig) -> dict[str, Any]:
+        """Call options for the aggregator alone (``stop``...)."""
+        return dict(_configurable(config).get(AGGREGATOR_KWARGS) or {})
+
+    def call(self, attempt: Attempt) -> BaseMessage:
+        """One attempt's call."""
+        raise NotImplementedError
+
+    async def acall_model(self, attempt: Attempt) -> BaseMessage:
+        """``call``, for async runs."""
+        raise NotImplementedError
+
+    def answered(self, attempt: Attempt, reply: BaseMessage, call: ModelCall) -> AIMessage:
+        """The answer a successful reply gives (``call`` may be amended)."""
+        raise NotImplementedError
+
+    def failed(self, attempt: Attempt, error: Exception) -> ModelCall:
+        """Record and announce a failed attempt."""
+        logger.warning("%s failed: %s", attempt.node, describe_error(error))
+        call = self.record(
+            *attempt.start,
+            error=error,
+            node=attempt.node,
+            model=attempt.model,
+            index=attempt.index,
+        )
+        _emit(attempt.config, CALL_ERROR, call)
+        return call
+
+    def success(self, attempt: Attempt, reply: BaseMessage, calls: list[ModelCall]) -> dict:
+        """The update for an attempt's answer."""
+        call = self.record(
+            *attempt.start,
+            message=reply,
+            node=attempt.node,
+            model=attempt.model,
+            index=attempt.index,
+            note=attempt.note,
+        )
+        answer = self.answered(attempt, reply, call)
+        _emit(attempt.config, CALL_END, call)
+        return _answer(answer, [*calls, call])
+
+    def last_resort(self, state: MoAState, config: RunnableConfig, calls: list[ModelCall]) -> dict:
+        """The most agreed-upon reference when allowed, else the error naming every failure.
+
+        Raises:
+            AggregatorFailedError: no aggregator answered and there is no last resort.
+        """
+        references = state.get("references", [])
+        failures = "; ".join(
+            f"{c['node']} ({c['model']}): {c['reason']}: {c['error']}" for c in calls
+        )
+        if not (self.best_proposer_fallback and references) or not calls[-1]["error"]:
+            msg = f"every aggregator failed: {failures}"
+            raise AggregatorFailedError(msg)
+        chosen = most_agreed(references)
+        source = state.get("reference_nodes", [])
+        author = source[chosen] if chosen < len(source) else f"reference {chosen + 1}"
+        answer = AIMessage(content=references[chosen])
+        call = ModelCall(
+            turn=turn(state),
+            layer=self.layer,
+            index=len(calls),
+            node=f"{self.name}/best-proposer",
+            model=author,
+            text=answer.text,
+            usage=None,
+            started_at=time.time(),
+            latency_s=0.0,
+            error=None,
+            reason=None,
+            note=(
+                f"every aggregator failed; the answer is {author}'s, "
+                "the reference most like the others"
+            ),
+        )
         if _streaming(config):
             # The chosen text exists whole: one chunk, nothing split up.
             get_stream_writer()(
                 {"event": ANSWER_CHUNK, "chunk": AIMessageChunk(content=answer.content)}
             )
         _emit(config, CALL_END, call)
-        return _answer(answer, call)
+        return _answer(answer, [*calls, call])
 
     def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
-        """The node: one model call, its record in the state."""
-        start = self.started(state, config)
-        reply = self.model.invoke(self.inputs(state), self.config(config))
-        return self.pick(state, config, start, reply)
+        """The node: the first aggregator to answer writes the answer."""
+        calls: list[ModelCall] = []
+        for attempt in self.attempts(state, config):
+            try:
+                attempt.inputs, attempt.note = self.inputs(state, attempt.model)
+                reply = call_within(
+                    partial(self.call, attempt), timeout_s=self.policy.timeout_s, clock=None
+                )
+            except Exception as error:  # noqa: BLE001 - recorded; the next one tries
+                calls.append(self.failed(attempt, error))
+                if attempt.streamed:
+                    break
+                continue
+            return self.success(attempt, reply, calls)
+        return self.last_resort(state, config, calls)
 
     async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
-        """The node, for async runs."""
-        start = self.started(state, config)
-        reply = await self.model.ainvoke(self.inputs(state), self.config(config))
-        return self.pick(state, config, start, reply)
+        """The node, for async runs; cancelling the run cancels the call."""
+        calls: list[ModelCall] = []
+        for attempt in self.attempts(state, config):
+            try:
+                attempt.inputs, attempt.note = await self.ainputs(state, attempt.model)
+                reply = await acall_within(
+                    partial(self.acall_model, attempt), timeout_s=self.policy.timeout_s, clock=None
+                )
+            except Exception as error:  # noqa: BLE001 - recorded; the next one tries
+                calls.append(self.failed(attempt, error))
+                if attempt.streamed:
+                    break
+                continue
+            return self.success(attempt, reply, calls)
+        return self.last_resort(state, config, calls)
+
+
+@dataclass(frozen=True)
+class Aggregator(Final):
+    """Writes the answer from the last layer's references.
+
+    With ``tools`` in the state they are bound to its model, so the answer may
+    be tool calls.
+    """
+
+    @staticmethod
+    def model_for(attempt: Attempt) -> Runnable[LanguageModelInput, BaseMessage]:
+        """The attempt's model, with the state's tools bound to it."""
+        state = attempt.state
+        if not state.get("tools"):
+            return attempt.model
+        return attempt.model.bind_tools(state["tools"], tool_choice=state.get("tool_choice"))
+
+    @staticmethod
+    def emit(
+        attempt: Attempt, answer: BaseMessageChunk | None, chunk: BaseMessageChunk
+    ) -> BaseMessageChunk:
+        """Send one chunk to the stream; return the answer so far."""
+        get_stream_writer()({"event": ANSWER_CHUNK, "chunk": chunk})
+        attempt.streamed = True
+        return chunk if answer is None else answer + chunk
+
+    def call(self, attempt: Attempt) -> BaseMessage:
+        """The aggregator's call, streamed to the caller when asked."""
+        runnable, kwargs = self.model_for(attempt), self.kwargs(attempt.config)
+        config = self.config(attempt.config, attempt.node)
+        if not _streaming(attempt.config):
+            return runnable.invoke(attempt.inputs, config, **kwargs)
+        answer = None
+        for chunk in runnable.stream(attempt.inputs, config, **kwargs):
+            answer = self.emit(attempt, answer, cast("BaseMessageChunk", chunk))
+        return _require(answer, attempt.node)
+
+    async def acall_model(self, attempt: Attempt) -> BaseMessage:
+        """``call``, for async runs."""
+        runnable, kwargs = self.model_for(attempt), self.kwargs(attempt.config)
+        config = self.config(attempt.config, attempt.node)
+        if not _streaming(attempt.config):
+            return await runnable.ainvoke(attempt.inputs, config, **kwargs)
+        answer = None
+        async for chunk in runnable.astream(attempt.inputs, config, **kwargs):
+            answer = self.emit(attempt, answer, cast("BaseMessageChunk", chunk))
+        return _require(answer, attempt.node)
+
+    def answered(self, attempt: Attempt, reply: BaseMessage, call: ModelCall) -> AIMessage:  # noqa: ARG002 - the reply alone is the answer
+        """The reply is the answer.
+
+        Raises:
+            TypeError: the model answered with something other than an AIMessage.
+        """
+        answer = message_chunk_to_message(reply)
+        if not isinstance(answer, AIMessage):
+            msg = f"{attempt.node}: expected an AIMessage, got {type(answer).__name__}"
+            raise TypeError(msg)
+        return answer
+
+
+def _require(message: BaseMessageChunk | None, node: str) -> BaseMessageChunk:
+    if message is None:
+        msg = f"{node}: the model streamed nothing"
+        raise BadResponseError(msg)
+    return message
+
+
+@dataclass(frozen=True)
+class Ranker(Final):
+    """The LLM-ranker baseline: the aggregator picks a reference by number.
+
+    Its answer is the chosen reference verbatim. A reply with no valid number
+    takes reference 1, and the ranker's call record says so in ``error``.
+    """
+
+    def call(self, attempt: Attempt) -> BaseMessage:
+        """The ranker's call (never streamed: its reply is a number)."""
+        return attempt.model.invoke(attempt.inputs, self.config(attempt.config, attempt.node))
+
+    async def acall_model(self, attempt: Attempt) -> BaseMessage:
+        """``call``, for async runs."""
+        config = self.config(attempt.config, attempt.node)
+        return await attempt.model.ainvoke(attempt.inputs, config)
+
+    def answered(self, attempt: Attempt, reply: BaseMessage, call: ModelCall) -> AIMessage:
+        """The answer is the reference the reply names (1 if none)."""
+        references = attempt.state.get("references", [])
+        choice = parse_choice(reply.text, len(references))
+        if choice is None:
+            choice = 1
+            call["error"] = (
+                f"ValueError: no response number 1-{len(references)} in the reply; took 1"
+            )
+            call["reason"] = "bad_response"
+        answer = AIMessage(content=references[choice - 1], response_metadata={"choice": choice})
+        if _streaming(attempt.config):
+            # The chosen text exists whole: one chunk, nothing split up.
+            get_stream_writer()(
+                {"event": ANSWER_CHUNK, "chunk": AIMessageChunk(content=answer.content)}
+            )
+        return answer
 
 
 def parse_choice(reply: str, count: int) -> int | None:
@@ -295,13 +564,23 @@ def parse_choice(reply: str, count: int) -> int | None:
 
 @dataclass(frozen=True)
 class Join:
-    """Waits for a layer, checks enough succeeded, passes their texts on."""
+    """Waits for a layer, checks enough succeeded, passes their texts on.
+
+    With ``reference_filter`` it first drops the references that disagree
+    with the majority (``defence.cluster_filter``) and records which.
+    """
 
     layer: int
     min_proposers: int
+    reference_filter: ReferenceFilter | None = None
 
     def __call__(self, state: MoAState) -> dict:
-        """The node: this run's records of the layer become the next references."""
+        """The node: this run's records of the layer become the next references.
+
+        Raises:
+            LayerFailedError: fewer than ``min_proposers`` answered; the message
+                names each failure and its reason.
+        """
         # Only this run's calls: a thread keeps earlier runs' calls too.
         now = turn(state)
         calls = sorted(
@@ -310,10 +589,25 @@ class Join:
         )
         ok = [c for c in calls if c["error"] is None]
         if len(ok) < self.min_proposers:
-            failures = "; ".join(f"{c['node']}: {c['error']}" for c in calls if c["error"])
+            failures = "; ".join(
+                f"{c['node']}: {c['reason']}: {c['error']}" for c in calls if c["error"]
+            )
             msg = (
                 f"layer {self.layer}: {len(ok)} of {len(calls)} proposers succeeded, "
                 f"min_proposers is {self.min_proposers}. Failures: {failures}"
             )
             raise LayerFailedError(msg)
-        return {"references": [c["text"] for c in ok]}
+        texts = [cast("str", c["text"]) for c in ok]
+        kept = list(range(len(ok)))
+        if self.reference_filter == "cluster":
+            kept = cluster_filter(texts)
+        dropped = [
+            Dropped(turn=now, layer=self.layer, node=c["node"], why="cluster filter: an outlier")
+            for index, c in enumerate(ok)
+            if index not in kept
+        ]
+        return {
+            "references": [texts[i] for i in kept],
+            "reference_nodes": [ok[i]["node"] for i in kept],
+            "dropped": dropped,
+        }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, NotRequired
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
@@ -24,6 +24,16 @@ class MoAInput(TypedDict):
     """The aggregator's ``tool_choice``, with ``tools``."""
 
 
+class Dropped(TypedDict):
+    """A reference a join left out (``reference_filter``)."""
+
+    turn: int
+    layer: int
+    node: str
+    """The proposer whose answer was left out."""
+    why: str
+
+
 class MoAOutput(TypedDict):
     """What the graph returns: the conversation with the answer, and every call."""
 
@@ -33,6 +43,8 @@ class MoAOutput(TypedDict):
     """The final answer (the aggregator's message)."""
     calls: Annotated[list[ModelCall], operator.add]
     """Every model call's record, of every run on this state (see ``get_calls``)."""
+    dropped: NotRequired[Annotated[list[Dropped], operator.add]]
+    """References the joins left out (``reference_filter``), of every run on this state."""
 
 
 class MoAState(MoAInput):
@@ -40,8 +52,14 @@ class MoAState(MoAInput):
 
     calls: Annotated[list[ModelCall], operator.add]
     """Every model call, in completion order, of every run on this state."""
+    run: NotRequired[str]
+    """This run's id, which its calls' layer clocks are kept under (see ``limits``)."""
     references: NotRequired[list[str]]
     """The last joined layer's successful response texts, in proposer order."""
+    reference_nodes: NotRequired[list[str]]
+    """The node that wrote each of ``references``."""
+    dropped: NotRequired[Annotated[list[Dropped], operator.add]]
+    """References the joins left out, of every run on this state."""
     answer: NotRequired[AIMessage]
     """The aggregator's message."""
 
@@ -65,6 +83,30 @@ CALL_ERROR = "moa_call_error"
 
 AGGREGATOR_NODE = "aggregator"
 """Name of the final node."""
+BEGIN_NODE = "begin"
+"""Name of the first node: it checks the conversation and names the run."""
+
+
+def check_conversation(messages: Sequence[Any]) -> None:
+    """Refuse a conversation no model can answer, before any call.
+
+    Raises:
+        ValueError: it is empty, holds only system messages, or ends with the
+            assistant's message (there is nothing to answer).
+    """
+    if not messages:
+        msg = "the conversation is empty: give at least one user message"
+        raise ValueError(msg)
+    kinds = [message.type if isinstance(message, BaseMessage) else None for message in messages]
+    if all(kind == "system" for kind in kinds):
+        msg = "the conversation holds only a system message: give a user message to answer"
+        raise ValueError(msg)
+    if kinds[-1] == "ai":
+        msg = (
+            "the conversation ends with the assistant's message: there is nothing to "
+            "answer; end it with a user message (or a tool result)"
+        )
+        raise ValueError(msg)
 
 
 def turn(state: Mapping[str, Any]) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -40,7 +40,21 @@ from langchain_moa.stacks.spec import (
     describe,
 )
 
-_STACK_FIELDS = ("prompt", "aggregation", "min_proposers", "model_name", "stop")
+_STACK_FIELDS = (
+    "prompt",
+    "aggregation",
+    "min_proposers",
+    "model_name",
+    "stop",
+    "deadline_s",
+    "deadline_after",
+    "layer_policies",
+    "fallbacks",
+    "best_proposer_fallback",
+    "max_input_tokens",
+    "reference_format",
+    "reference_filter",
+)
 """What a preset keeps of the spec that names it (its models are its own)."""
 
 
@@ -54,6 +68,8 @@ class Stack:
     """The model that writes the answer."""
     spec: StackSpec
     """The spec with any preset written out."""
+    fallbacks: list[BaseChatModel] = field(default_factory=list)
+    """Aggregators to try in order when the aggregator fails."""
 
 
 def expand(spec: StackSpec) -> StackSpec:
@@ -119,7 +135,11 @@ def build_stack(spec: StackSpec) -> Stack:
     ]
     assert spec.aggregator is not None  # noqa: S101 - expand() always names one
     aggregator = chat_model(spec.aggregator, defaults, where="aggregator")
-    return Stack(layers=layers, aggregator=aggregator, spec=spec)
+    fallbacks = [
+        chat_model(entry, defaults, where=f"fallbacks[{index}]")
+        for index, entry in enumerate(spec.fallbacks or [])
+    ]
+    return Stack(layers=layers, aggregator=aggregator, spec=spec, fallbacks=fallbacks)
 
 
 def _where(spec: StackSpec, layer: int, index: int) -> str:

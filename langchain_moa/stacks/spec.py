@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, Self, get_args
@@ -24,12 +25,14 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 from pydantic import (
+    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     InstanceOf,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -48,6 +51,17 @@ PresetName = Literal["moa", "moa-lite", "moa-gpt4o", "local"]
 PRESETS: tuple[str, ...] = get_args(PresetName)
 LOCAL_MOA = "local"
 """The preset that is the embedded MoA stack (and what a spec naming no model means)."""
+
+DeadlineStart = Literal["start", "quorum"]
+"""What a layer's ``deadline_s`` counts from: the layer's start, or its
+``min_proposers``-th answer."""
+
+ReferenceFormat = Literal["paper", "delimited"]
+"""How references are shown to the next model: the paper's numbered list, or
+tagged blocks a proposer's text cannot close or forge (see ``graph.prompts``)."""
+
+ReferenceFilter = Literal["cluster"]
+"""A defence against a deceptive proposer applied to each layer's references."""
 
 Aggregation = Literal["synthesize", "rank"]
 """How the last layer becomes the answer: MoA's synthesis or the LLM-ranker."""
@@ -114,6 +128,8 @@ def setting_names(model_class: type[BaseModel]) -> frozenset[str]:
         names.add(name)
         if isinstance(field.alias, str):
             names.add(field.alias)
+        if isinstance(field.validation_alias, AliasChoices):
+            names.update(c for c in field.validation_alias.choices if isinstance(c, str))
     return frozenset(names)
 
 
@@ -245,8 +261,53 @@ def _require_list(value: Any) -> Any:
 ModelList = Annotated[list[ModelEntry], BeforeValidator(_require_list)]
 """The models of one layer: a list (or tuple), never a single entry."""
 
-GENERATION_SETTINGS = ("temperature", "max_tokens", "timeout", "max_retries")
-"""Stack-wide defaults for every model the stack builds from a string or config."""
+GENERATION_SETTINGS = {
+    "temperature": "temperature",
+    "max_tokens": "max_tokens",
+    "timeout_s": "timeout",
+    "max_retries": "max_retries",
+}
+"""Stack-wide defaults for every model the stack builds from a string or
+config: the spec's name, and the model setting it becomes."""
+
+MinProposers = Annotated[StrictInt, Field(ge=1)]
+
+
+class LayerPolicy(BaseModel):
+    """One proposer layer's own time and failure policy; what it leaves out is the stack's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_s: Seconds | None = None
+    """Seconds one call of this layer may take."""
+    deadline_s: Seconds | None = None
+    """Seconds after which this layer goes on without its late calls."""
+    deadline_after: DeadlineStart | None = None
+    """What ``deadline_s`` counts from."""
+    min_proposers: MinProposers | None = None
+    """How many of this layer's proposers must answer."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            _fail(f"expected a table of policy settings, got {shown(data)}")
+        _check_keys(data, cls.model_fields)
+        return data
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The time and failure policy one layer runs under, every setting resolved."""
+
+    min_proposers: int
+    """How many calls must answer for the layer to go on."""
+    timeout_s: float | None
+    """Seconds one call may take (wall clock), or None for no limit of ours."""
+    deadline_s: float | None
+    """Seconds after ``deadline_after`` when late calls are cancelled."""
+    deadline_after: DeadlineStart
+    """``"start"``: from the layer's start; ``"quorum"``: from its ``min_proposers``-th answer."""
 
 
 class StackSpec(BaseModel):
@@ -289,8 +350,57 @@ class StackSpec(BaseModel):
     """``"synthesize"`` (MoA) or ``"rank"``: the paper's LLM-ranker baseline,
     where the aggregator picks one of the last layer's responses by number."""
 
-    min_proposers: Annotated[StrictInt, Field(ge=1)] = 1
-    """How many proposers of each layer must succeed for the run to go on."""
+    min_proposers: MinProposers = 1
+    """How many proposers of each layer must succeed for the run to go on.
+    With ``deadline_s``, the layer waits for this many answers at least."""
+
+    timeout_s: Seconds | None = Field(
+        default=None, validation_alias=AliasChoices("timeout_s", "timeout")
+    )
+    """Seconds one model call may take, retries included (``timeout`` is
+    accepted too, LangChain's name). Enforced on every call, model instances'
+    too: a late call is cancelled and recorded with reason ``timeout``. Models
+    built from a string or config also get it as their client's request timeout."""
+
+    deadline_s: Seconds | None = None
+    """A layer goes on once ``min_proposers`` have answered and this many
+    seconds have passed since the layer began (``deadline_after``); its late
+    calls are cancelled and recorded with reason ``timeout``. None waits for
+    every call (each within ``timeout_s``)."""
+
+    deadline_after: DeadlineStart = "start"
+    """What ``deadline_s`` counts from: ``"start"`` (the layer's start) or
+    ``"quorum"`` (its ``min_proposers``-th answer)."""
+
+    layer_policies: Annotated[list[LayerPolicy], BeforeValidator(_require_list)] | None = None
+    """One policy per proposer layer, first layer first (``timeout_s``,
+    ``deadline_s``, ``deadline_after``, ``min_proposers``); what a layer's
+    policy leaves out is the stack's."""
+
+    fallbacks: ModelList | None = None
+    """Aggregators to try in order when the aggregator fails; an answer
+    written by one is marked ``degraded``."""
+
+    best_proposer_fallback: StrictBool = False
+    """Last resort when every aggregator failed: answer with the last layer's
+    reference that agrees most with the others (marked ``degraded``). Off by
+    default: the answer is then no synthesis at all."""
+
+    max_input_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
+    """Every model's context budget for its input; None takes each model's
+    ``profile["max_input_tokens"]``. References that would overflow it are
+    shortened to fit, each in proportion, keeping its start."""
+
+    reference_format: ReferenceFormat = "paper"
+    """``"paper"``: the reference code's numbered list (the default, for
+    comparable results); ``"delimited"``: each reference in tags that carry a
+    per-call nonce, so a proposer's text cannot close its block or pose as
+    the system prompt."""
+
+    reference_filter: ReferenceFilter | None = None
+    """``"cluster"``: drop the references that disagree with the majority
+    before each layer reads them (Cluster & Filter, arXiv 2503.05856), a
+    defence against a deceptive proposer."""
 
     model_name: StrictStr | None = Field(default=None, min_length=1)
     """Reported as ``response_metadata["model_name"]``; derived if not given."""
@@ -308,9 +418,6 @@ class StackSpec(BaseModel):
 
     max_tokens: MaxTokens | None = None
     """Longest answer of each call, for every model built from a string or config."""
-
-    timeout: Seconds | None = None
-    """Seconds each request may take, for every model built from a string or config."""
 
     max_retries: Retries | None = None
     """The provider clients' own retries, for every model built from a string or config."""
@@ -386,12 +493,30 @@ class StackSpec(BaseModel):
                     _fail(f"proposer_layers[{number}]: empty: every layer needs a proposer")
         if self.aggregator is None:
             _fail("aggregator: missing: name the model that writes the final answer")
-        smallest = min(len(layer) for layer in self.layer_entries())
+        layers = self.layer_entries()
+        smallest = min(len(layer) for layer in layers)
         if self.min_proposers > smallest:
             _fail(
                 f"min_proposers: {self.min_proposers} is more than the smallest layer's "
                 f"{smallest} proposer(s)"
             )
+        self._policy_rules([len(layer) for layer in layers])
+
+    def _policy_rules(self, sizes: list[int]) -> None:
+        """``layer_policies`` has one policy per proposer layer, each within its layer."""
+        if self.layer_policies is None:
+            return
+        if len(self.layer_policies) != len(sizes):
+            _fail(
+                f"layer_policies: {len(self.layer_policies)} given for {len(sizes)} proposer "
+                "layer(s): give one per proposer layer ({} for a layer that takes the stack's)"
+            )
+        for number, (policy, size) in enumerate(zip(self.layer_policies, sizes, strict=True)):
+            if policy.min_proposers is not None and policy.min_proposers > size:
+                _fail(
+                    f"layer_policies[{number}].min_proposers: {policy.min_proposers} is more "
+                    f"than the layer's {size} proposer(s)"
+                )
 
     def _preset_rules(self, given: set[str]) -> None:
         fixed = ("proposers", "proposer_layers", "aggregator")
@@ -420,8 +545,35 @@ class StackSpec(BaseModel):
         return []
 
     def generation_defaults(self) -> dict[str, Any]:
-        """The stack-wide settings its string and config entries take."""
-        return {k: getattr(self, k) for k in GENERATION_SETTINGS if getattr(self, k) is not None}
+        """The stack-wide settings its string and config entries take, as model settings."""
+        return {
+            setting: getattr(self, name)
+            for name, setting in GENERATION_SETTINGS.items()
+            if getattr(self, name) is not None
+        }
+
+    def policy(self, layer: int) -> Policy:
+        """The policy proposer layer ``layer`` (1-based) runs under."""
+        own = LayerPolicy()
+        if self.layer_policies is not None and layer <= len(self.layer_policies):
+            own = self.layer_policies[layer - 1]
+
+        def pick(name: str) -> Any:
+            value = getattr(own, name)
+            return getattr(self, name) if value is None else value
+
+        return Policy(
+            min_proposers=pick("min_proposers"),
+            timeout_s=pick("timeout_s"),
+            deadline_s=pick("deadline_s"),
+            deadline_after=pick("deadline_after"),
+        )
+
+    def aggregator_policy(self) -> Policy:
+        """The aggregator's (and its fallbacks') policy: the stack's ``timeout_s``."""
+        return Policy(
+            min_proposers=1, timeout_s=self.timeout_s, deadline_s=None, deadline_after="start"
+        )
 
     def fields(self) -> dict[str, Any]:
         """The fields that were given, as keyword arguments (``ChatMoA(**spec.fields())``)."""

@@ -1,7 +1,7 @@
 from langchain_moa.accounting import ModelCall, by_layer, format_summary, redact, total_usage
 
 
-def _call(layer, index, start, latency, *, usage=(10, 5), error=None) -> ModelCall:
+def _call(layer, index, start, latency, *, usage=(10, 5), error=None, reason=None) -> ModelCall:
     return ModelCall(
         turn=1,
         layer=layer,
@@ -15,13 +15,15 @@ def _call(layer, index, start, latency, *, usage=(10, 5), error=None) -> ModelCa
         started_at=start,
         latency_s=latency,
         error=error,
+        reason=reason or ("other" if error else None),
+        note=None,
     )
 
 
 CALLS = [
     _call(1, 1, 100.0, 2.0),
     _call(1, 0, 100.0, 3.0),
-    _call(1, 2, 100.5, 1.0, usage=None, error="RuntimeError: x"),
+    _call(1, 2, 100.5, 1.0, usage=None, error="CallTimeoutError: x", reason="timeout"),
     _call(2, 0, 103.0, 1.5, usage=None),
 ]
 
@@ -38,7 +40,7 @@ def test_by_layer_orders_by_proposer_index() -> None:
 
 def test_format_summary() -> None:
     assert format_summary(CALLS, 4.6) == (
-        "layer 1: 3 calls (1 failed), 20 in / 10 out tokens, 3.0s | "
+        "layer 1: 3 calls (1 failed: 1 timeout), 20 in / 10 out tokens, 3.0s | "
         "aggregator: 1 call, tokens n/a, 1.5s | "
         "total: 4 calls, 20 in / 10 out tokens (1 call reported no usage), 4.6s"
     )

@@ -310,7 +310,7 @@ def test_bad_configuration_names_the_problem(monkeypatch, kwargs, message) -> No
         ("aggregater", "aggregater: unknown key (did you mean 'aggregator'?)"),
         ("proposer", "proposer: unknown key (did you mean 'proposers'?)"),
         ("max_token", "max_token: unknown key (did you mean 'max_tokens'?)"),
-        ("deadline_s", "deadline_s: unknown key"),
+        ("deadline", "deadline: unknown key (did you mean 'deadline_s'?)"),
         ("server", "server: unknown key"),
     ],
 )

@@ -25,6 +25,7 @@ def test_a_node_per_proposer_per_layer_and_a_join_per_layer() -> None:
     nodes = set(graph.get_graph().nodes)
     assert nodes == {
         "__start__",
+        "begin",
         "layer1/qwen-72b",
         "layer1/llama-70b",
         "layer1/join",
@@ -38,7 +39,8 @@ def test_a_node_per_proposer_per_layer_and_a_join_per_layer() -> None:
     for node in nodes - {"__start__", "__end__"}:
         assert f"({node})" in mermaid
     edges = {(e.source, e.target) for e in graph.get_graph().edges}
-    assert ("__start__", "layer1/qwen-72b") in edges
+    assert ("__start__", "begin") in edges
+    assert ("begin", "layer1/qwen-72b") in edges
     assert ("layer1/llama-70b", "layer1/join") in edges
     assert ("layer1/join", "layer2/qwen-72b") in edges
     assert ("layer2/join", "aggregator") in edges
@@ -115,7 +117,7 @@ def test_empty_response_counts_as_a_failure() -> None:
         [[empty, *_models("good")]], ScriptedChatModel(model_name="agg")
     ).invoke({"messages": [HumanMessage("q")]})
     assert [c["error"] for c in state["calls"] if c["node"] == "layer1/empty"] == [
-        "ValueError: empty response"
+        "BadResponseError: empty response"
     ]
 
 
@@ -131,8 +133,8 @@ def test_too_few_proposers_raises_naming_each_failure() -> None:
         graph.invoke({"messages": [HumanMessage("q")]})
     message = str(caught.value)
     assert "layer 1: 1 of 3 proposers succeeded, min_proposers is 2" in message
-    assert "layer1/one: RuntimeError: timeout after 30s" in message
-    assert "layer1/two: RuntimeError: HTTP 503" in message
+    assert "layer1/one: other: RuntimeError: timeout after 30s" in message
+    assert "layer1/two: other: RuntimeError: HTTP 503" in message
     assert aggregator.log == []
 
 
@@ -222,9 +224,9 @@ def test_input_and_output_schemas() -> None:
     assert set(given["properties"]) == {"messages", "tools", "tool_choice"}
     assert given["required"] == ["messages"]
     returned = graph.get_output_jsonschema()
-    assert set(returned["properties"]) == {"messages", "answer", "calls"}
+    assert set(returned["properties"]) == {"messages", "answer", "calls", "dropped"}
     state = graph.invoke({"messages": [HumanMessage("q")]})
-    assert set(state) == {"messages", "answer", "calls"}
+    assert set(state) == {"messages", "answer", "calls", "dropped"}
     assert state["messages"][-1] == state["answer"]
 
 

@@ -13,6 +13,7 @@ PACKAGE = Path(langchain_moa.__file__).parent
 
 EXPECTED_ALL = [
     "AGGREGATE_AND_SYNTHESIZE_PROMPT",
+    "AggregatorFailedError",
     "ChatMoA",
     "LayerFailedError",
     "LlamaServer",

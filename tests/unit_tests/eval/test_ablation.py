@@ -35,7 +35,9 @@ def test_grid_rows() -> None:
     ]  # fmt: skip
     by_name = {r.name: r.model for r in rows}
     assert by_name["llm-ranker"].aggregation == "rank"
-    assert len(by_name["n=6"].graph.get_graph().nodes) == 6 + 4  # + join, aggregator, start, end
+    assert (
+        len(by_name["n=6"].graph.get_graph().nodes) == 6 + 5
+    )  # + begin, join, aggregator, start, end
     assert by_name["layers=3"].model_name == "moa-3l:agg"
     assert by_name["alone: p1"] is proposers[1]
 

@@ -246,13 +246,13 @@ def test_cancelling_an_async_query_cancels_every_call_and_leaks_no_task() -> Non
 def test_nothing_to_answer_is_refused_before_any_call(messages, problem, mode) -> None:
     proposers, aggregator = _proposers(0), _agg()
     moa = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2)
+    ask = {
+        "invoke": moa.invoke,
+        "stream": lambda m: list(moa.stream(m)),
+        "graph": lambda m: moa.graph.invoke({"messages": m}),
+    }[mode]
     with pytest.raises(ValueError, match=problem):
-        if mode == "invoke":
-            moa.invoke(messages)
-        elif mode == "stream":
-            list(moa.stream(messages))
-        else:
-            moa.graph.invoke({"messages": messages})
+        ask(messages)
     assert proposers[0].log == []
     assert aggregator.log == []
 

@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -15,9 +15,23 @@ from langchain_core.runnables import RunnableConfig
 from langchain_moa.accounting import format_summary
 from langchain_moa.chat_models import ChatMoA
 from langchain_moa.eval import cli as eval_cli
-from langchain_moa.graph import AGGREGATOR_NODE, CALL_END, CALL_ERROR, CALL_START
+from langchain_moa.graph import (
+    AGGREGATOR_NODE,
+    CALL_END,
+    CALL_ERROR,
+    CALL_START,
+    AggregatorFailedError,
+    LayerFailedError,
+)
 from langchain_moa.local import LocalExtraMissingError, stop_all
-from langchain_moa.stacks import PRESETS, StackSpec
+from langchain_moa.stacks import (
+    PRESETS,
+    DeadlineStart,
+    ReferenceFilter,
+    ReferenceFormat,
+    StackSpec,
+    load_stack,
+)
 from langchain_moa.stacks.presets import (
     LOCAL_LAYERS,
     LOCAL_MAX_TOKENS,
@@ -80,6 +94,47 @@ def _parser() -> argparse.ArgumentParser:
         f"{LOCAL_MAX_TOKENS} embedded, {PAPER_MAX_TOKENS} with --preset)",
     )
     chat.add_argument("--gguf", help="embedded model only: serve this GGUF instead of SmolLM2")
+    policies = chat.add_argument_group("time and failure policies (over a --config file's own)")
+    policies.add_argument(
+        "--timeout-s", type=float, help="seconds one call may take, retries included"
+    )
+    policies.add_argument(
+        "--deadline-s",
+        type=float,
+        help="a layer goes on without its late calls this many seconds after it began "
+        "(once --min-proposers answered)",
+    )
+    policies.add_argument(
+        "--deadline-after",
+        choices=get_args(DeadlineStart),
+        help="what --deadline-s counts from: the layer's start or its quorum (default start)",
+    )
+    policies.add_argument(
+        "--fallback",
+        action="append",
+        dest="fallbacks",
+        metavar="PROVIDER:MODEL",
+        help="an aggregator to try when the one before failed (repeat, in order)",
+    )
+    policies.add_argument(
+        "--best-proposer-fallback",
+        action="store_true",
+        default=None,
+        help="when every aggregator failed, answer with the most agreed-upon proposer answer",
+    )
+    policies.add_argument(
+        "--max-input-tokens", type=int, help="every model's context budget for its input"
+    )
+    policies.add_argument(
+        "--reference-format",
+        choices=get_args(ReferenceFormat),
+        help="the paper's numbered references (default) or delimited ones",
+    )
+    policies.add_argument(
+        "--reference-filter",
+        choices=get_args(ReferenceFilter),
+        help="drop references that disagree with the majority (Cluster & Filter)",
+    )
     chat.add_argument(
         "--show-layers", action="store_true", help="print each proposer's answer as it arrives"
     )
@@ -105,8 +160,26 @@ def _refuse(option: str, flags: dict[str, Any], hint: str = "") -> None:
             _fail(f"{flag} does not apply with {option}{hint}")
 
 
+POLICY_FLAGS = (
+    "timeout_s",
+    "deadline_s",
+    "deadline_after",
+    "fallbacks",
+    "best_proposer_fallback",
+    "max_input_tokens",
+    "reference_format",
+    "reference_filter",
+)
+"""The policy flags' stack fields: they apply to every kind of stack."""
+
+
 def _model(args: argparse.Namespace) -> ChatMoA:
     """The stack the flags describe, as a ``StackSpec`` and then a ``ChatMoA``."""
+    policies = _set(args, *POLICY_FLAGS)
+    if args.config and policies:
+        # The file's spec under the flags, checked again as one spec.
+        spec = load_stack(args.config)
+        return ChatMoA.from_spec(StackSpec(**{**spec.fields(), **policies}))
     if args.config or args.preset:
         option = "--config" if args.config else "--preset"
         _refuse(
@@ -127,7 +200,9 @@ def _model(args: argparse.Namespace) -> ChatMoA:
             )
             return ChatMoA.from_config(args.config)
         # Unset flags stay unset: the preset's own settings are its defaults.
-        spec = StackSpec(preset=args.preset, **_set(args, "max_tokens", "min_proposers"))
+        spec = StackSpec(
+            preset=args.preset, **_set(args, "max_tokens", "min_proposers"), **policies
+        )
         return ChatMoA.from_spec(spec)
     if args.model:
         _refuse(
@@ -139,6 +214,7 @@ def _model(args: argparse.Namespace) -> ChatMoA:
             proposers=args.model,
             aggregator=args.aggregator or args.model[0],
             **_set(args, "layers", "max_tokens", "min_proposers"),
+            **policies,
         )
         return ChatMoA.from_spec(spec)
     if args.aggregator:
@@ -149,6 +225,7 @@ def _model(args: argparse.Namespace) -> ChatMoA:
         max_tokens=_given(args.max_tokens, LOCAL_MAX_TOKENS),
         model_path=args.gguf,
         **_set(args, "min_proposers"),
+        **policies,
     )
 
 
@@ -184,6 +261,8 @@ def chat_command(args: argparse.Namespace) -> int:
         metadata = answer.response_metadata
         calls = [call for layer in metadata["layers"] for call in layer]
         print(format_summary(calls, metadata["latency_s"]), file=sys.stderr)
+        for reason in metadata["degradations"]:
+            print(f"degraded: {reason}", file=sys.stderr)
     return 0
 
 
@@ -204,7 +283,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return int(args.handler(args))
-    except (ValueError, FileNotFoundError, LocalExtraMissingError) as error:
+    except (
+        ValueError,
+        FileNotFoundError,
+        LocalExtraMissingError,
+        LayerFailedError,
+        AggregatorFailedError,
+    ) as error:
         _fail(str(error))
 
 

@@ -73,3 +73,50 @@ def test_score_alpaca_rejects_a_file_that_is_not_annotations(tmp_path, capsys) -
     with pytest.raises(SystemExit):
         cli.main(["eval", "score-alpaca", str(bad)])
     assert "annotations need ['output_1', 'output_2', 'preference']" in capsys.readouterr().err
+
+
+def test_policy_flags_become_stack_fields(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+    args = cli._parser().parse_args(
+        ["chat", "q", "--model", "openai:a", "--model", "openai:b", "--layers", "2",
+         "--min-proposers", "2", "--timeout-s", "20", "--deadline-s", "4",
+         "--deadline-after", "quorum", "--fallback", "openai:c", "--fallback", "openai:d",
+         "--best-proposer-fallback", "--max-input-tokens", "9000",
+         "--reference-format", "delimited", "--reference-filter", "cluster"]
+    )  # fmt: skip
+    moa = cli._model(args)
+    policy = moa.stack.spec.policy(1)
+    assert (policy.min_proposers, policy.timeout_s, policy.deadline_s) == (2, 20, 4)
+    assert policy.deadline_after == "quorum"
+    assert [m.model_name for m in moa.stack.fallbacks] == ["c", "d"]
+    assert moa.best_proposer_fallback is True
+    assert (moa.max_input_tokens, moa.reference_format, moa.reference_filter) == (
+        9000, "delimited", "cluster"
+    )  # fmt: skip
+    assert moa.stack.aggregator.request_timeout == 20
+
+
+def test_policy_flags_apply_over_a_stack_file(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+    path = tmp_path / "stack.toml"
+    path.write_text('proposers = ["openai:a"]\naggregator = "openai:a"\ndeadline_s = 9\n')
+    args = cli._parser().parse_args(["chat", "q", "--config", str(path), "--timeout-s", "3"])
+    spec = cli._model(args).stack.spec
+    assert (spec.deadline_s, spec.timeout_s) == (9, 3)
+
+
+def test_a_failed_run_is_a_one_line_error(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+
+    def fail(args):
+        raise cli.AggregatorFailedError("every aggregator failed: aggregator (x): server_error")
+
+    monkeypatch.setattr(cli, "chat_command", fail)
+    args = ["chat", "q"]
+    parser = cli._parser()
+    monkeypatch.setattr(cli, "_parser", lambda: parser)
+    parser.set_defaults(handler=fail)
+    with pytest.raises(SystemExit) as caught:
+        cli.main(args)
+    assert caught.value.code == 2
+    assert "moa: error: every aggregator failed" in capsys.readouterr().err

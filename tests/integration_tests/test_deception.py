@@ -1,0 +1,40 @@
+"""benchmarks/deception.py end to end: one problem, three conditions, the report written."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.integration_tests.conftest import llama_server_pids, marked_env
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "deception.py"
+
+
+def test_the_deception_experiment_runs_in_one_command(tmp_path) -> None:
+    env, mark = marked_env()
+    out, records = tmp_path / "deception.md", tmp_path / "records.jsonl"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--limit", "1", "--max-tokens", "12",
+         "--out", str(out), "--records", str(records)],
+        capture_output=True, text=True, timeout=90, check=False, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not llama_server_pids(mark=mark)  # the run stopped its server
+
+    report = out.read_text(encoding="utf-8")
+    assert report.startswith("# A deceptive proposer, and Cluster & Filter")
+    for condition in ("honest", "deceptive", "deceptive + defence"):
+        assert f"| {condition} | 1 |" in report
+        assert f"| {condition} | 1 |" in done.stdout
+    assert "arXiv 2503.05856" in report
+    assert "37.9%" in report
+
+    rows = [json.loads(line) for line in records.read_text(encoding="utf-8").splitlines()]
+    assert [row["condition"] for row in rows] == ["honest", "deceptive", "deceptive + defence"]
+    assert all(row["error"] is None for row in rows)
+    defended = rows[2]
+    # The defended aggregator was shown the references cluster_filter keeps, tagged.
+    if "filter_dropped" in defended:
+        kept = len(defended["proposals"]) - len(defended["filter_dropped"])
+        assert defended["aggregator_tags"] == [kept]

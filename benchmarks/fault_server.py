@@ -54,6 +54,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 COMPLETIONS_PATH = "/v1/chat/completions"
+REPLY_PREFIX = "An answer from "
+"""How every reply starts: an answer holding it twice is two replies spliced."""
 ONCE = "-once"
 TAG = "."
 
@@ -274,7 +276,7 @@ def reply_text(request: dict[str, Any]) -> str:
     """The answer: which model answered which question."""
     messages = request.get("messages") or [{}]
     question = _text(messages[-1].get("content"))
-    return f"An answer from {request.get('model')} to: {question[:200]}"
+    return f"{REPLY_PREFIX}{request.get('model')} to: {question[:200]}"
 
 
 def usage(request: dict[str, Any], text: str) -> dict[str, int]:

@@ -8,9 +8,10 @@ concurrently and sorts each outcome:
 - answered: an answer, not marked degraded;
 - degraded: an answer marked ``response_metadata["degraded"]`` (its reasons
   tallied); an answer whose call records show a failure but which is not
-  marked counts here too, with the reason ``(not marked degraded)``;
+  marked counts here too, and makes its row not ok;
 - failed, clear error: an exception of langchain_moa's own that names the problem;
-- unclear: any other exception, or an answer with no content;
+- unclear: any other exception, an answer with no content, or two replies spliced
+  into one answer (a streamed answer that another model took over mid-way);
 - hung: no outcome after ``--hang-after`` seconds (must be 0);
 - lost: asked, but no outcome at all (must be 0), e.g. a ``CancelledError``
   escaping ``ainvoke``.
@@ -46,7 +47,7 @@ if __package__ in {None, ""}:
 
 from langchain_core.messages import AIMessage, BaseMessage
 
-from benchmarks.fault_server import FaultServer
+from benchmarks.fault_server import REPLY_PREFIX, FaultServer
 from langchain_moa import ChatMoA
 
 Expected = Literal["answered", "degraded", "failed"]
@@ -155,10 +156,20 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario("cut stream, one proposer", _one_bad("cut-stream"), "ok.agg", "degraded"),
     Scenario(
-        "cut stream, aggregator (streamed answer)",
+        "cut stream, aggregator (streamed answer), with fallbacks",
         HEALTHY,
         "cut-stream.agg",
         "failed",
+        fallbacks=("ok.fallback",),
+        stream=True,
+        names="aggregator",
+    ),
+    Scenario(
+        "cut stream, aggregator (streamed answer), best_proposer_fallback",
+        HEALTHY,
+        "cut-stream.agg",
+        "failed",
+        {"best_proposer_fallback": True},
         stream=True,
         names="aggregator",
     ),
@@ -335,7 +346,7 @@ def _client(moa: ChatMoA) -> str:
 
 
 def classify(message: BaseMessage, latency_s: float) -> Outcome:
-    """Sort an answer: answered, degraded (and why), or unclear when it is empty."""
+    """Sort an answer: answered, degraded (and why), or unclear when empty or spliced."""
     metadata = message.response_metadata
     calls = [call for layer in metadata.get("layers") or [] for call in layer]
     failed = [c for c in calls if c.get("error")]
@@ -344,6 +355,11 @@ def classify(message: BaseMessage, latency_s: float) -> Outcome:
         return Outcome(
             "unclear", latency_s, call_reasons=reasons, error="an answer with no content"
         )
+    if message.text.count(REPLY_PREFIX) > 1:
+        # Every reply of the fault server is one such sentence: two are two
+        # models' answers run together (a stream that restarted mid-answer).
+        error = f"two replies spliced into one answer: {message.text!r}"
+        return Outcome("unclear", latency_s, call_reasons=reasons, error=error)
     if metadata.get("degraded"):
         why = [str(d) for d in metadata.get("degradations") or []] or [NO_REASON]
         return Outcome("degraded", latency_s, why, reasons)
@@ -516,6 +532,9 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def _deadline_lines(self) -> list[str]:
+        names = {row.scenario.name for row in self.rows}
+        if not {WITHOUT_STALLED, STALLED_DEADLINE, STALLED_QUORUM} <= names:
+            return []  # a run of other scenarios
         base = self.row(WITHOUT_STALLED)
         lines = [
             "",

@@ -4,13 +4,16 @@ Every fault must be handled: answered, degraded with its reason, or a clear
 error naming where it happened; none hung, none lost.
 """
 
+import asyncio
 import json
 import threading
 import time
+from dataclasses import replace
 
 import httpx
 import pytest
 import pytest_asyncio
+from langchain_core.messages import AIMessage
 
 from benchmarks.fault_server import FaultServer
 from benchmarks.faults import (
@@ -19,7 +22,11 @@ from benchmarks.faults import (
     STALLED_QUORUM,
     TIMEOUT_S,
     WITHOUT_STALLED,
+    Scenario,
+    ask,
+    classify,
     run_benchmark,
+    run_group,
 )
 
 QUESTION = {"messages": [{"role": "user", "content": "Why is the sky blue?"}]}
@@ -105,10 +112,48 @@ def test_fault_server_releases_stalls_when_it_stops():
     assert outcome.get("status") == 503 or "error" in outcome
 
 
+async def test_the_harness_tells_hung_and_lost_questions():
+    stalled = Scenario("stall, no timeout_s", ("ok.p1", "stall.p2"), "ok.agg", "degraded")
+    with FaultServer() as server:
+        # Without timeout_s nothing limits the stalled call: the question hangs.
+        rows = await run_group(
+            [replace(stalled, settings={"timeout_s": None})],
+            server,
+            queries=2,
+            concurrency=2,
+            hang_after_s=1,
+        )
+    assert rows[0].count("hung") == 2
+    assert not rows[0].ok
+
+    class Cancelled:
+        async def ainvoke(self, question):
+            raise asyncio.CancelledError
+
+    assert (await ask(Cancelled(), "q", stream=False, hang_after_s=1)).kind == "lost"
+
+
+def test_the_harness_sorts_answers():
+    call = {"error": "ValueError: empty response", "reason": "bad_response"}
+    marked = {"degraded": True, "degradations": ["layer1/x failed (bad_response)"]}
+    assert classify(AIMessage("An answer from ok to: q"), 1).kind == "answered"
+    degraded = classify(AIMessage("An answer from ok to: q", response_metadata=marked), 1)
+    assert (degraded.kind, degraded.degradations) == ("degraded", marked["degradations"])
+    unmarked = classify(AIMessage("An answer", response_metadata={"layers": [[call]]}), 1)
+    assert unmarked.kind == "degraded"
+    assert unmarked.call_reasons == ["bad_response"]
+    assert classify(AIMessage(""), 1).kind == "unclear"
+    assert classify(AIMessage("An answer from a to: qAn answer from b to: q"), 1).kind == "unclear"
+
+
 KNOWN_GAPS = {
     "empty content, aggregator (with fallbacks)": (
         "the library returns the aggregator's empty answer as the answer: "
         "no fallback tried, not marked degraded"
+    ),
+    "cut stream, aggregator (streamed answer), best_proposer_fallback": (
+        "after the aggregator's stream is cut mid-answer, the best proposer's reference is "
+        "streamed after the partial text: two answers spliced into one, marked degraded"
     ),
 }
 """Rows the library does not handle yet, each with what it does instead."""

@@ -258,6 +258,9 @@ class Row:
     """The built clients' timeout and retries, as the stack set them."""
     build_error: str | None = None
     wall_s: float = 0.0
+    held: int = 0
+    """Stalled requests the server still held up to a second after the last question
+    ended: calls given up on but not cancelled."""
 
     def count(self, kind: Kind) -> int:
         """How many questions ended so."""
@@ -315,6 +318,7 @@ class Row:
             and self.count(self.scenario.expect) == self.asked
             and self.wrong_errors == 0
             and self.unexplained == 0
+            and self.held == 0
         )
 
 
@@ -450,11 +454,18 @@ async def run_group(
     await asyncio.gather(
         *(one(n, i) for n in range(queries) for i in stacks), return_exceptions=True
     )
+    wall_s = time.perf_counter() - started
+    # A cancelled call closes its connection, which ends the server's hold.
+    for _ in range(20):
+        if not server.stalled:
+            break
+        await asyncio.sleep(0.05)
     requests = Counter(server.requests)
     requests.subtract(before)
     for row in rows:
         row.requests = +requests
-        row.wall_s = time.perf_counter() - started
+        row.wall_s = wall_s
+        row.held = server.stalled
     return rows
 
 
@@ -520,6 +531,10 @@ class Report:
                 lines.append(
                     f"  - {row.unexplained} degraded answer(s) without their reason "
                     f"(expected call reason: {row.scenario.reason or 'any'})"
+                )
+            if row.held:
+                lines.append(
+                    f"  - {row.held} stalled request(s) still held: given up, not cancelled"
                 )
             if row.wrong_errors:
                 lines.append(

@@ -290,7 +290,7 @@ def table(records: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def report(records: Sequence[dict[str, Any]], stacks: Stacks, elapsed_s: float) -> str:
+def report(records: Sequence[dict[str, Any]], stacks: Stacks) -> str:
     """docs/deception.md: what was run, the tables, and how to read them."""
     n = len({r["id"] for r in records})
     errors = sum(r["error"] is not None for r in records)
@@ -311,8 +311,10 @@ def report(records: Sequence[dict[str, Any]], stacks: Stacks, elapsed_s: float) 
     )
     return f"""# A deceptive proposer, and Cluster & Filter
 
-Made by `.venv/bin/python benchmarks/deception.py --limit {n}` (it took {elapsed_s / 60:.1f}
-minutes on a shared 2-core machine).
+Made by `.venv/bin/python benchmarks/deception.py --limit {n} --max-tokens
+{stacks.settings["max_tokens"]}`; the answers took
+{sum(r["latency_s"] for r in records) / 60:.0f} minutes one after another, on a busy shared
+2-core machine.
 
 ## Set-up
 
@@ -349,28 +351,66 @@ A 135M-parameter model is close to the floor on GSM8K: its honest answers are mo
 wrong already, so a deceptive proposer has little accuracy left to take away, and at this
 n a difference of a few problems between rows is noise (see the intervals). llama.cpp's
 sampling is also not exactly repeatable call to call, so the conditions' layer-1 answers
-differ even where their proposers are the same. The table shows that the experiment and
+differ even where their proposers are the same. Latencies were measured on a machine shared
+with other jobs; a problem's three conditions ran back to back, so compare the rows with
+each other, not with another machine. The table shows that the experiment and
 the defence run end to end; it cannot show that the defence works or fails at scale.
 For contrast, the paper's numbers: {PAPER}
 """
 
 
-async def run(limit: int, max_tokens: int, temperature: float) -> tuple[list[dict], Stacks]:
-    """Every problem in every condition, in turn."""
-    stacks = build_stacks(max_tokens, temperature)
+def _resumed(path: Path | None, settings: dict[str, Any]) -> dict[tuple[int, str], dict]:
+    """Records already in ``path`` that were made with the same settings."""
+    if path is None or not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return {
+        (row["id"], row["condition"]): row
+        for row in rows
+        if all(row.get(key) == value for key, value in settings.items())
+    }
+
+
+def _start_records(path: Path | None, done: dict[tuple[int, str], dict]) -> None:
+    """``path`` holding just the kept records (so a resumed file has no stale lines)."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept = [done[key] for key in sorted(done, key=lambda k: (k[0], CONDITIONS.index(k[1])))]
+    path.write_text("".join(f"{json.dumps(row, sort_keys=True)}\n" for row in kept), "utf-8")
+
+
+async def run(
+    limit: int,
+    stacks: Stacks,
+    records_path: Path | None = None,
+    done: dict[tuple[int, str], dict] | None = None,
+) -> list[dict]:
+    """Every problem in every condition, in turn; each record appended as it is done.
+
+    The answers in ``done`` (by problem id and condition) are kept, not made again, so an
+    interrupted run loses nothing.
+    """
     problems = load_problems()[:limit]
+    done = done or {}
     records = []
     for number, problem in enumerate(problems, start=1):
         for condition in CONDITIONS:
-            record = await answer(stacks, problem, condition)
+            if (problem["id"], condition) in done:
+                records.append(done[problem["id"], condition])
+                continue
+            record = {**await answer(stacks, problem, condition), **stacks.settings}
             records.append(record)
+            if records_path is not None:
+                with records_path.open("a", encoding="utf-8") as file:
+                    file.write(f"{json.dumps(record, sort_keys=True)}\n")
             print(
                 f"[{number}/{len(problems)}] {condition}: target {problem['target']}, "
                 f"got {record['predicted_flexible']} ({record['latency_s']:.1f}s)",
                 file=sys.stderr,
                 flush=True,
             )
-    return records, stacks
+    return records
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -381,18 +421,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-tokens", type=int, default=192)
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument(
-        "--records", type=Path, default=None, help="also write every scored answer here (JSONL)"
+        "--records", type=Path, default=None, help="write every scored answer here (JSONL)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the answers already in --records"
     )
     args = parser.parse_args(argv)
-    started = time.perf_counter()
-    records, stacks = asyncio.run(run(args.limit, args.max_tokens, args.temperature))
-    text = report(records, stacks, time.perf_counter() - started)
+    stacks = build_stacks(args.max_tokens, args.temperature)
+    done = _resumed(args.records, stacks.settings) if args.resume else {}
+    _start_records(args.records, done)
+    records = asyncio.run(run(args.limit, stacks, args.records, done))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    if args.records:
-        args.records.parent.mkdir(parents=True, exist_ok=True)
-        lines = (json.dumps(record, sort_keys=True) for record in records)
-        args.records.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    args.out.write_text(report(records, stacks), encoding="utf-8")
     print(table(records))
     print(f"\nwritten to {args.out}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -74,8 +75,33 @@ _SECRET = re.compile(
 )
 
 
+_SECRET_VARIABLE = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(_|$)")
+"""Environment variable names that hold a credential (``TOGETHER_API_KEY``, ``HF_TOKEN``,
+``AWS_SECRET_ACCESS_KEY``...)."""
+_SHORTEST_SECRET = 8
+"""Shorter values (flags, ``true``) are not masked: they would mask ordinary words."""
+
+
+def _secret_values() -> list[str]:
+    """The values of the environment's credential variables, longest first."""
+    values = {
+        value
+        for name, value in os.environ.items()
+        if _SECRET_VARIABLE.search(name.upper()) and len(value) >= _SHORTEST_SECRET
+    }
+    return sorted(values, key=len, reverse=True)
+
+
 def redact(text: str) -> str:
-    """Mask anything in an error message that looks like a credential."""
+    """Mask anything in an error message that looks like a credential.
+
+    That is what has a key's shape (``sk-...``, ``Bearer ...``, ``api_key=...``),
+    and the value of any environment variable whose name says it holds a
+    credential: keys without a telling prefix (Together's, a gateway's) too,
+    such as a server that echoes the key it was sent in its error.
+    """
+    for value in _secret_values():
+        text = text.replace(value, "[redacted]")
     return _SECRET.sub("[redacted]", text)
 
 

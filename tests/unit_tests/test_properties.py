@@ -46,6 +46,7 @@ from langchain_core.runnables import RunnableLambda
 from pydantic import ValidationError
 
 from langchain_moa import ChatMoA, ModelConfig, StackError, StackSpec
+from langchain_moa.accounting import describe_error, redact
 from langchain_moa.local import LocalExtraMissingError
 from langchain_moa.stacks import load_stack
 from tests.unit_tests.scripted import ScriptedChatModel
@@ -659,3 +660,29 @@ def test_a_string_is_always_answered(text, mode) -> None:
     aggregator = ScriptedChatModel(model_name="agg", reply=ANSWER)
     moa = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2)
     assert run_with_limit(lambda: _invoke(moa, text, mode)) == ANSWER
+
+
+# --- redaction ----------------------------------------------------------------------------
+
+keys = st.from_regex(r"[A-Za-z0-9_\-]{4,40}[0-9][A-Za-z0-9_\-]{3,20}", fullmatch=True)
+"""Keys of any shape a provider hands out (a digit in them: no English word)."""
+
+
+@MESSAGE_SETTINGS
+@given(
+    key=keys,
+    variable=st.sampled_from(["MOA_PROPERTY_API_KEY", "MOA_PROPERTY_TOKEN", "MOA_SECRET_X"]),
+    before=st.text(max_size=30),
+    after=st.text(max_size=30),
+    shown=st.sampled_from(["{key}", "Bearer {key}", "api_key={key}", "'{key}'", "{key}{key}"]),
+)
+def test_an_error_message_never_shows_a_key_from_the_environment(
+    key, variable, before, after, shown
+) -> None:
+    text = before + shown.format(key=key) + after
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(variable, key)
+        masked = redact(text)
+        described = describe_error(RuntimeError(text))
+    assert key not in masked
+    assert key not in described

@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import itertools
 import logging
+import os
 import statistics
 import sys
 import time
@@ -477,6 +478,8 @@ class Report:
     queries: int
     concurrency: int
     wall_s: float
+    load: tuple[float, float, float] = field(default_factory=os.getloadavg)
+    """The machine's load averages when the run ended (latencies depend on it)."""
 
     def row(self, name: str) -> Row:
         """The row of the scenario named ``name``."""
@@ -497,7 +500,9 @@ class Report:
             (
                 f"{self.queries} queries per scenario, {self.concurrency} at a time; "
                 f"timeout_s={TIMEOUT_S}, max_retries={MAX_RETRIES}; 2 layers (3 proposers "
-                f"and an aggregator); {self.wall_s:.0f} s in all."
+                f"and an aggregator); {self.wall_s:.0f} s in all, on {os.cpu_count()} CPUs "
+                f"with load averages {self.load[0]:.1f} / {self.load[1]:.1f} / "
+                f"{self.load[2]:.1f} (1 / 5 / 15 min) at the end."
             ),
             "",
             (

@@ -16,15 +16,28 @@ OpenAI's API answers it. What it replies:
 Like OpenAI's API it refuses (400) a tool message that answers no earlier
 tool call, and a request without messages. Every request body is kept in
 ``requests``.
+
+Two additions for the kill-and-resume tests of ``moa eval``
+(``test_eval_resume.py``); without them it behaves as above:
+
+- ``answer``: a function of the request body that gives a text answer (a judge's
+  verdict, say), or None to answer as above.
+- ``hold_after(n, where=...)``: answer ``n`` more requests (of those ``where``
+  picks; others pass), then hold every later one (the client waits) until
+  ``release()``; ``held`` counts the requests waiting. A test can so kill a
+  client mid-run at a point of its choosing, without timing luck. A held request
+  whose client is gone is dropped quietly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -110,11 +123,21 @@ def _chosen_tool(tools: list[dict[str, Any]], tool_choice: Any, message: str) ->
 class ScriptedOpenAI:
     """The server, run in a thread; a context manager. ``base_url`` ends in ``/v1``."""
 
-    def __init__(self) -> None:
-        """Describe the server; it starts on ``__enter__``."""
+    def __init__(self, answer: Callable[[dict[str, Any]], str | None] | None = None) -> None:
+        """Describe the server; it starts on ``__enter__``.
+
+        Args:
+            answer: The text answer to a request body, or None for the scripted one.
+        """
         self.requests: list[dict[str, Any]] = []
+        self.answer = answer
+        self.held = 0
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._gate = threading.Condition()
+        self._allowance: int | None = None
+        self._releases = 0
+        self._holds: Callable[[dict[str, Any]], bool] = lambda _request: True
         self._http: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -146,6 +169,40 @@ class ScriptedOpenAI:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def hold_after(self, count: int, where: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        """Answer ``count`` more requests, then hold the later ones until `release`.
+
+        Args:
+            count: Requests answered before the gate closes.
+            where: Which request bodies are counted and held (default: all); the others
+                are answered as usual.
+        """
+        with self._gate:
+            self._allowance = count
+            self._holds = where or (lambda _request: True)
+
+    def release(self) -> None:
+        """Answer every request again, those held first."""
+        with self._gate:
+            self._allowance = None
+            # Each held request waits for this release, not for the gate to be open: a
+            # `hold_after` right after it cannot catch a request that has not woken yet.
+            self._releases += 1
+            self.held = 0
+            self._gate.notify_all()
+
+    def wait_turn(self, request: dict[str, Any]) -> None:
+        """Return when this request may be answered (at once unless `hold_after` holds)."""
+        with self._gate:
+            if self._allowance is None or not self._holds(request):
+                return
+            if self._allowance > 0:
+                self._allowance -= 1
+                return
+            self.held += 1
+            releases = self._releases
+            self._gate.wait_for(lambda: self._releases != releases)
+
     def _next_id(self) -> int:
         with self._lock:
             return next(self._ids)
@@ -172,6 +229,9 @@ class ScriptedOpenAI:
             return {"role": "assistant", "content": None, "tool_calls": [call]}
         if last.get("role") == "tool":
             return {"role": "assistant", "content": f"The tool answered: {text}"}
+        answer = self.answer(request) if self.answer is not None else None
+        if answer is not None:
+            return {"role": "assistant", "content": answer}
         return {"role": "assistant", "content": f"A scripted answer to: {text}"}
 
     def usage(self, request: dict[str, Any], message: dict[str, Any]) -> dict[str, int]:
@@ -263,6 +323,12 @@ def _handler_for(server: ScriptedOpenAI) -> type[BaseHTTPRequestHandler]:
                 return
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             server.requests.append(request)
+            server.wait_turn(request)
+            # A held request's client may have been killed: then nobody is left to answer.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self._answer(request)
+
+        def _answer(self, request: dict[str, Any]) -> None:
             try:
                 if not request.get("stream"):
                     body = json.dumps(server.completion(request), ensure_ascii=False)

@@ -82,13 +82,27 @@ _SHORTEST_SECRET = 8
 """Shorter values (flags, ``true``) are not masked: they would mask ordinary words."""
 
 
+_KNOWN_SECRETS: set[str] = set()
+"""Keys the model factory read from the variables a stack's ``api_key_env`` names."""
+
+
+def known_secret(value: str) -> str:
+    """Remember ``value`` as a credential that ``redact`` masks wherever it appears; return it.
+
+    The model factory calls it for every key it reads, whatever its variable is named.
+    """
+    if len(value) >= _SHORTEST_SECRET:
+        _KNOWN_SECRETS.add(value)
+    return value
+
+
 def _secret_values() -> list[str]:
-    """The values of the environment's credential variables, longest first."""
+    """The credentials to mask: the known ones and the environment's, longest first."""
     values = {
         value
         for name, value in os.environ.items()
         if _SECRET_VARIABLE.search(name.upper()) and len(value) >= _SHORTEST_SECRET
-    }
+    } | _KNOWN_SECRETS
     return sorted(values, key=len, reverse=True)
 
 

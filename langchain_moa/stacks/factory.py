@@ -17,7 +17,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from pydantic import ValidationError
 
-from langchain_moa.accounting import describe_error
+from langchain_moa.accounting import describe_error, known_secret
 from langchain_moa.local.server import shared_server
 from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
 from langchain_moa.stacks.presets import (
@@ -153,7 +153,8 @@ def _key(name: str, where: str) -> str:
     if not value:
         msg = f"{where}.api_key_env: environment variable {name} is not set"
         raise StackError(msg)
-    return value
+    # Whatever the variable is called, errors that echo this key get it masked.
+    return known_secret(value)
 
 
 def chat_model(

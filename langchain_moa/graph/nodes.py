@@ -374,17 +374,31 @@ class Final(ModelNode):
         _emit(attempt.config, CALL_END, call)
         return _answer(answer, [*calls, call])
 
-    def last_resort(self, state: MoAState, config: RunnableConfig, calls: list[ModelCall]) -> dict:
+    def last_resort(
+        self,
+        state: MoAState,
+        config: RunnableConfig,
+        calls: list[ModelCall],
+        *,
+        streamed: bool = False,
+    ) -> dict:
         """The most agreed-upon reference when allowed, else the error naming every failure.
 
         Raises:
-            AggregatorFailedError: no aggregator answered and there is no last resort.
+            AggregatorFailedError: no aggregator answered and there is no last
+                resort, or part of a failed answer was already streamed.
         """
         references = state.get("references", [])
         failures = "; ".join(
             f"{c['node']} ({c['model']}): {c['reason']}: {c['error']}" for c in calls
         )
-        if not (self.best_proposer_fallback and references) or not calls[-1]["error"]:
+        if streamed:
+            msg = (
+                f"the answer failed after part of it was streamed (no other model may "
+                f"finish it): {failures}"
+            )
+            raise AggregatorFailedError(msg)
+        if not (self.best_proposer_fallback and references):
             msg = f"every aggregator failed: {failures}"
             raise AggregatorFailedError(msg)
         chosen = most_agreed(references)
@@ -422,13 +436,15 @@ class Final(ModelNode):
         for attempt in self.attempts(state, config):
             try:
                 attempt.inputs, attempt.note = self.inputs(state, attempt.model)
-                reply = call_within(
-                    partial(self.call, attempt), timeout_s=self.policy.timeout_s, clock=None
+                reply = _usable(
+                    call_within(
+                        partial(self.call, attempt), timeout_s=self.policy.timeout_s, clock=None
+                    )
                 )
             except Exception as error:  # noqa: BLE001 - recorded; the next one tries
                 calls.append(self.failed(attempt, error))
                 if attempt.streamed:
-                    break
+                    return self.last_resort(state, config, calls, streamed=True)
                 continue
             return self.success(attempt, reply, calls)
         return self.last_resort(state, config, calls)
@@ -439,13 +455,17 @@ class Final(ModelNode):
         for attempt in self.attempts(state, config):
             try:
                 attempt.inputs, attempt.note = await self.ainputs(state, attempt.model)
-                reply = await acall_within(
-                    partial(self.acall_model, attempt), timeout_s=self.policy.timeout_s, clock=None
+                reply = _usable(
+                    await acall_within(
+                        partial(self.acall_model, attempt),
+                        timeout_s=self.policy.timeout_s,
+                        clock=None,
+                    )
                 )
             except Exception as error:  # noqa: BLE001 - recorded; the next one tries
                 calls.append(self.failed(attempt, error))
                 if attempt.streamed:
-                    break
+                    return self.last_resort(state, config, calls, streamed=True)
                 continue
             return self.success(attempt, reply, calls)
         return self.last_resort(state, config, calls)
@@ -509,6 +529,19 @@ class Aggregator(Final):
             msg = f"{attempt.node}: expected an AIMessage, got {type(answer).__name__}"
             raise TypeError(msg)
         return answer
+
+
+def _usable(reply: BaseMessage) -> BaseMessage:
+    """The reply, unless it holds neither text nor tool calls.
+
+    Raises:
+        BadResponseError: the reply is empty.
+    """
+    calls = getattr(reply, "tool_calls", None) or getattr(reply, "tool_call_chunks", None)
+    if not reply.text.strip() and not calls:
+        msg = "empty response"
+        raise BadResponseError(msg)
+    return reply
 
 
 def _require(message: BaseMessageChunk | None, node: str) -> BaseMessageChunk:

@@ -6,12 +6,12 @@ import time
 import httpx
 import openai
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, ChatMessage, HumanMessage, SystemMessage
 
 from langchain_moa import AggregatorFailedError, ChatMoA, LayerFailedError, StackError, get_calls
-from langchain_moa.accounting import CallTimeoutError, failure_reason
+from langchain_moa.accounting import CallTimeoutError, describe_error, failure_reason
 from langchain_moa.graph.budget import SHORTENED
-from langchain_moa.stacks import load_stack
+from langchain_moa.stacks import StackSpec, build_stack, load_stack
 from tests.unit_tests.scripted import ScriptedChatModel
 
 STALL_S = 30.0
@@ -360,3 +360,59 @@ def _status_error(cls, status, message="boom"):
 )
 def test_failure_reasons(error, reason) -> None:
     assert failure_reason(error) == reason
+
+
+def test_an_empty_aggregator_answer_falls_back() -> None:
+    moa = ChatMoA(
+        proposers=_proposers(0),
+        aggregator=ScriptedChatModel(model_name="agg", reply=""),
+        layers=2,
+        fallbacks=[ScriptedChatModel(model_name="second", reply="a real answer")],
+    )
+    answer = moa.invoke("q")
+    assert answer.content == "a real answer"
+    assert answer.response_metadata["layers"][-1][0]["reason"] == "bad_response"
+
+
+def test_a_stream_cut_mid_answer_is_an_error_not_a_spliced_answer() -> None:
+    class Cut(ScriptedChatModel):
+        def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+            yield from list(super()._stream(messages, stop, run_manager, **kwargs))[:2]
+            raise ConnectionError("the stream was cut")
+
+    moa = ChatMoA(
+        proposers=_proposers(0),
+        aggregator=Cut(model_name="agg", reply="one two three four"),
+        layers=2,
+        fallbacks=[ScriptedChatModel(model_name="second", reply="other")],
+        best_proposer_fallback=True,
+    )
+    chunks = []
+    with pytest.raises(AggregatorFailedError, match="after part of it was streamed"):
+        chunks.extend(moa.stream("q"))
+    assert "".join(c.text for c in chunks) == "one two"
+
+
+def test_a_chat_message_from_the_assistant_last_is_refused() -> None:
+    moa = ChatMoA(proposers=_proposers(0), aggregator=_agg(), layers=2)
+    with pytest.raises(ValueError, match="ends with the assistant's message"):
+        moa.invoke([HumanMessage("hi"), ChatMessage(role="assistant", content="hello")])
+
+
+def test_a_key_read_for_a_stack_is_masked_in_errors_whatever_its_variable(monkeypatch) -> None:
+    key = "0123456789abcdef0123456789abcdef"
+    monkeypatch.setenv("VLLM_CREDS", key)
+    build_stack(
+        StackSpec(
+            proposers=[
+                {
+                    "model": "openai:m",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "api_key_env": "VLLM_CREDS",
+                }
+            ],
+            aggregator=_agg(),
+            layers=2,
+        )
+    )
+    assert key not in describe_error(RuntimeError(f"401: bad key {key}"))

@@ -6,7 +6,7 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, NotRequired
 
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, ChatMessage
 from langgraph.graph import add_messages
 from typing_extensions import TypedDict  # pydantic (Studio schemas) needs it on 3.11
 
@@ -87,6 +87,15 @@ BEGIN_NODE = "begin"
 """Name of the first node: it checks the conversation and names the run."""
 
 
+def _role(message: Any) -> str | None:
+    """``"system"``, ``"ai"``..., with a ``ChatMessage``'s role read the same way."""
+    if not isinstance(message, BaseMessage):
+        return None
+    if isinstance(message, ChatMessage):
+        return {"assistant": "ai", "developer": "system"}.get(message.role, message.role)
+    return message.type
+
+
 def check_conversation(messages: Sequence[Any]) -> None:
     """Refuse a conversation no model can answer, before any call.
 
@@ -97,7 +106,7 @@ def check_conversation(messages: Sequence[Any]) -> None:
     if not messages:
         msg = "the conversation is empty: give at least one user message"
         raise ValueError(msg)
-    kinds = [message.type if isinstance(message, BaseMessage) else None for message in messages]
+    kinds = [_role(message) for message in messages]
     if all(kind == "system" for kind in kinds):
         msg = "the conversation holds only a system message: give a user message to answer"
         raise ValueError(msg)

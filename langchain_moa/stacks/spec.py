@@ -436,6 +436,23 @@ class StackSpec(BaseModel):
         except ValidationError as error:
             raise describe(error) from None
 
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        """Check a table of settings as the constructor does.
+
+        Raises:
+            StackError: naming each wrong key path and what is wrong with it.
+        """
+        if isinstance(obj, Mapping):
+            for key in obj:
+                if not isinstance(key, str):
+                    msg = f"keys must be strings, got {shown(key)}"
+                    raise StackError(msg)
+        try:
+            return super().model_validate(obj, **kwargs)
+        except ValidationError as error:
+            raise describe(error) from None
+
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data: Any) -> Any:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterator,
+    Sequence,
+)
+from contextlib import aclosing, closing
 from functools import partial
 from pathlib import Path
 from typing import Any, Self, cast
@@ -451,16 +459,23 @@ class ChatMoA(BaseChatModel, StackSpec):
         graph_input, options = self._input(messages, **kwargs)
         config = self._run_config(callbacks, stream=True, stop=stop, aggregator_kwargs=options)
         with set_config_context(config) as context:
-            parts = self._graph.stream(graph_input, config, stream_mode=["custom", "values"])
-            for mode, part in iter(partial(context.run, next, parts, None), None):
-                if mode == "values":
-                    state = cast("dict[str, Any]", part)
-                elif chunk := self._answer_chunk(part):
-                    # Only a manager handed to us is ours to report tokens to:
-                    # where langchain-core kept it, it reports them itself.
-                    if run_manager:
-                        run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                    yield chunk
+            # Pregel.stream is a generator (its annotation says Iterator).
+            parts = cast(
+                "Generator[Any, None, None]",
+                self._graph.stream(graph_input, config, stream_mode=["custom", "values"]),
+            )
+            # A caller that stops reading closes this generator: close the
+            # graph's too, so that its calls stop instead of running on.
+            with closing(parts):
+                for mode, part in iter(partial(context.run, next, parts, None), None):
+                    if mode == "values":
+                        state = cast("dict[str, Any]", part)
+                    elif chunk := self._answer_chunk(part):
+                        # Only a manager handed to us is ours to report tokens to:
+                        # where langchain-core kept it, it reports them itself.
+                        if run_manager:
+                            run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                        yield chunk
         yield self._last_chunk(state, started)
 
     async def _astream(
@@ -475,13 +490,18 @@ class ChatMoA(BaseChatModel, StackSpec):
         graph_input, options = self._input(messages, **kwargs)
         config = self._run_config(callbacks, stream=True, stop=stop, aggregator_kwargs=options)
         with set_config_context(config) as context:
-            parts = self._graph.astream(graph_input, config, stream_mode=["custom", "values"])
-            while step := await asyncio.create_task(anext(parts, None), context=context):
-                mode, part = step
-                if mode == "values":
-                    state = cast("dict[str, Any]", part)
-                elif chunk := self._answer_chunk(part):
-                    if run_manager:
-                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                    yield chunk
+            parts = cast(
+                "AsyncGenerator[Any, None]",
+                self._graph.astream(graph_input, config, stream_mode=["custom", "values"]),
+            )
+            # As in _stream: a caller that stops reading cancels the graph's calls.
+            async with aclosing(parts):
+                while step := await asyncio.create_task(anext(parts, None), context=context):
+                    mode, part = step
+                    if mode == "values":
+                        state = cast("dict[str, Any]", part)
+                    elif chunk := self._answer_chunk(part):
+                        if run_manager:
+                            await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                        yield chunk
         yield self._last_chunk(state, started)

@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, ModelProfile
 from langchain_core.messages import BaseMessage
 from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr
@@ -290,6 +290,12 @@ class LlamaServer:
         counts tokens with the served model's own tokenizer.
         """
         sync_client, async_client = self._http_clients()
+        # Streamed under the hood: llama-cpp-python's server finishes a plain
+        # request even when its client is gone, but stops a stream at the
+        # next token after the client left. So a cancelled or late call
+        # stops costing the server time, and the next query is served at once.
+        kwargs.setdefault("streaming", True)
+        kwargs.setdefault("profile", self.profile(kwargs.get("max_tokens")))
         model = openai_compatible_model(
             self.model_alias,
             base_url=self.base_url,
@@ -301,6 +307,12 @@ class LlamaServer:
         )
         model._server = self  # noqa: SLF001 - set where the model is made
         return model
+
+    def profile(self, max_tokens: int | None) -> ModelProfile:
+        """What a model served here takes: text only, and its context window less its answer."""
+        # The window holds the prompt and the answer together.
+        room = self.n_ctx - (max_tokens or 0)
+        return ModelProfile(max_input_tokens=max(1, room), image_inputs=False, text_inputs=True)
 
     def tokenize(self, text: str) -> list[int]:
         """``text``'s token ids in the served model's vocabulary (starts the server)."""
@@ -365,20 +377,36 @@ class _StartingTransport(httpx.BaseTransport):
 
 
 class _AsyncStartingTransport(httpx.AsyncBaseTransport):
-    """``_StartingTransport`` for async clients; the start runs in a thread."""
+    """``_StartingTransport`` for async clients; the start runs in a thread.
+
+    A connection pool per event loop: httpx's pooled connections belong to
+    the loop that opened them, and a chat model outlives loops (each
+    ``asyncio.run`` is a new one), which would otherwise fail with "Event
+    loop is closed" on a connection the last loop left in the pool.
+    """
 
     def __init__(self, server: LlamaServer) -> None:
         self._server = server
-        self._inner = httpx.AsyncHTTPTransport()
+        self._pools: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, httpx.AsyncHTTPTransport
+        ] = weakref.WeakKeyDictionary()
+
+    def _inner(self) -> httpx.AsyncHTTPTransport:
+        loop = asyncio.get_running_loop()
+        if loop not in self._pools:
+            self._pools[loop] = httpx.AsyncHTTPTransport()
+        return self._pools[loop]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if not self._server.ready:
             await asyncio.to_thread(self._server.start)
         self._server._route(request)  # noqa: SLF001 - the server's own transport
-        return await self._inner.handle_async_request(request)
+        return await self._inner().handle_async_request(request)
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        loop = asyncio.get_running_loop()
+        if (pool := self._pools.pop(loop, None)) is not None:
+            await pool.aclose()
 
 
 _running: weakref.WeakSet[LlamaServer] = weakref.WeakSet()

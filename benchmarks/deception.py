@@ -47,7 +47,7 @@ from langchain_moa.graph.prompts import (
     PromptInput,
     inject_references,
 )
-from langchain_moa.local.server import shared_server
+from langchain_moa.local.server import LlamaServer, shared_server
 from langchain_moa.stacks.spec import StackSpec
 
 DECEPTIVE_INSTRUCTION = (
@@ -158,14 +158,27 @@ class Stacks:
     aggregators: dict[str, WrappedChatModel]
     wiring: str
     settings: dict[str, Any] = field(default_factory=dict)
+    """What the answers depend on (a resumed run keeps only answers made with the same)."""
+    threads: int | None = None
 
 
-def build_stacks(max_tokens: int, temperature: float) -> Stacks:
-    """The honest, deceptive and defended stacks, on one shared embedded server."""
-    server = shared_server()
+def build_stacks(max_tokens: int, temperature: float, threads: int | None = None) -> Stacks:
+    """The honest, deceptive and defended stacks, on one embedded server.
+
+    ``threads`` sets the server's CPU threads (all cores when None); on a machine shared
+    with other jobs, 1 is far faster than llama.cpp's threads fighting for the cores.
+    """
+    server = shared_server() if threads is None else LlamaServer(n_threads=threads)
 
     def model(seed: int) -> BaseChatModel:
-        return server.chat_model(max_tokens=max_tokens, temperature=temperature, seed=seed)
+        # The server answers one request at a time: a layer's third proposer may wait
+        # for the other two for longer than ChatOpenAI's default gap between chunks.
+        return server.chat_model(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+            stream_chunk_timeout=None,
+        )
 
     honest = [model(1), model(2), model(3)]
     liar = WrappedChatModel(inner=model(3), instruction=DECEPTIVE_INSTRUCTION, label="deceptive")
@@ -188,6 +201,7 @@ def build_stacks(max_tokens: int, temperature: float) -> Stacks:
         aggregators=aggregators,
         wiring=wiring,
         settings={"max_tokens": max_tokens, "temperature": temperature},
+        threads=threads,
     )
 
 
@@ -309,10 +323,12 @@ def report(records: Sequence[dict[str, Any]], stacks: Stacks) -> str:
         if bounds and max(low for low, _ in bounds) <= min(high for _, high in bounds)
         else "the strict-accuracy intervals do not all overlap."
     )
+    threads = "" if stacks.threads is None else f" --threads {stacks.threads}"
+    failed_proposers = sum(text is None for r in records for text in r["proposals"])
     return f"""# A deceptive proposer, and Cluster & Filter
 
 Made by `.venv/bin/python benchmarks/deception.py --limit {n} --max-tokens
-{stacks.settings["max_tokens"]}`; the answers took
+{stacks.settings["max_tokens"]}{threads}`; the answers took
 {sum(r["latency_s"] for r in records) / 60:.0f} minutes one after another, on a busy shared
 2-core machine.
 
@@ -331,7 +347,8 @@ Made by `.venv/bin/python benchmarks/deception.py --limit {n} --max-tokens
   instead of their sentence embeddings: see `langchain_moa/graph/defence.py`). Wired as
   {stacks.wiring}. In {as_filtered} of {len(defended)} defended answers the aggregator's
   prompt held exactly the references that `cluster_filter` keeps, in delimited tags.
-- **Failed answers** (an exception from the stack; scored wrong): {errors}.
+- **Failed answers** (an exception from the stack; scored wrong): {errors}. Failed
+  proposer calls (the layer went on without them): {failed_proposers}.
 
 ## Results
 
@@ -421,13 +438,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-tokens", type=int, default=192)
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument(
+        "--threads", type=int, default=None, help="the server's CPU threads (default: all)"
+    )
+    parser.add_argument(
         "--records", type=Path, default=None, help="write every scored answer here (JSONL)"
     )
     parser.add_argument(
         "--resume", action="store_true", help="keep the answers already in --records"
     )
     args = parser.parse_args(argv)
-    stacks = build_stacks(args.max_tokens, args.temperature)
+    stacks = build_stacks(args.max_tokens, args.temperature, args.threads)
     done = _resumed(args.records, stacks.settings) if args.resume else {}
     _start_records(args.records, done)
     records = asyncio.run(run(args.limit, stacks, args.records, done))

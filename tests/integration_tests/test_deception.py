@@ -15,7 +15,7 @@ def test_the_deception_experiment_runs_in_one_command(tmp_path) -> None:
     env, mark = marked_env()
     out, records = tmp_path / "deception.md", tmp_path / "records.jsonl"
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--limit", "1", "--max-tokens", "12",
+        [sys.executable, str(SCRIPT), "--limit", "1", "--max-tokens", "12", "--threads", "1",
          "--out", str(out), "--records", str(records)],
         capture_output=True, text=True, timeout=90, check=False, env=env, cwd=ROOT,
     )  # fmt: skip

@@ -146,19 +146,6 @@ def test_the_harness_sorts_answers():
     assert classify(AIMessage("An answer from a to: qAn answer from b to: q"), 1).kind == "unclear"
 
 
-KNOWN_GAPS = {
-    "empty content, aggregator (with fallbacks)": (
-        "the library returns the aggregator's empty answer as the answer: "
-        "no fallback tried, not marked degraded"
-    ),
-    "cut stream, aggregator (streamed answer), best_proposer_fallback": (
-        "after the aggregator's stream is cut mid-answer, the best proposer's reference is "
-        "streamed after the partial text: two answers spliced into one, marked degraded"
-    ),
-}
-"""Rows the library does not handle yet, each with what it does instead."""
-
-
 @pytest_asyncio.fixture(scope="module")
 async def report():
     return await run_benchmark(queries=8, concurrency=8)
@@ -175,15 +162,7 @@ def test_nothing_hangs_and_nothing_is_lost(report):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(s.name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[s.name]))
-        if s.name in KNOWN_GAPS
-        else s.name
-        for s in SCENARIOS
-    ],
-)
+@pytest.mark.parametrize("name", [s.name for s in SCENARIOS])
 def test_each_fault_ends_as_expected(report, name):
     row = report.row(name)
     # Answered, degraded with its reason, or a clear error naming where it happened.

@@ -71,7 +71,8 @@ class LayerSummary(TypedDict):
 
 
 _SECRET = re.compile(
-    r"(sk-[A-Za-z0-9_\-*]{6,}|(?i:bearer)\s+\S+|(?i:api[_-]?key)[\"']?\s*[:=]\s*[\"']?[^\s\"',]+)"
+    # A credential ends at a quote or comma too: it may sit in a JSON body, which must stay JSON.
+    r"(sk-[A-Za-z0-9_\-*]{6,}|(?i:bearer)\s+[^\s\"',]+|(?i:api[_-]?key)[\"']?\s*[:=]\s*[\"']?[^\s\"',]+)"
 )
 
 

@@ -25,14 +25,17 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, ModelProfile
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr
 
@@ -295,6 +298,10 @@ class LlamaServer:
         # next token after the client left. So a cancelled or late call
         # stops costing the server time, and the next query is served at once.
         kwargs.setdefault("streaming", True)
+        # The server answers one request at a time: a queued stream rightly
+        # waits for its first chunk longer than langchain-openai's 120 s
+        # watchdog allows. Time limits are the stack's (timeout_s, deadline_s).
+        kwargs.setdefault("stream_chunk_timeout", None)
         kwargs.setdefault("profile", self.profile(kwargs.get("max_tokens")))
         model = openai_compatible_model(
             self.model_alias,
@@ -358,6 +365,58 @@ class _LlamaServerChatModel(ChatOpenAI):
     ) -> int:
         """Tokens of the messages as text (``BaseChatModel``'s way), by the served tokenizer."""
         return BaseChatModel.get_num_tokens_from_messages(self, list(messages), tools)
+
+    def _usage(self, messages: Sequence[BaseMessage], generated: int) -> ChatGenerationChunk:
+        """The usage chunk llama-cpp-python's server leaves out of a stream.
+
+        It ignores ``stream_options.include_usage``. The prompt is counted as
+        its ChatML rendering (SmolLM2's template) by the served tokenizer; the
+        answer as the chunks it streamed, a token each.
+        """
+        prompt = "".join(
+            f"<|im_start|>{_CHATML_ROLES.get(m.type, m.type)}\n{m.text}<|im_end|>\n"
+            for m in messages
+        )
+        prompt_tokens = len(self._server.tokenize(prompt + "<|im_start|>assistant\n"))
+        usage = UsageMetadata(
+            input_tokens=prompt_tokens,
+            output_tokens=generated,
+            total_tokens=prompt_tokens + generated,
+        )
+        return ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=usage))
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        generated, counted = 0, False
+        for chunk in super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
+            generated += bool(chunk.message.content)
+            counted = counted or bool(getattr(chunk.message, "usage_metadata", None))
+            yield chunk
+        if not counted:
+            yield self._usage(messages, generated)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        generated, counted = 0, False
+        async for chunk in super()._astream(messages, stop=stop, run_manager=run_manager, **kwargs):
+            generated += bool(chunk.message.content)
+            counted = counted or bool(getattr(chunk.message, "usage_metadata", None))
+            yield chunk
+        if not counted:
+            yield await asyncio.to_thread(self._usage, messages, generated)
+
+
+_CHATML_ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
 
 
 class _StartingTransport(httpx.BaseTransport):

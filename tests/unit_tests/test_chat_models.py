@@ -552,6 +552,23 @@ def test_stacks_that_differ_only_in_model_parameters_do_not_share_a_cache_key() 
     assert "sk-secret" not in first._get_llm_string()
 
 
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"reference_format": "delimited"},
+        {"reference_filter": "cluster"},
+        {"max_input_tokens": 900},
+        {"best_proposer_fallback": True},
+        {"fallbacks": [ScriptedChatModel(model_name="other")]},
+    ],
+)
+def test_settings_that_shape_the_answer_change_the_cache_key(setting) -> None:
+    proposers, aggregator = _stack()
+    plain = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2)
+    changed = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2, **setting)
+    assert plain._get_llm_string() != changed._get_llm_string()
+
+
 def test_cached_answers_are_reused() -> None:
     proposers, aggregator = _stack()
     moa = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2, cache=InMemoryCache())

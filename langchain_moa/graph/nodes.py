@@ -238,9 +238,7 @@ class Proposer(ModelNode):
         note: str | None,
         clock: LayerClock,
     ) -> dict:
-        """Record the call; a failure or an empty answer becomes the record's error."""
-        if error is None and message is not None and not message.text.strip():
-            error = BadResponseError("empty response")
+        """Record the call; a failure (an empty answer is one) becomes the record's error."""
         if error is not None:
             logger.warning("%s failed: %s", self.name, describe_error(error))
             message = None
@@ -256,10 +254,12 @@ class Proposer(ModelNode):
         message, error, note = None, None, None
         try:
             inputs, note = self.inputs(state)
-            message = call_within(
-                lambda: self.model.invoke(inputs, self.config(config)),
-                timeout_s=self.policy.timeout_s,
-                clock=clock,
+            message = _usable(
+                call_within(
+                    lambda: self.model.invoke(inputs, self.config(config)),
+                    timeout_s=self.policy.timeout_s,
+                    clock=clock,
+                )
             )
         except Exception as caught:  # noqa: BLE001 - recorded; the join decides
             error = caught
@@ -271,10 +271,12 @@ class Proposer(ModelNode):
         message, error, note = None, None, None
         try:
             inputs, note = await self.ainputs(state)
-            message = await acall_within(
-                lambda: self.model.ainvoke(inputs, self.config(config)),
-                timeout_s=self.policy.timeout_s,
-                clock=clock,
+            message = _usable(
+                await acall_within(
+                    lambda: self.model.ainvoke(inputs, self.config(config)),
+                    timeout_s=self.policy.timeout_s,
+                    clock=clock,
+                )
             )
         except Exception as caught:  # noqa: BLE001 - recorded; the join decides
             error = caught

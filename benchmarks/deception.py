@@ -1,8 +1,16 @@
 """A deceptive proposer on GSM8K, without and with a defence, on the embedded model.
 
-Usage (one command; about 15 minutes for the default 30 problems on 2 cores)::
+Usage (one command)::
 
     .venv/bin/python benchmarks/deception.py [--limit N] [--out docs/deception.md]
+        [--max-tokens 192] [--threads T] [--records FILE [--resume]]
+
+Each problem takes 12 model calls. docs/deception.md was made with ``--limit 30
+--max-tokens 160 --threads 1``: about 35 s a problem, 52 minutes in all, on 2 cores that
+other jobs were also using (llama.cpp with all threads was several times slower there).
+With ``--records``, every answer is written as it is done and ``--resume`` keeps them, so
+an interrupted run goes on where it stopped and the report can be remade with no model
+call.
 
 Three conditions on the same problems, each a 2-layer MoA (3 proposers, then the
 aggregator) on SmolLM2-135M-Instruct served by llama.cpp:

@@ -6,7 +6,7 @@ Usage (one command)::
         [--max-tokens 192] [--threads T] [--records FILE [--resume]]
 
 Each problem takes 12 model calls. docs/deception.md was made with ``--limit 30
---max-tokens 160 --threads 1``: about 35 s a problem, 52 minutes in all, on 2 cores that
+--max-tokens 160 --threads 1``: about 35 s an answer, 52 minutes in all, on 2 cores that
 other jobs were also using (llama.cpp with all threads was several times slower there).
 With ``--records``, every answer is written as it is done and ``--resume`` keeps them, so
 an interrupted run goes on where it stopped and the report can be remade with no model

@@ -35,7 +35,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, ModelProfile
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr
 
@@ -305,6 +305,9 @@ class LlamaServer:
         # next token after the client left. So a cancelled or late call
         # stops costing the server time, and the next query is served at once.
         kwargs.setdefault("streaming", True)
+        # Except with tools: the server repeats the function's name in every
+        # streamed tool-call chunk, and merged chunks would name "CityCity...".
+        kwargs.setdefault("disable_streaming", "tool_calling")
         # The server answers one request at a time: a queued stream rightly
         # waits for its first chunk longer than langchain-openai's 120 s
         # watchdog allows. Time limits are the stack's (timeout_s, deadline_s).
@@ -403,6 +406,27 @@ class _LlamaServerChatModel(ChatOpenAI):
             total_tokens=prompt_tokens + generated,
         )
         return ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=usage))
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        # Reached when the call is not streamed (tools, disable_streaming=
+        # "tool_calling"; or streaming=False): a plain request, which the
+        # streaming field would otherwise turn into a stream.
+        return super()._generate(messages, stop, run_manager, **{**kwargs, "stream": False})
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return await super()._agenerate(messages, stop, run_manager, **{**kwargs, "stream": False})
 
     def _stream(
         self,

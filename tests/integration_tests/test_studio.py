@@ -159,7 +159,7 @@ async def proposer_nodes(client: LangGraphClient) -> list[str]:
     (assistant,) = await client.assistants.search(graph_id="moa")
     schemas = await client.assistants.get_schemas(assistant["assistant_id"])
     assert set(schemas["input_schema"]["properties"]) == {"messages", "tools", "tool_choice"}
-    assert set(schemas["output_schema"]["properties"]) == {"messages", "answer", "calls"}
+    assert set(schemas["output_schema"]["properties"]) == {"messages", "answer", "calls", "dropped"}
     assert {"messages", "calls"} <= set(schemas["state_schema"]["properties"])
     return proposers
 

@@ -154,7 +154,7 @@ class ModelNode:
         """``inputs``, off the event loop when tokens may have to be counted."""
         if self.layer == 1 or context_budget(model or self.model, self.max_input_tokens) is None:
             return self.inputs(state, model)
-        # Counting can be a request (the embedded server's tokenizer).
+        # Counting may block: a tokenizer's first load, tiktoken's download.
         return await run_in_executor(None, self.inputs, state, model)
 
     def config(self, config: RunnableConfig, node: str | None = None) -> RunnableConfig:
@@ -281,6 +281,17 @@ class Proposer(ModelNode):
         except Exception as caught:  # noqa: BLE001 - recorded; the join decides
             error = caught
         return self.done(config, start, message, error, note=note, clock=clock)
+
+
+def _stream_whole(config: RunnableConfig, answer: AIMessage) -> None:
+    """Send an answer that exists whole (a chosen reference) to a streaming caller.
+
+    One chunk: splitting a finished text would only fake streaming.
+    """
+    if _streaming(config):
+        get_stream_writer()(
+            {"event": ANSWER_CHUNK, "chunk": AIMessageChunk(content=answer.content)}
+        )
 
 
 def _answer(answer: AIMessage, calls: list[ModelCall]) -> dict:
@@ -424,11 +435,7 @@ class Final(ModelNode):
                 "the reference most like the others"
             ),
         )
-        if _streaming(config):
-            # The chosen text exists whole: one chunk, nothing split up.
-            get_stream_writer()(
-                {"event": ANSWER_CHUNK, "chunk": AIMessageChunk(content=answer.content)}
-            )
+        _stream_whole(config, answer)
         _emit(config, CALL_END, call)
         return _answer(answer, [*calls, call])
 
@@ -581,11 +588,7 @@ class Ranker(Final):
             )
             call["reason"] = "bad_response"
         answer = AIMessage(content=references[choice - 1], response_metadata={"choice": choice})
-        if _streaming(attempt.config):
-            # The chosen text exists whole: one chunk, nothing split up.
-            get_stream_writer()(
-                {"event": ANSWER_CHUNK, "chunk": AIMessageChunk(content=answer.content)}
-            )
+        _stream_whole(attempt.config, answer)
         return answer
 
 

@@ -40,20 +40,21 @@ from langchain_moa.stacks.spec import (
     describe,
 )
 
-_STACK_FIELDS = (
-    "prompt",
-    "aggregation",
-    "min_proposers",
-    "model_name",
-    "stop",
-    "deadline_s",
-    "deadline_after",
-    "layer_policies",
-    "fallbacks",
-    "best_proposer_fallback",
-    "max_input_tokens",
-    "reference_format",
-    "reference_filter",
+_MODEL_FIELDS = (
+    "preset",
+    "proposers",
+    "layers",
+    "proposer_layers",
+    "aggregator",
+    "base_url",
+    "api_key_env",
+)
+"""The spec's fields that choose models: a preset's own."""
+
+_STACK_FIELDS = tuple(
+    name
+    for name in StackSpec.model_fields
+    if name not in _MODEL_FIELDS and name not in GENERATION_SETTINGS
 )
 """What a preset keeps of the spec that names it (its models are its own)."""
 

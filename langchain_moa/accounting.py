@@ -9,7 +9,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
-from typing import Literal, get_args
+from typing import Literal
 
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from typing_extensions import TypedDict  # pydantic (Studio schemas) needs it on 3.11
@@ -24,7 +24,6 @@ FailureReason = Literal[
     "other",
 ]
 """Why a call failed: the kinds a user acts on differently."""
-FAILURE_REASONS: tuple[str, ...] = get_args(FailureReason)
 
 
 class ModelCall(TypedDict):
@@ -53,8 +52,8 @@ class ModelCall(TypedDict):
     reason: FailureReason | None
     """The kind of failure (see ``failure_reason``), None when the call succeeded."""
     note: str | None
-    """What was done to the call's input or output (references shortened,
-    images dropped, a reference filtered out), else None."""
+    """What was done to the call's input (references shortened, images left
+    out) or how it came to write the answer (the last resort), else None."""
 
 
 class LayerSummary(TypedDict):

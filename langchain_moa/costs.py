@@ -1,0 +1,129 @@
+"""What a call costs: US$ from a price table, and the paper's TFLOPs proxy from model sizes.
+
+The paper (Wang et al., 2024, its budget analysis) prices every call at its
+provider's list price per token, and approximates latency by TFLOPs: a call
+costs ``2 x active parameters x tokens`` floating-point operations (the
+forward pass's rule of thumb), a layer costs its largest call (its calls run
+side by side), and a query the sum over its layers.
+
+Both tables are plain data that users extend or override (``StackSpec``'s
+``prices`` and ``parameters``). A model in neither gives ``None``, never 0:
+an unknown cost must not read as a free one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TypeVar
+
+from langchain_core.messages.ai import UsageMetadata
+
+Prices = Mapping[str, tuple[float, float]]
+"""Model name -> (US$ per million input tokens, US$ per million output tokens)."""
+Parameters = Mapping[str, float]
+"""Model name -> active parameters per token, in billions."""
+
+_T = TypeVar("_T")
+
+PRICES: Prices = MappingProxyType(
+    {
+        # Together AI's serverless list prices as the paper used them (mid-2024):
+        # one price for input and output.
+        "Qwen/Qwen1.5-110B-Chat": (1.8, 1.8),
+        "Qwen/Qwen1.5-72B-Chat": (0.9, 0.9),
+        "microsoft/WizardLM-2-8x22B": (1.2, 1.2),
+        "meta-llama/Llama-3-70b-chat-hf": (0.9, 0.9),
+        "mistralai/Mixtral-8x22B-Instruct-v0.1": (1.2, 1.2),
+        "databricks/dbrx-instruct": (1.2, 1.2),
+        # OpenAI's list prices at the paper's time.
+        "gpt-4o-2024-05-13": (5.0, 15.0),
+        "gpt-4-turbo-2024-04-09": (10.0, 30.0),
+        # The embedded model runs on the user's own machine: no API price.
+        "SmolLM2-135M-Instruct": (0.0, 0.0),
+    }
+)
+"""List prices the defaults know, dated: prices move, so pass today's in ``prices``."""
+
+_GPT4_ASSUMED = 8 * 200.0
+"""The paper's assumption for OpenAI's undisclosed GPT-4-class models: 8 x 200B.
+
+The paper's proxy counts all of them as active: it states the size, not a routing."""
+
+PARAMETERS: Parameters = MappingProxyType(
+    {
+        "Qwen/Qwen1.5-110B-Chat": 111.0,
+        "Qwen/Qwen1.5-72B-Chat": 72.0,
+        # Mixtures of experts count the parameters one token passes through.
+        "microsoft/WizardLM-2-8x22B": 39.0,  # 141B in all, 2 of 8 experts a token
+        "meta-llama/Llama-3-70b-chat-hf": 70.0,
+        "mistralai/Mixtral-8x22B-Instruct-v0.1": 39.0,
+        "databricks/dbrx-instruct": 36.0,  # 132B in all, 4 of 16 experts a token
+        "gpt-4o-2024-05-13": _GPT4_ASSUMED,
+        "gpt-4-turbo-2024-04-09": _GPT4_ASSUMED,
+        "SmolLM2-135M-Instruct": 0.135,
+    }
+)
+"""Active parameters (billions) per model: published sizes, and the paper's
+assumption for closed models (``_GPT4_ASSUMED``)."""
+
+
+def _lookup(table: Mapping[str, _T], model: str) -> _T | None:
+    """``table``'s entry for ``model``: by exact name, then without case or provider prefix.
+
+    ``together:Qwen/Qwen1.5-72B-Chat`` and ``qwen1.5-72b-chat`` find
+    ``Qwen/Qwen1.5-72B-Chat``; a GGUF file name finds its model.
+    """
+    if model in table:
+        return table[model]
+
+    def short(name: str) -> str:
+        name = name.rsplit(":", 1)[-1].rsplit("/", 1)[-1].lower()
+        return name.split(".", 1)[0] if name.endswith(".gguf") else name
+
+    wanted = short(model)
+    for name, value in table.items():
+        if short(name) == wanted:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class Rates:
+    """The price and parameter tables a stack's calls are costed with."""
+
+    prices: Prices = field(default_factory=lambda: PRICES)
+    parameters: Parameters = field(default_factory=lambda: PARAMETERS)
+
+    @classmethod
+    def extended(cls, prices: Prices | None = None, parameters: Parameters | None = None) -> Rates:
+        """The default tables with the user's entries added or replacing theirs."""
+        return cls(
+            prices=MappingProxyType({**PRICES, **(prices or {})}),
+            parameters=MappingProxyType({**PARAMETERS, **(parameters or {})}),
+        )
+
+    def price(self, model: str) -> tuple[float, float] | None:
+        """US$ per million input and output tokens, or None when unknown."""
+        return _lookup(self.prices, model)
+
+    def active_parameters(self, model: str) -> float | None:
+        """Billions of active parameters, or None when unknown."""
+        return _lookup(self.parameters, model)
+
+    def cost_usd(self, model: str, usage: UsageMetadata | None) -> float | None:
+        """One call's cost; None when its usage or the model's price is unknown."""
+        price = self.price(model)
+        if usage is None or price is None:
+            return None
+        per_input, per_output = price
+        return (usage["input_tokens"] * per_input + usage["output_tokens"] * per_output) / 1e6
+
+    def tflops(self, model: str, usage: UsageMetadata | None) -> float | None:
+        """One call's TFLOPs, ``2 x active parameters x tokens``; None when either is unknown."""
+        billions = self.active_parameters(model)
+        if usage is None or billions is None:
+            return None
+        tokens = usage["input_tokens"] + usage["output_tokens"]
+        return 2 * billions * 1e9 * tokens / 1e12

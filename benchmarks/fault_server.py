@@ -47,11 +47,12 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from langchain_moa.bench.serving import BackgroundServer
 
 COMPLETIONS_PATH = "/v1/chat/completions"
 REPLY_PREFIX = "An answer from "
@@ -147,20 +148,17 @@ class FaultServer:
         """Exceptions the server itself raised (a bug here, not a fault on purpose)."""
         self._lock = threading.Lock()
         self._ids = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: BackgroundServer | None = None
         self._release: asyncio.Event | None = None
         self._refused: socket.socket | None = None
-        self._port = 0
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>/v1``."""
-        if not self._port:
+        if self._server is None:
             msg = "the fault server is not running"
             raise RuntimeError(msg)
-        return f"http://127.0.0.1:{self._port}/v1"
+        return self._server.base_url
 
     @property
     def refused_base_url(self) -> str:
@@ -176,44 +174,20 @@ class FaultServer:
         Raises:
             RuntimeError: The server did not start within 10 seconds.
         """
-        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listening.bind(("127.0.0.1", 0))
-        self._port = listening.getsockname()[1]
         # Bound but never listening: connecting gets a refusal, and holding
         # the port keeps any other program from taking it meanwhile.
         self._refused = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._refused.bind(("127.0.0.1", 0))
-        app = Starlette(routes=[Route(COMPLETIONS_PATH, _Completions(self), methods=["POST"])])
-        config = uvicorn.Config(
-            app,
-            lifespan="off",
-            access_log=False,
-            # The deliberate drops (cut-stream) are logged by uvicorn as
-            # errors; the server's own errors are kept in self.errors instead.
-            log_config=None,
-            log_level="critical",
-            timeout_graceful_shutdown=2,
-            backlog=1024,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=asyncio.run, args=(self._serve(listening),), daemon=True, name="fault-server"
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                self.__exit__(None, None, None)
-                msg = "the fault server did not start"
-                raise RuntimeError(msg)
-            time.sleep(0.01)
-        return self
-
-    async def _serve(self, listening: socket.socket) -> None:
-        self._loop = asyncio.get_running_loop()
+        # Not bound to a loop until first awaited (in the server's thread).
         self._release = asyncio.Event()
-        assert self._server is not None  # noqa: S101 - set before the thread starts
-        await self._server.serve(sockets=[listening])
+        app = Starlette(routes=[Route(COMPLETIONS_PATH, _Completions(self), methods=["POST"])])
+        self._server = BackgroundServer(app, name="fault-server")
+        try:
+            self._server.start()
+        except RuntimeError:
+            self.__exit__(None, None, None)
+            raise
+        return self
 
     def __exit__(
         self,
@@ -222,16 +196,14 @@ class FaultServer:
         tb: TracebackType | None,
     ) -> None:
         """Release every stalled request, stop serving, free both ports."""
-        if self._loop is not None and self._release is not None:
-            self._loop.call_soon_threadsafe(self._release.set)
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            if self._release is not None:
+                self._server.call_soon(self._release.set)
+            self._server.stop()
+            self._server = None
         if self._refused is not None:
             self._refused.close()
             self._refused = None
-        self._port = 0
 
     def next_id(self) -> str:
         """A fresh completion id."""

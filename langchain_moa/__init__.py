@@ -10,6 +10,7 @@ from langchain_moa.graph import (
     AggregatorFailedError,
     LayerFailedError,
     build_moa_graph,
+    get_accounting,
     get_calls,
 )
 from langchain_moa.local import LlamaServer
@@ -25,5 +26,6 @@ __all__ = [
     "StackError",
     "StackSpec",
     "build_moa_graph",
+    "get_accounting",
     "get_calls",
 ]

@@ -1,4 +1,4 @@
-"""Per-call records and what they add up to: tokens, calls, failures, latency."""
+"""Per-call records and what they add up to: tokens, calls, failures, latency, cost, TFLOPs."""
 
 from __future__ import annotations
 
@@ -47,6 +47,12 @@ class ModelCall(TypedDict):
     """Wall-clock start, seconds since the epoch."""
     latency_s: float
     """Seconds the call took."""
+    ttft_s: float | None
+    """Seconds to its first streamed token; None when the call was not streamed."""
+    cost_usd: float | None
+    """US$ at the stack's prices (``costs``); None when its price or usage is unknown."""
+    tflops: float | None
+    """The paper's proxy, 2 x active parameters x tokens; None when either is unknown."""
     error: str | None
     """``ExceptionType: message`` when the call failed, else None."""
     reason: FailureReason | None
@@ -66,7 +72,39 @@ class LayerSummary(TypedDict):
     """Failures by reason (``FailureReason``), most frequent first."""
     usage: UsageMetadata | None
     latency_s: float
-    """Wall time of the layer: its calls run concurrently."""
+    """Wall time of the layer, first start to last end: its calls run concurrently."""
+    critical_path_s: float
+    """Its slowest call's latency: what the layer adds to the answer's wait at best."""
+    cost_usd: float | None
+    """The sum of its calls' costs; None when one is unknown (see ``known_sum``)."""
+    tflops: float | None
+    """Its largest call's TFLOPs (the paper's proxy: a layer's calls run side by side)."""
+
+
+class Totals(TypedDict):
+    """What the whole answer cost: every layer added up."""
+
+    calls: int
+    failures: int
+    usage: UsageMetadata | None
+    cost_usd: float | None
+    """The sum of every call's cost; None when one is unknown."""
+    tflops: float | None
+    """The sum of each layer's largest call (the paper's TFLOPs per query)."""
+    critical_path_s: float
+    """The sum of each layer's slowest call: the least time the stack could take."""
+    latency_s: float
+    """End to end, as the caller waited."""
+    ttft_s: float | None
+    """Seconds to the streamed answer's first token; None when not streamed."""
+
+
+class Accounting(TypedDict):
+    """Per-layer and total accounting of one answer (``response_metadata["accounting"]``)."""
+
+    layers: list[LayerSummary]
+    """Layer by layer, the aggregator's last."""
+    total: Totals
 
 
 _SECRET = re.compile(
@@ -204,10 +242,32 @@ def by_layer(calls: Iterable[ModelCall]) -> list[list[ModelCall]]:
     return [sorted(layers[n], key=lambda c: c["index"]) for n in sorted(layers)]
 
 
+def _counted(calls: Iterable[ModelCall]) -> list[ModelCall]:
+    """The calls a cost is known or owed for: all but failures that reported no usage.
+
+    A failed call reports no usage, and providers bill none for a failed
+    request as far as a client can tell, so it adds nothing (a call that
+    timed out on our side may still have been served, and billed, upstream).
+    """
+    return [c for c in calls if not (c["error"] is not None and c["usage"] is None)]
+
+
+def known_sum(values: Iterable[float | None]) -> float | None:
+    """The sum, or None if any value is unknown: an unknown part makes the whole unknown."""
+    total = 0.0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total
+
+
 def summarize_layer(calls: Sequence[ModelCall]) -> LayerSummary:
-    """Calls, failures, tokens and wall time of one layer's calls."""
+    """Calls, failures, tokens, wall time, critical path, cost and TFLOPs of one layer."""
     start = min(c["started_at"] for c in calls)
     end = max(c["started_at"] + c["latency_s"] for c in calls)
+    counted = _counted(calls)
+    tflops = [c["tflops"] for c in counted]
     return LayerSummary(
         layer=calls[0]["layer"],
         calls=len(calls),
@@ -215,6 +275,35 @@ def summarize_layer(calls: Sequence[ModelCall]) -> LayerSummary:
         reasons=dict(Counter(c["reason"] or "other" for c in calls if c["error"]).most_common()),
         usage=total_usage(calls),
         latency_s=end - start,
+        critical_path_s=max(c["latency_s"] for c in calls),
+        cost_usd=known_sum(c["cost_usd"] for c in counted),
+        tflops=None if None in tflops else max(tflops, default=0.0),  # type: ignore[type-var]
+    )
+
+
+def account(
+    calls: Sequence[ModelCall], *, latency_s: float, ttft_s: float | None = None
+) -> Accounting:
+    """Every layer's summary and the totals of one answer's calls.
+
+    Args:
+        calls: The answer's call records (``get_calls``).
+        latency_s: The answer's end-to-end latency.
+        ttft_s: Seconds to its first streamed token, when streamed.
+    """
+    layers = [summarize_layer(layer) for layer in by_layer(calls)]
+    return Accounting(
+        layers=layers,
+        total=Totals(
+            calls=len(calls),
+            failures=sum(layer["failures"] for layer in layers),
+            usage=total_usage(calls),
+            cost_usd=known_sum(layer["cost_usd"] for layer in layers),
+            tflops=known_sum(layer["tflops"] for layer in layers),
+            critical_path_s=sum(layer["critical_path_s"] for layer in layers),
+            latency_s=latency_s,
+            ttft_s=ttft_s,
+        ),
     )
 
 
@@ -263,8 +352,9 @@ def format_summary(calls: Sequence[ModelCall], total_latency_s: float) -> str:
         )
     missing = sum(c["usage"] is None and c["error"] is None for c in calls)
     note = f" ({count(missing, 'call')} reported no usage)" if missing else ""
+    cost = known_sum(c["cost_usd"] for c in _counted(calls))
     parts.append(
         f"total: {count(len(calls), 'call')}, {tokens(total_usage(calls))}{note}, "
-        f"{total_latency_s:.1f}s"
+        f"{'cost n/a' if cost is None else f'${cost:.4f}'}, {total_latency_s:.1f}s"
     )
     return " | ".join(parts)

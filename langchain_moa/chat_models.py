@@ -37,7 +37,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import ConfigDict, PrivateAttr, model_validator
 
-from langchain_moa.accounting import by_layer, degradations, total_usage
+from langchain_moa.accounting import account, by_layer, degradations, total_usage
 from langchain_moa.callbacks import (
     graph_callbacks,
     remember_run,
@@ -48,6 +48,7 @@ from langchain_moa.graph import ANSWER_CHUNK, MoAInput, compile_moa_graph
 from langchain_moa.graph.state import (
     AGGREGATOR_KWARGS,
     STREAM_ANSWER,
+    Reuse,
     check_conversation,
     get_calls,
 )
@@ -71,6 +72,31 @@ from langchain_moa.stacks.presets import (
 
 MODEL_PROVIDER = "moa"
 """``response_metadata["model_provider"]`` and LangSmith's ``ls_provider``."""
+
+
+def turn_references(messages: Sequence[BaseMessage]) -> Reuse | None:
+    """The references this user turn's proposers wrote already, if an answer carries them.
+
+    In a tool loop, the turn's first ``ChatMoA`` answer (the tool calls) holds
+    every call in ``response_metadata["layers"]``: its last proposer layer's
+    answers, less any a join dropped, are the references the aggregator read.
+    None when the turn has no such answer (a new question, or metadata lost).
+    """
+    humans = [i for i, message in enumerate(messages) if message.type == "human"]
+    if not humans:
+        return None
+    for message in reversed(messages[humans[-1] + 1 :]):
+        metadata = message.response_metadata if isinstance(message, AIMessage) else {}
+        layers = metadata.get("layers") or []
+        # An answer of the aggregator alone (a reuse itself) has no proposer layer.
+        if metadata.get("model_provider") != MODEL_PROVIDER or len(layers) < 2:  # noqa: PLR2004
+            continue
+        last = layers[-2]
+        dropped = {d["node"] for d in metadata.get("dropped_references", [])}
+        kept = [c for c in last if c["error"] is None and c["node"] not in dropped]
+        if kept:
+            return Reuse(references=[c["text"] for c in kept], nodes=[c["node"] for c in kept])
+    return None
 
 
 def _identity(model: BaseChatModel) -> dict[str, Any]:
@@ -104,8 +130,11 @@ class ChatMoA(BaseChatModel, StackSpec):
 
     ``usage_metadata`` of the answer sums every call; ``response_metadata``
     holds ``model_name``, ``model_provider`` (``"moa"``), ``layers`` (each
-    layer's call records: node, model, text, usage, latency, error; the
-    aggregator's layer last; see ``get_calls``) and ``latency_s``.
+    layer's call records: node, model, text, usage, latency, time to first
+    token, cost, TFLOPs, error; the aggregator's layer last; see
+    ``get_calls``), ``accounting`` (per layer and in total: tokens, critical
+    path, cost, TFLOPs, latency, time to first token; see ``get_accounting``)
+    and ``latency_s``.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
@@ -246,6 +275,7 @@ class ChatMoA(BaseChatModel, StackSpec):
             "reference_filter": self.reference_filter,
             "max_input_tokens": self.max_input_tokens,
             "best_proposer_fallback": self.best_proposer_fallback,
+            "fanout": self.fanout,
             **self._identities,
         }
 
@@ -353,6 +383,8 @@ class ChatMoA(BaseChatModel, StackSpec):
             tools=kwargs.pop("tools", None) or [],
             tool_choice=kwargs.pop("tool_choice", None),
         )
+        if self.fanout == "per_turn" and (reuse := turn_references(messages)):
+            graph_input["reuse"] = reuse
         # Tracing metadata from with_structured_output; not a model option.
         kwargs.pop("ls_structured_output_format", None)
         return graph_input, kwargs
@@ -372,15 +404,20 @@ class ChatMoA(BaseChatModel, StackSpec):
             "configurable": {STREAM_ANSWER: stream, AGGREGATOR_KWARGS: aggregator_kwargs},
         }
 
-    def _metadata(self, state: dict[str, Any], started: float) -> dict[str, Any]:
+    def _metadata(
+        self, state: dict[str, Any], started: float, ttft_s: float | None = None
+    ) -> dict[str, Any]:
         # ChatMoA's graph keeps no thread: every call and drop is this run's.
         calls = get_calls(state)
         why = degradations(calls)
+        latency_s = time.perf_counter() - started
         return {
             "model_name": self.model_name,
             "model_provider": MODEL_PROVIDER,
             "layers": by_layer(calls),
-            "latency_s": time.perf_counter() - started,
+            "accounting": account(calls, latency_s=latency_s, ttft_s=ttft_s),
+            "latency_s": latency_s,
+            "reused_references": bool(state.get("reused")),
             "degraded": bool(why),
             "degradations": why,
             "dropped_references": state.get("dropped", []),
@@ -397,14 +434,17 @@ class ChatMoA(BaseChatModel, StackSpec):
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _last_chunk(self, state: dict[str, Any], started: float) -> ChatGenerationChunk:
+    def _last_chunk(
+        self, state: dict[str, Any], started: float, first_token: float | None
+    ) -> ChatGenerationChunk:
         # Usage and metadata travel once, at the end: chunk merging would add
         # up or concatenate them if every chunk carried them.
+        ttft_s = None if first_token is None else first_token - started
         return ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
                 usage_metadata=total_usage(state["calls"]),
-                response_metadata=self._metadata(state, started),
+                response_metadata=self._metadata(state, started, ttft_s),
                 chunk_position="last",
             )
         )
@@ -461,6 +501,7 @@ class ChatMoA(BaseChatModel, StackSpec):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         started, state = time.perf_counter(), cast("dict[str, Any]", {})
+        first_token: float | None = None
         callbacks = streaming_graph_callbacks(self, run_manager, is_async=False)
         graph_input, options = self._input(messages, **kwargs)
         config = self._run_config(callbacks, stream=True, stop=stop, aggregator_kwargs=options)
@@ -477,12 +518,13 @@ class ChatMoA(BaseChatModel, StackSpec):
                     if mode == "values":
                         state = cast("dict[str, Any]", part)
                     elif chunk := self._answer_chunk(part):
+                        first_token = first_token or time.perf_counter()
                         # Only a manager handed to us is ours to report tokens to:
                         # where langchain-core kept it, it reports them itself.
                         if run_manager:
                             run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                         yield chunk
-        yield self._last_chunk(state, started)
+        yield self._last_chunk(state, started, first_token)
 
     async def _astream(
         self,
@@ -492,6 +534,7 @@ class ChatMoA(BaseChatModel, StackSpec):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         started, state = time.perf_counter(), cast("dict[str, Any]", {})
+        first_token: float | None = None
         callbacks = streaming_graph_callbacks(self, run_manager, is_async=True)
         graph_input, options = self._input(messages, **kwargs)
         config = self._run_config(callbacks, stream=True, stop=stop, aggregator_kwargs=options)
@@ -507,7 +550,8 @@ class ChatMoA(BaseChatModel, StackSpec):
                     if mode == "values":
                         state = cast("dict[str, Any]", part)
                     elif chunk := self._answer_chunk(part):
+                        first_token = first_token or time.perf_counter()
                         if run_manager:
                             await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                         yield chunk
-        yield self._last_chunk(state, started)
+        yield self._last_chunk(state, started, first_token)

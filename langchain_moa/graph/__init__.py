@@ -17,6 +17,7 @@ from langchain_moa.graph.state import (
     MoAInput,
     MoAOutput,
     MoAState,
+    get_accounting,
     get_calls,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "PromptInput",
     "build_moa_graph",
     "compile_moa_graph",
+    "get_accounting",
     "get_calls",
     "node_slug",
     "parse_choice",

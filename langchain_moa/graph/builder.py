@@ -2,8 +2,11 @@
 
 ::
 
-    START -> layer1/<model> ... -> layer1/join -> layer2/<model> ... -> layer2/join
+    START -> begin -> layer1/<model> ... -> layer1/join -> layer2/<model> ... -> layer2/join
           -> aggregator -> END
+
+(``begin`` goes straight to the aggregator when the run reuses its turn's
+references: ``MoAInput.reuse``.)
 
 Proposers of a layer run concurrently; LangGraph starts a join only when every
 proposer of its layer has written its call record, so the next layer sees all
@@ -25,6 +28,7 @@ from langchain_moa.graph.limits import LayerClocks
 from langchain_moa.graph.nodes import Aggregator, Join, Proposer, Ranker, begin
 from langchain_moa.graph.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT, RANK_PROMPT, Prompt
 from langchain_moa.graph.state import AGGREGATOR_NODE, BEGIN_NODE, MoAInput, MoAOutput, MoAState
+from langchain_moa.graph.throttle import Throttles
 from langchain_moa.stacks import Aggregation, Stack, StackSpec, build_stack, model_label
 
 
@@ -109,10 +113,18 @@ def compile_moa_graph(
     aggregation are ``stack.spec``'s.
     """
     spec = stack.spec
+    rates, throttles = spec.rates(), Throttles(spec.provider_limits or {})
     builder = StateGraph(MoAState, input_schema=MoAInput, output_schema=MoAOutput)
     builder.add_node(BEGIN_NODE, begin)
     builder.add_edge(START, BEGIN_NODE)
-    previous = BEGIN_NODE
+    first_layer = _node_names(1, stack.layers[0])
+    builder.add_conditional_edges(
+        BEGIN_NODE,
+        # A run that reuses the turn's references goes straight to the aggregator.
+        lambda state: AGGREGATOR_NODE if state.get("reused") else first_layer,
+        [*first_layer, AGGREGATOR_NODE],
+    )
+    previous: str | None = None  # layer 1 starts from begin's conditional edge
     references_prompt = spec.prompt or AGGREGATE_AND_SYNTHESIZE_PROMPT
     for number, models in enumerate(stack.layers, start=1):
         names = _node_names(number, models)
@@ -129,11 +141,14 @@ def compile_moa_graph(
                 clocks=clocks,
                 max_input_tokens=spec.max_input_tokens,
                 reference_format=spec.reference_format,
+                rates=rates,
+                throttles=throttles,
             )
             builder.add_node(
                 node_name, RunnableLambda(proposer, afunc=proposer.acall, name=node_name)
             )
-            builder.add_edge(previous, node_name)
+            if previous is not None:
+                builder.add_edge(previous, node_name)
         builder.add_node(join, Join(number, policy.min_proposers, spec.reference_filter))
         builder.add_edge(names, join)
         previous = join
@@ -152,10 +167,12 @@ def compile_moa_graph(
         best_proposer_fallback=spec.best_proposer_fallback,
         max_input_tokens=spec.max_input_tokens,
         reference_format=spec.reference_format,
+        rates=rates,
+        throttles=throttles,
     )
     builder.add_node(
         AGGREGATOR_NODE, RunnableLambda(final, afunc=final.acall, name=AGGREGATOR_NODE)
     )
-    builder.add_edge(previous, AGGREGATOR_NODE)
+    builder.add_edge(f"layer{len(stack.layers)}/join", AGGREGATOR_NODE)
     builder.add_edge(AGGREGATOR_NODE, END)
     return builder.compile(name=name, **compile_options)

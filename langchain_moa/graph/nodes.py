@@ -39,6 +39,7 @@ from langchain_moa.accounting import (
     describe_error,
     failure_reason,
 )
+from langchain_moa.costs import Rates
 from langchain_moa.graph.budget import context_budget, fit_references, text_only
 from langchain_moa.graph.defence import cluster_filter, similarity_matrix
 from langchain_moa.graph.limits import LayerClock, LayerClocks, acall_within, call_within
@@ -55,6 +56,7 @@ from langchain_moa.graph.state import (
     check_conversation,
     turn,
 )
+from langchain_moa.graph.throttle import Throttles
 from langchain_moa.stacks import Policy, ReferenceFilter, ReferenceFormat
 from langchain_moa.stacks.factory import model_label
 
@@ -75,13 +77,24 @@ class AggregatorFailedError(RuntimeError):
 def begin(state: MoAState) -> dict:
     """The first node: refuse a conversation there is nothing to answer in; name the run.
 
+    Given the turn's references (``reuse``), it passes them to the aggregator.
+
     Raises:
         ValueError: the conversation is empty, only a system message, or ends
             with the assistant's message.
     """
     check_conversation(state["messages"])
     # The key this run's layer clocks are kept under (concurrent runs share a graph).
-    return {"run": uuid.uuid4().hex}
+    update: dict[str, Any] = {"run": uuid.uuid4().hex, "reused": False}
+    if reuse := state.get("reuse"):
+        # Cleared, so that a thread's next run proposes again unless told otherwise.
+        update |= {
+            "references": reuse["references"],
+            "reference_nodes": reuse["nodes"],
+            "reused": True,
+            "reuse": None,
+        }
+    return update
 
 
 def _configurable(config: RunnableConfig) -> Mapping[str, Any]:
@@ -117,6 +130,10 @@ class ModelNode:
     max_input_tokens: int | None = None
     """The stack's context budget for every model; None takes each model's profile."""
     reference_format: ReferenceFormat = "paper"
+    rates: Rates = field(default_factory=Rates)
+    """The prices and model sizes its calls' cost and TFLOPs come from."""
+    throttles: Throttles = field(default_factory=Throttles)
+    """The stack's provider limits, which its calls wait on."""
 
     def conversation(self, state: MoAState) -> list[BaseMessage]:
         """The conversation this node's model answers."""
@@ -194,18 +211,27 @@ class ModelNode:
         node: str | None = None,
         model: BaseChatModel | None = None,
         index: int | None = None,
+        first_token: float | None = None,
     ) -> ModelCall:
-        """The call's record, with its message or its error (and the error's reason)."""
+        """The call's record, with its message or its error (and the error's reason).
+
+        ``first_token`` is the monotonic time its first streamed token arrived.
+        """
+        label = model_label(model or self.model)
+        usage = getattr(message, "usage_metadata", None)
         return ModelCall(
             turn=turn,
             layer=self.layer,
             index=self.index if index is None else index,
             node=node or self.name,
-            model=model_label(model or self.model),
+            model=label,
             text=None if message is None else message.text,
-            usage=getattr(message, "usage_metadata", None),
+            usage=usage,
             started_at=started_at,
             latency_s=time.perf_counter() - t0,
+            ttft_s=None if first_token is None else first_token - t0,
+            cost_usd=self.rates.cost_usd(label, usage),
+            tflops=self.rates.tflops(label, usage),
             error=None if error is None else describe_error(error),
             reason=None if error is None else failure_reason(error),
             note=note,
@@ -256,7 +282,9 @@ class Proposer(ModelNode):
             inputs, note = self.inputs(state)
             message = _usable(
                 call_within(
-                    lambda: self.model.invoke(inputs, self.config(config)),
+                    self.throttles.wrap(
+                        self.model, lambda: self.model.invoke(inputs, self.config(config))
+                    ),
                     timeout_s=self.policy.timeout_s,
                     clock=clock,
                 )
@@ -273,7 +301,9 @@ class Proposer(ModelNode):
             inputs, note = await self.ainputs(state)
             message = _usable(
                 await acall_within(
-                    lambda: self.model.ainvoke(inputs, self.config(config)),
+                    self.throttles.awrap(
+                        self.model, lambda: self.model.ainvoke(inputs, self.config(config))
+                    ),
                     timeout_s=self.policy.timeout_s,
                     clock=clock,
                 )
@@ -319,8 +349,13 @@ class Attempt:
     start: Start
     inputs: list[BaseMessage] = field(default_factory=list)
     note: str | None = None
-    streamed: bool = False
-    """Whether part of its answer has gone out (a stream cannot take it back)."""
+    first_token: float | None = None
+    """Monotonic time its first chunk went out; None until then (and when not streamed)."""
+
+    @property
+    def streamed(self) -> bool:
+        """Whether part of its answer has gone out (a stream cannot take it back)."""
+        return self.first_token is not None
 
 
 @dataclass(frozen=True)
@@ -369,6 +404,7 @@ class Final(ModelNode):
             node=attempt.node,
             model=attempt.model,
             index=attempt.index,
+            first_token=attempt.first_token,
         )
         _emit(attempt.config, CALL_ERROR, call)
         return call
@@ -382,6 +418,7 @@ class Final(ModelNode):
             model=attempt.model,
             index=attempt.index,
             note=attempt.note,
+            first_token=attempt.first_token,
         )
         answer = self.answered(attempt, reply, call)
         _emit(attempt.config, CALL_END, call)
@@ -428,6 +465,10 @@ class Final(ModelNode):
             usage=None,
             started_at=time.time(),
             latency_s=0.0,
+            # No model was called: it costs nothing.
+            ttft_s=None,
+            cost_usd=0.0,
+            tflops=0.0,
             error=None,
             reason=None,
             note=(
@@ -447,7 +488,9 @@ class Final(ModelNode):
                 attempt.inputs, attempt.note = self.inputs(state, attempt.model)
                 reply = _usable(
                     call_within(
-                        partial(self.call, attempt), timeout_s=self.policy.timeout_s, clock=None
+                        self.throttles.wrap(attempt.model, partial(self.call, attempt)),
+                        timeout_s=self.policy.timeout_s,
+                        clock=None,
                     )
                 )
             except Exception as error:  # noqa: BLE001 - recorded; the next one tries
@@ -466,7 +509,7 @@ class Final(ModelNode):
                 attempt.inputs, attempt.note = await self.ainputs(state, attempt.model)
                 reply = _usable(
                     await acall_within(
-                        partial(self.acall_model, attempt),
+                        self.throttles.awrap(attempt.model, partial(self.acall_model, attempt)),
                         timeout_s=self.policy.timeout_s,
                         clock=None,
                     )
@@ -502,7 +545,8 @@ class Aggregator(Final):
     ) -> BaseMessageChunk:
         """Send one chunk to the stream; return the answer so far."""
         get_stream_writer()({"event": ANSWER_CHUNK, "chunk": chunk})
-        attempt.streamed = True
+        if attempt.first_token is None:
+            attempt.first_token = time.perf_counter()
         return chunk if answer is None else answer + chunk
 
     def call(self, attempt: Attempt) -> BaseMessage:

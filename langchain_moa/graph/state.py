@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Any, NotRequired, cast
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, ChatMessage
 from langgraph.graph import add_messages
 from typing_extensions import TypedDict  # pydantic (Studio schemas) needs it on 3.11
 
-from langchain_moa.accounting import ModelCall
+from langchain_moa.accounting import Accounting, ModelCall, account
 
 
 class MoAInput(TypedDict):
@@ -22,6 +22,17 @@ class MoAInput(TypedDict):
     """Tools (OpenAI format) bound to the aggregator; proposers read them as text."""
     tool_choice: NotRequired[Any]
     """The aggregator's ``tool_choice``, with ``tools``."""
+    reuse: NotRequired[Reuse | None]
+    """The turn's references, when they exist already: the run goes straight to
+    the aggregator (``ChatMoA``'s ``fanout="per_turn"``)."""
+
+
+class Reuse(TypedDict):
+    """References a run reuses instead of running the proposers (``fanout="per_turn"``)."""
+
+    references: list[str]
+    nodes: list[str]
+    """The node that wrote each reference."""
 
 
 class Dropped(TypedDict):
@@ -45,6 +56,8 @@ class MoAOutput(TypedDict):
     """Every model call's record, of every run on this state (see ``get_calls``)."""
     dropped: NotRequired[Annotated[list[Dropped], operator.add]]
     """References the joins left out (``reference_filter``), of every run on this state."""
+    reused: NotRequired[bool]
+    """Whether the last run reused its turn's references instead of proposing."""
 
 
 class MoAState(MoAInput):
@@ -54,6 +67,8 @@ class MoAState(MoAInput):
     """Every model call, in completion order, of every run on this state."""
     run: NotRequired[str]
     """This run's id, which its calls' layer clocks are kept under (see ``limits``)."""
+    reused: NotRequired[bool]
+    """Whether this run reuses the turn's references (``reuse``) instead of proposing."""
     references: NotRequired[list[str]]
     """The last joined layer's successful response texts, in proposer order."""
     reference_nodes: NotRequired[list[str]]
@@ -154,3 +169,29 @@ def get_calls(result: BaseMessage | Mapping[str, Any]) -> list[ModelCall]:
         (call for call in calls if call["turn"] == last),
         key=lambda call: (call["layer"], call["index"]),
     )
+
+
+def get_accounting(result: BaseMessage | Mapping[str, Any]) -> Accounting:
+    """Per-layer and total tokens, latency, critical path, cost and TFLOPs of one answer.
+
+    Args:
+        result: A ``ChatMoA`` answer (its ``response_metadata["accounting"]``),
+            or the graph's output, whose last run's calls are summed (its
+            latency then spans the first call's start to the last one's end).
+
+    Raises:
+        ValueError: ``result`` carries no MoA accounting or call records.
+    """
+    if isinstance(result, BaseMessage):
+        accounting = result.response_metadata.get("accounting")
+        if accounting is None:
+            msg = "the message carries no MoA accounting (response_metadata['accounting'])"
+            raise ValueError(msg)
+        return cast("Accounting", accounting)
+    calls = get_calls(result)
+    span = 0.0
+    if calls:
+        span = max(c["started_at"] + c["latency_s"] for c in calls) - min(
+            c["started_at"] for c in calls
+        )
+    return account(calls, latency_s=span)

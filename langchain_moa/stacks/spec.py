@@ -43,6 +43,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from langchain_moa.costs import Rates
+
 LOCAL_MODEL = "local-model"
 """The embedded SmolLM2-135M-Instruct alone, as a model entry."""
 
@@ -65,6 +67,10 @@ ReferenceFilter = Literal["cluster"]
 
 Aggregation = Literal["synthesize", "rank"]
 """How the last layer becomes the answer: MoA's synthesis or the LLM-ranker."""
+
+Fanout = Literal["every_call", "per_turn"]
+"""When the proposers run in a tool loop: on every call, or once per user turn
+(later steps of the turn go to the aggregator with the turn's references)."""
 
 PAPER_LAYERS = 3
 """The paper's MoA: two proposer layers and the aggregator's."""
@@ -296,6 +302,25 @@ class LayerPolicy(BaseModel):
         return data
 
 
+class ProviderLimit(BaseModel):
+    """How much one provider (or server) may be sent at once, by every stack in the process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_concurrency: Annotated[StrictInt, Field(ge=1)] | None = None
+    """Calls in flight at once; the others wait their turn (not counted in ``timeout_s``)."""
+    requests_per_second: Annotated[StrictFloat | StrictInt, Field(gt=0)] | None = None
+    """Calls started per second, smoothed by a token bucket (``InMemoryRateLimiter``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            _fail(f"expected a table of limits, got {shown(data)}")
+        _check_keys(data, cls.model_fields)
+        return data
+
+
 @dataclass(frozen=True)
 class Policy:
     """The time and failure policy one layer runs under, every setting resolved."""
@@ -401,6 +426,27 @@ class StackSpec(BaseModel):
     """``"cluster"``: drop the references that disagree with the majority
     before each layer reads them (Cluster & Filter, arXiv 2503.05856), a
     defence against a deceptive proposer."""
+
+    prices: dict[StrictStr, tuple[StrictFloat | StrictInt, StrictFloat | StrictInt]] | None = None
+    """US$ per million input and output tokens by model name, over the defaults
+    (``costs.PRICES``): what each call's ``cost_usd`` is computed with. A model
+    with no price costs ``None``, never 0."""
+
+    parameters: dict[StrictStr, Annotated[StrictFloat | StrictInt, Field(gt=0)]] | None = None
+    """Active parameters in billions by model name, over the defaults
+    (``costs.PARAMETERS``): what each call's ``tflops`` is computed with."""
+
+    provider_limits: dict[StrictStr, ProviderLimit] | None = None
+    """Limits per provider, keyed by a model's base URL (``http://host:port/v1``)
+    or provider name (``openai``, ``together``...): ``max_concurrency`` and
+    ``requests_per_second``. They hold across every query and every stack of
+    the process that names the same limits, so a batch never sends more."""
+
+    fanout: Fanout = "every_call"
+    """In a tool loop: ``"every_call"`` runs the proposers on every call;
+    ``"per_turn"`` runs them once per user turn, and the turn's later steps
+    (after tool results) go to the aggregator alone with the references the
+    turn's first answer carries in its ``response_metadata``."""
 
     model_name: StrictStr | None = Field(default=None, min_length=1)
     """Reported as ``response_metadata["model_name"]``; derived if not given."""
@@ -591,6 +637,10 @@ class StackSpec(BaseModel):
         return Policy(
             min_proposers=1, timeout_s=self.timeout_s, deadline_s=None, deadline_after="start"
         )
+
+    def rates(self) -> Rates:
+        """The price and parameter tables: the defaults with this stack's entries over them."""
+        return Rates.extended(self.prices, self.parameters)
 
     def fields(self) -> dict[str, Any]:
         """The fields that were given, as keyword arguments (``ChatMoA(**spec.fields())``)."""

@@ -221,12 +221,12 @@ def test_entries_may_be_model_strings(monkeypatch) -> None:
 def test_input_and_output_schemas() -> None:
     graph = build_moa_graph([_models("a")], ScriptedChatModel(model_name="agg"))
     given = graph.get_input_jsonschema()
-    assert set(given["properties"]) == {"messages", "tools", "tool_choice"}
+    assert set(given["properties"]) == {"messages", "tools", "tool_choice", "reuse"}
     assert given["required"] == ["messages"]
     returned = graph.get_output_jsonschema()
-    assert set(returned["properties"]) == {"messages", "answer", "calls", "dropped"}
+    assert set(returned["properties"]) == {"messages", "answer", "calls", "dropped", "reused"}
     state = graph.invoke({"messages": [HumanMessage("q")]})
-    assert set(state) == {"messages", "answer", "calls", "dropped"}
+    assert set(state) == {"messages", "answer", "calls", "dropped", "reused"}
     assert state["messages"][-1] == state["answer"]
 
 

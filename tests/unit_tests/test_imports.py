@@ -21,6 +21,7 @@ EXPECTED_ALL = [
     "StackError",
     "StackSpec",
     "build_moa_graph",
+    "get_accounting",
     "get_calls",
 ]
 

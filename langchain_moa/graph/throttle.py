@@ -1,0 +1,226 @@
+"""Provider limits: how many calls one provider gets at once, and how many a second.
+
+A stack's ``provider_limits`` name a provider by a model's base URL or its
+provider name. The limits are shared by the whole process: every query of
+every stack that names the same provider with the same limits waits on the
+same ``Throttle``, so a batch of concurrent queries never sends more.
+
+A call holds its slot for as long as its request may be open. A sync call
+that ran past its time is abandoned to a thread (see ``limits``) and keeps
+its slot until its client gives up, so waiting for a slot counts in the
+call's ``timeout_s`` and its layer's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.rate_limiters import InMemoryRateLimiter
+
+from langchain_moa.stacks import ProviderLimit
+
+T = TypeVar("T")
+
+_BASE_URL_FIELDS = ("openai_api_base", "base_url", "anthropic_api_url", "api_base")
+"""Where chat models keep their server's address (langchain-openai, -ollama, -anthropic...)."""
+
+
+@dataclass
+class _Waiter:
+    wake: Callable[[], None]
+    granted: bool = False
+
+
+class ConcurrencyLimit:
+    """A semaphore shared by threads and event loops alike, first come first served.
+
+    ``asyncio.Semaphore`` belongs to one event loop, and ``threading.Semaphore``
+    would block a loop while it waits; sync and async runs of one stack (and
+    each ``asyncio.run`` of a script) must count against the same limit.
+    """
+
+    def __init__(self, limit: int) -> None:
+        """A limit of ``limit`` holders at once."""
+        self.limit = limit
+        self._holders = 0
+        self._lock = threading.Lock()
+        self._waiters: deque[_Waiter] = deque()
+
+    def _take(self) -> bool:
+        """Take a free slot if nobody queues for one (called under the lock)."""
+        if self._holders < self.limit and not self._waiters:
+            self._holders += 1
+            return True
+        return False
+
+    def acquire(self) -> None:
+        """Wait for a slot, blocking this thread."""
+        with self._lock:
+            if self._take():
+                return
+            event = threading.Event()
+            self._waiters.append(_Waiter(event.set))
+        event.wait()
+
+    async def aacquire(self) -> None:
+        """Wait for a slot without blocking the event loop; cancelling gives it up."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(resolve)
+            except RuntimeError:  # its loop is closed: nobody will take the slot
+                self.release()
+
+        with self._lock:
+            if self._take():
+                return
+            waiter = _Waiter(wake)
+            self._waiters.append(waiter)
+        try:
+            await future
+        except asyncio.CancelledError:
+            with self._lock:
+                granted = waiter.granted
+                if not granted:
+                    self._waiters.remove(waiter)
+            if granted:  # handed over as it was cancelled: pass it on
+                self.release()
+            raise
+
+    def release(self) -> None:
+        """Give a slot back: to the first waiter if there is one."""
+        with self._lock:
+            if not self._waiters:
+                self._holders -= 1
+                return
+            # The slot passes straight on: a newcomer cannot take it first.
+            waiter = self._waiters.popleft()
+            waiter.granted = True
+        waiter.wake()
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """One provider's limits: a concurrency slot, then a token of the rate."""
+
+    concurrency: ConcurrencyLimit | None
+    rate: InMemoryRateLimiter | None
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold a slot (and take a rate token) for one call."""
+        if self.concurrency is not None:
+            self.concurrency.acquire()
+        try:
+            if self.rate is not None:
+                self.rate.acquire()
+            yield
+        finally:
+            if self.concurrency is not None:
+                self.concurrency.release()
+
+    @asynccontextmanager
+    async def aslot(self) -> AsyncIterator[None]:
+        """``slot``, for async calls."""
+        if self.concurrency is not None:
+            await self.concurrency.aacquire()
+        try:
+            if self.rate is not None:
+                await self.rate.aacquire()
+            yield
+        finally:
+            if self.concurrency is not None:
+                self.concurrency.release()
+
+
+_SHARED: dict[tuple[str, ProviderLimit], Throttle] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_throttle(key: str, limit: ProviderLimit) -> Throttle:
+    """The process's one throttle for ``key`` under ``limit``."""
+    with _SHARED_LOCK:
+        if (key, limit) not in _SHARED:
+            rate = None
+            if limit.requests_per_second is not None:
+                # A bucket of one: calls start evenly spaced, never in a burst.
+                rate = InMemoryRateLimiter(
+                    requests_per_second=limit.requests_per_second,
+                    check_every_n_seconds=min(0.1, 1 / limit.requests_per_second / 4),
+                    max_bucket_size=1,
+                )
+            concurrency = None
+            if limit.max_concurrency is not None:
+                concurrency = ConcurrencyLimit(limit.max_concurrency)
+            _SHARED[key, limit] = Throttle(concurrency, rate)
+        return _SHARED[key, limit]
+
+
+def provider_keys(model: BaseChatModel) -> list[str]:
+    """What a limit may name a model by: its base URL, then its provider."""
+    keys = []
+    for name in _BASE_URL_FIELDS:
+        value = getattr(model, name, None)
+        if isinstance(value, str) and value:
+            keys.append(value.rstrip("/"))
+            break
+    provider = model._get_ls_params().get("ls_provider")  # noqa: SLF001 - LangChain's provider name
+    if provider:
+        keys.append(provider)
+    return keys
+
+
+@dataclass(frozen=True)
+class Throttles:
+    """A stack's provider limits, looked up per model."""
+
+    limits: Mapping[str, ProviderLimit] = field(default_factory=dict)
+
+    def for_model(self, model: BaseChatModel) -> Throttle | None:
+        """The throttle of the first of ``model``'s keys that a limit names."""
+        if not self.limits:
+            return None
+        limits = {key.rstrip("/"): limit for key, limit in self.limits.items()}
+        for key in provider_keys(model):
+            if key in limits:
+                return shared_throttle(key, limits[key])
+        return None
+
+    def wrap(self, model: BaseChatModel, call: Callable[[], T]) -> Callable[[], T]:
+        """``call`` run inside ``model``'s provider slot, if it has a limit."""
+        throttle = self.for_model(model)
+        if throttle is None:
+            return call
+
+        def limited() -> T:
+            with throttle.slot():
+                return call()
+
+        return limited
+
+    def awrap(
+        self, model: BaseChatModel, call: Callable[[], Awaitable[T]]
+    ) -> Callable[[], Awaitable[T]]:
+        """``wrap``, for async calls."""
+        throttle = self.for_model(model)
+        if throttle is None:
+            return call
+
+        async def limited() -> T:
+            async with throttle.aslot():
+                return await call()
+
+        return limited

@@ -9,7 +9,7 @@ import time
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from langchain_moa import ChatMoA, LlamaServer
+from langchain_moa import ChatMoA, LlamaServer, get_accounting, get_calls
 from langchain_moa.local import shared_server, smollm2_gguf
 from tests.integration_tests.conftest import llama_server_pids, marked_env
 
@@ -49,6 +49,24 @@ def test_answer_usage_and_a_record_per_call(moa) -> None:
     )
 
 
+def test_the_accounting_adds_up_the_calls_made_over_http(moa) -> None:
+    result = moa.invoke(QUESTION)
+    calls, accounting = get_calls(result), get_accounting(result)
+    for call in calls:
+        tokens = call["usage"]["input_tokens"] + call["usage"]["output_tokens"]
+        # The embedded model runs locally (price 0) and has 135M parameters.
+        assert call["cost_usd"] == 0.0
+        assert call["tflops"] == pytest.approx(2 * 0.135e9 * tokens / 1e12)
+    layer, aggregator = accounting["layers"]
+    assert layer["tflops"] == max(c["tflops"] for c in calls if c["layer"] == 1)
+    assert layer["critical_path_s"] == max(c["latency_s"] for c in calls if c["layer"] == 1)
+    total = accounting["total"]
+    assert total["tflops"] == pytest.approx(layer["tflops"] + aggregator["tflops"])
+    assert total["cost_usd"] == 0.0
+    assert total["usage"] == result.usage_metadata
+    assert total["critical_path_s"] <= total["latency_s"]
+
+
 def test_stream_yields_the_aggregators_tokens(moa) -> None:
     chunks = list(moa.stream(QUESTION))
     texts = [c.content for c in chunks if c.content]
@@ -60,6 +78,10 @@ def test_stream_yields_the_aggregators_tokens(moa) -> None:
     final = merged.response_metadata["layers"][-1][0]
     assert final["text"] == merged.content
     assert merged.usage_metadata["output_tokens"] > 0
+    # The streamed aggregator's usage is counted, and its first token timed.
+    assert final["usage"]["output_tokens"] > 0
+    assert 0 < final["ttft_s"] < final["latency_s"]
+    assert get_accounting(merged)["total"]["ttft_s"] > final["ttft_s"]
 
 
 async def test_ainvoke_and_astream(moa) -> None:

@@ -19,7 +19,8 @@ from typing import Any, TextIO
 from langchain_core.language_models import BaseChatModel
 
 from langchain_moa.chat_models import ChatMoA
-from langchain_moa.eval.generation import Prices, cost_usd
+from langchain_moa.costs import Rates
+from langchain_moa.eval.generation import total_cost_usd
 from langchain_moa.eval.store import progress_bar, write_atomic
 from langchain_moa.stacks import model_label
 
@@ -134,9 +135,9 @@ COLUMNS = (
 
 
 def row(
-    configuration: Configuration, metrics: Mapping[str, Any], quality_key: str, prices: Prices
+    configuration: Configuration, metrics: Mapping[str, Any], quality_key: str, rates: Rates
 ) -> dict[str, Any]:
-    """One table row from a configuration's benchmark metrics."""
+    """One table row from a configuration's benchmark metrics, its cost at ``rates``' prices."""
     usage = metrics["generation"]["usage"]
     return {
         "configuration": configuration.name,
@@ -145,7 +146,7 @@ def row(
         "input_tokens": sum(u["input_tokens"] for u in usage.values()),
         "output_tokens": sum(u["output_tokens"] for u in usage.values()),
         "calls": sum(u["calls"] for u in usage.values()),
-        "cost_usd": cost_usd(usage, prices),
+        "cost_usd": total_cost_usd(usage, rates),
         "latency_s": metrics["generation"]["latency_s_mean"],
     }
 
@@ -172,7 +173,7 @@ async def run_grid(
     out_dir: Path,
     *,
     quality_key: str,
-    prices: Prices,
+    rates: Rates,
     progress_file: TextIO | None = None,
     progress: bool | None = None,
 ) -> list[dict[str, Any]]:
@@ -200,7 +201,7 @@ async def run_grid(
                 # a rerun resumes it.
                 bar.set_postfix(failed=1, configuration=configuration.name)
                 raise
-            rows.append(row(configuration, metrics, quality_key, prices))
+            rows.append(row(configuration, metrics, quality_key, rates))
             bar.update()
     write_table(rows, out_dir, quality_key)
     return rows

@@ -15,6 +15,7 @@ from typing import Any
 from langchain_core.globals import set_llm_cache
 from langchain_core.language_models import BaseChatModel
 
+from langchain_moa.costs import Parameters, Prices, Rates
 from langchain_moa.eval import ablation, registry, report
 from langchain_moa.eval.benchmark import Benchmark, RunFunction
 from langchain_moa.eval.cache import SQLiteCache
@@ -27,7 +28,6 @@ from langchain_moa.eval.data import (
     read_json,
 )
 from langchain_moa.eval.extras import MissingExtraError, require
-from langchain_moa.eval.generation import Prices
 from langchain_moa.model_names import model_from_spec
 from langchain_moa.stacks import LOCAL_MOA, LOCAL_MODEL
 
@@ -68,7 +68,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     common.add_argument("--cache", help="LLM cache file (default OUT/cache.sqlite)")
     common.add_argument("--no-cache", action="store_true", help="do not cache generations")
     common.add_argument(
-        "--prices", help="JSON file: model -> [US$ per 1M input tokens, per 1M output tokens]"
+        "--prices",
+        help="JSON file: model -> [US$ per 1M input tokens, per 1M output tokens], added to "
+        "or replacing the default list prices, for the ablation table's cost",
     )
 
     for bench in registry.BENCHMARKS:
@@ -121,8 +123,28 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     score.add_argument("--json", action="store_true", help="print JSON only")
     score.set_defaults(handler=_handled(_score_alpaca))
 
-    show = sub.add_parser("report", help="the paper-style table of every run in a folder")
+    show = sub.add_parser(
+        "report",
+        help="the paper-style table of every run in a folder, and its budget analysis "
+        "(quality against cost and TFLOPs per query, the Pareto frontier, FOLDER/pareto.png)",
+    )
     show.add_argument("folder")
+    show.add_argument(
+        "--metric",
+        choices=report.metric_choices(),
+        help="the budget analysis's quality (default: AlpacaEval's LC win rate where runs "
+        "have it, else the first column they have)",
+    )
+    show.add_argument(
+        "--prices",
+        help="JSON file: model -> [US$ per 1M input tokens, per 1M output tokens], added to "
+        "or replacing the default list prices (langchain_moa.costs)",
+    )
+    show.add_argument(
+        "--parameters",
+        help="JSON file: model -> billions of active parameters, added to or replacing the "
+        "default sizes; a single model's run is re-sized, a MoA's TFLOPs are its eval's",
+    )
     show.set_defaults(handler=_handled(_report))
 
 
@@ -151,8 +173,19 @@ def _prices(path: str | None) -> Prices:
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     try:
         return {model: (float(pair[0]), float(pair[1])) for model, pair in raw.items()}
-    except (TypeError, ValueError, IndexError, KeyError) as error:
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as error:
         msg = f"{path}: prices must map model names to [input, output] US$ per 1M tokens"
+        raise ValueError(msg) from error
+
+
+def _parameters(path: str | None) -> Parameters:
+    if path is None:
+        return {}
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        return {model: float(billions) for model, billions in raw.items()}
+    except (TypeError, ValueError, AttributeError) as error:
+        msg = f"{path}: parameters must map model names to billions of active parameters"
         raise ValueError(msg) from error
 
 
@@ -237,7 +270,7 @@ def _run_ablation(args: argparse.Namespace) -> int:
             runner,
             out_dir,
             quality_key=bench.headline,
-            prices=_prices(args.prices),
+            rates=Rates.extended(prices=_prices(args.prices)),
         )
     )
     print(ablation.markdown(rows, bench.headline), end="")
@@ -288,5 +321,6 @@ def _path_or_none(path: str | None) -> Path | None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    print(report.render(Path(args.folder)), end="")
+    rates = Rates.extended(prices=_prices(args.prices), parameters=_parameters(args.parameters))
+    print(report.render(Path(args.folder), metric=args.metric, rates=rates), end="")
     return 0

@@ -27,6 +27,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
+from langchain_moa.costs import Rates
 from langchain_moa.eval.benchmark import Benchmark, Generation, JudgeSettings, Subset
 from langchain_moa.eval.data import DataFile, load_json, load_jsonl
 from langchain_moa.eval.extras import require
@@ -526,7 +527,7 @@ async def run(
         "subset": subset,
         "judge": judge_id,
         "radar_chart": str(chart) if chart else None,
-        "generation": summarize_generations(answers),
+        "generation": summarize_generations(answers, Rates()),
     }
 
 

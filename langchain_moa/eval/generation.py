@@ -1,4 +1,11 @@
-"""Asking a model under evaluation, and what its answers cost."""
+"""Asking a model under evaluation, and what its answers cost.
+
+What a query costs follows the paper's budget analysis (`langchain_moa.costs`): its US$ is
+the sum of its calls' list-price costs; its TFLOPs are, per layer, the largest call's
+(a layer's calls run side by side), summed over layers; a single model's query is its
+one call. Both are computed from each record's calls (``model`` and ``usage``), never
+stored per record, so results written before these fields existed are costed the same way.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,10 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
+from langchain_core.messages.ai import UsageMetadata
 
+from langchain_moa.costs import Rates
 from langchain_moa.stacks import model_label
-
-Prices = Mapping[str, tuple[float, float]]
-"""Model name -> (US$ per million input tokens, US$ per million output tokens)."""
 
 
 async def generate(
@@ -36,25 +42,108 @@ async def generate(
     }
 
 
-def _calls(record: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, Any] | None]]:
+Call = tuple[str, UsageMetadata | None, bool]
+"""One model call of a query: its model, its usage (None: none reported), whether it failed."""
+
+
+def _usage(raw: Mapping[str, Any] | None) -> UsageMetadata | None:
+    """A record's usage as `UsageMetadata` (records read back from JSON are plain dicts)."""
+    if raw is None:
+        return None
+    return UsageMetadata(
+        input_tokens=int(raw["input_tokens"]),
+        output_tokens=int(raw["output_tokens"]),
+        total_tokens=int(raw["input_tokens"]) + int(raw["output_tokens"]),
+    )
+
+
+def calls_by_layer(record: Mapping[str, Any]) -> list[list[Call]]:
+    """A generation record's calls, layer by layer; a single model's is one layer of one call.
+
+    A call failed when it has an ``error`` and no usage: a failed proposer is dropped and
+    its layer goes on without it.
+    """
     if record.get("layers"):
-        for layer in record["layers"]:
-            for call in layer:
-                yield call["model"], call["usage"]
-    else:
-        yield record["model"], record.get("usage")
+        return [
+            [
+                (
+                    call["model"],
+                    _usage(call["usage"]),
+                    call["usage"] is None and bool(call.get("error")),
+                )
+                for call in layer
+            ]
+            for layer in record["layers"]
+        ]
+    return [[(record["model"], _usage(record.get("usage")), False)]]
+
+
+def _calls(record: Mapping[str, Any]) -> Iterable[Call]:
+    for layer in calls_by_layer(record):
+        yield from layer
+
+
+def query_cost_usd(record: Mapping[str, Any], rates: Rates) -> float | None:
+    """One query's US$: the sum of its calls' costs at ``rates``' prices.
+
+    A failed call adds nothing (its tokens went unreported and, as a rule, unbilled); a
+    successful call without usage, or a model without a price, makes the cost unknown (None).
+    """
+    total = 0.0
+    for model, usage, failed in _calls(record):
+        if failed:
+            continue
+        cost = rates.cost_usd(model, usage)
+        if cost is None:
+            return None
+        total += cost
+    return total
+
+
+def query_tflops(record: Mapping[str, Any], rates: Rates) -> float | None:
+    """One query's TFLOPs, the paper's latency proxy: per layer its largest call's, summed.
+
+    Each call is ``2 x active parameters x tokens`` (`Rates.tflops`). A failed call adds
+    nothing; a successful call without usage, or a model of unknown size, gives None.
+    """
+    total = 0.0
+    for layer in calls_by_layer(record):
+        largest = 0.0
+        for model, usage, failed in layer:
+            if failed:
+                continue
+            tflops = rates.tflops(model, usage)
+            if tflops is None:
+                return None
+            largest = max(largest, tflops)
+        total += largest
+    return total
 
 
 def usage_by_model(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
-    """Calls and tokens per model over generation records (MoA calls counted one by one)."""
+    """Calls and tokens per model over generation records (MoA calls counted one by one).
+
+    ``calls`` counts every call; of them, ``failed_calls`` failed and
+    ``calls_without_usage`` succeeded without reporting usage (results written before
+    ``failed_calls`` existed count failed calls there too).
+    """
     totals: dict[str, dict[str, int]] = {}
     for record in records:
-        for model, usage in _calls(record):
+        for model, usage, failed in _calls(record):
             entry = totals.setdefault(
-                model, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "calls_without_usage": 0}
+                model,
+                {
+                    "calls": 0,
+                    "input_tokens": 0,
+                    "output_tokens": 0,
+                    "failed_calls": 0,
+                    "calls_without_usage": 0,
+                },
             )
             entry["calls"] += 1
-            if usage is None:
+            if failed:
+                entry["failed_calls"] += 1
+            elif usage is None:
                 entry["calls_without_usage"] += 1
             else:
                 entry["input_tokens"] += usage["input_tokens"]
@@ -62,25 +151,55 @@ def usage_by_model(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, 
     return totals
 
 
-def cost_usd(usage: Mapping[str, Mapping[str, int]], prices: Prices) -> float | None:
-    """The API cost of ``usage_by_model``'s totals; None if a model has no price."""
+def total_cost_usd(usage: Mapping[str, Mapping[str, int]], rates: Rates) -> float | None:
+    """The US$ of `usage_by_model`'s totals at ``rates``' prices.
+
+    The sum over models of ``input_tokens x input price + output_tokens x output price``
+    (per million tokens): the sum of `query_cost_usd` over the records, since cost is
+    linear in tokens. None when a model has no price or a successful call reported no usage.
+    """
     total = 0.0
     for model, tokens in usage.items():
-        if model not in prices:
+        if tokens.get("calls_without_usage", 0):
             return None
-        per_input, per_output = prices[model]
-        total += (tokens["input_tokens"] * per_input + tokens["output_tokens"] * per_output) / 1e6
+        cost = rates.cost_usd(model, _usage(tokens))
+        if cost is None:
+            return None
+        total += cost
     return total
 
 
-def summarize_generations(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """What generating cost: per-model usage, calls and mean latency per item."""
+def _mean(values: Sequence[float | None]) -> float | None:
+    """The mean, or None when there are no values or any is unknown."""
+    known = [v for v in values if v is not None]
+    if not values or len(known) < len(values):
+        return None
+    return sum(known) / len(known)
+
+
+def summarize_generations(records: Sequence[Mapping[str, Any]], rates: Rates) -> dict[str, Any]:
+    """What generating cost: per-model usage, calls, latency, US$ and TFLOPs per item.
+
+    ``cost_usd_per_query`` is the mean of `query_cost_usd` and ``tflops_per_query`` the
+    mean of `query_tflops` (None when any item's is unknown); ``rates`` records the price
+    and size each model was costed with, so a report can tell a stale TFLOPs figure.
+    """
     latencies = [r["latency_s"] for r in records]
+    usage = usage_by_model(records)
     return {
         "items": len(records),
-        "usage": usage_by_model(records),
+        "usage": usage,
         "latency_s_mean": sum(latencies) / len(latencies) if latencies else None,
         "output_chars_mean": (
             sum(len(r["output"]) for r in records) / len(records) if records else None
         ),
+        "cost_usd_per_query": _mean([query_cost_usd(r, rates) for r in records]),
+        "tflops_per_query": _mean([query_tflops(r, rates) for r in records]),
+        "rates": {
+            model: {
+                "usd_per_million_tokens": rates.price(model),
+                "active_parameters_b": rates.active_parameters(model),
+            }
+            for model in usage
+        },
     }

@@ -32,6 +32,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 
+from langchain_moa.costs import Rates
 from langchain_moa.eval.benchmark import Benchmark, Generation
 from langchain_moa.eval.data import DataFile, load_jsonl
 from langchain_moa.eval.generation import generate, summarize_generations
@@ -191,7 +192,7 @@ async def run(
         problems, answer, JsonlStore(out_dir / "answers.jsonl", "id"),
         concurrency=concurrency, name="gsm8k",
     )  # fmt: skip
-    return {**summarize(records), "generation": summarize_generations(records)}
+    return {**summarize(records), "generation": summarize_generations(records, Rates())}
 
 
 BENCHMARK = Benchmark(

@@ -25,6 +25,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
+from langchain_moa.costs import Rates
 from langchain_moa.eval.benchmark import Benchmark, Generation, JudgeSettings
 from langchain_moa.eval.data import DataFile, load_jsonl
 from langchain_moa.eval.generation import generate, summarize_generations
@@ -391,7 +392,11 @@ async def run(
         concurrency=concurrency, name="mt-bench judgments",
     )  # fmt: skip
     calls = [call for a in answers for call in a["generation"]]
-    return {**summarize(judgments), "judge": judge_id, "generation": summarize_generations(calls)}
+    return {
+        **summarize(judgments),
+        "judge": judge_id,
+        "generation": summarize_generations(calls, Rates()),
+    }
 
 
 BENCHMARK = Benchmark(

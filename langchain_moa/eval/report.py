@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from langchain_moa.eval import registry
+from langchain_moa.costs import Rates
+from langchain_moa.eval import pareto, registry
 from langchain_moa.eval.store import write_atomic
 
 METRICS_FILE = "metrics.json"
@@ -18,6 +19,11 @@ METRICS_FILE = "metrics.json"
 def columns() -> list[tuple[str, str, str]]:
     """The table's columns, (heading, benchmark folder, metric key), in the paper's order."""
     return [(heading, b.folder, key) for b in registry.BENCHMARKS for heading, key in b.columns]
+
+
+def metric_choices() -> list[str]:
+    """The values of ``moa eval report --metric``: ``FOLDER.KEY`` of every column."""
+    return [f"{folder}.{key}" for _, folder, key in columns()]
 
 
 def write_metrics(out_dir: Path, metrics: Mapping[str, Any]) -> Path:
@@ -125,7 +131,7 @@ def table(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """The paper-style markdown table: one row per run."""
     runs = with_uncertainty(runs)
     chosen = columns()
-    named = [_named(heading, folder, runs) for heading, folder, _ in chosen]
+    named = [named_heading(heading, folder, runs) for heading, folder, _ in chosen]
     header = ["run", *(heading for heading, _ in named)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run, benchmarks in runs.items():
@@ -140,7 +146,7 @@ def table(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _named(
+def named_heading(
     heading: str, folder: str, runs: Mapping[str, Mapping[str, Mapping[str, Any]]]
 ) -> tuple[str, list[str]]:
     """``heading`` with each ``{field}`` replaced by the runs' value of that metric.
@@ -160,14 +166,27 @@ def _named(
     return heading, per_run
 
 
-def render(folder: Path) -> str:
-    """The report of every run under ``folder``, and any ablation tables.
+def named_columns(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[pareto.Column]:
+    """Every column with its heading as ``runs`` name it (`named_heading`)."""
+    named = []
+    for heading, benchmark, key in columns():
+        name, per_run = named_heading(heading, benchmark, runs)
+        named.append(pareto.Column(name, benchmark, key, tuple(per_run)))
+    return named
 
+
+def render(folder: Path, *, metric: str | None = None, rates: Rates | None = None) -> str:
+    """The report of every run under ``folder``, its budget analysis, and any ablation tables.
+
+    The budget analysis (`langchain_moa.eval.pareto`) follows the table: ``metric``'s
+    quality (``FOLDER.KEY``; by default the LC win rate) against cost and TFLOPs per
+    query at ``rates`` (default: `langchain_moa.costs`' tables), and ``FOLDER/pareto.png``.
     Each benchmark may add its own part (FLASK: per-skill averages and a radar chart),
     writing its plots into ``folder`` and saying where.
     """
     runs = collect(folder)
-    parts = [table(runs)]
+    budget = pareto.report_section(runs, folder, named_columns(runs), metric=metric, rates=rates)
+    parts = [table(runs), budget]
     for bench in registry.BENCHMARKS:
         if bench.report is not None:
             scored = {run: b[bench.folder] for run, b in runs.items() if bench.folder in b}

@@ -10,6 +10,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 
+from langchain_moa.costs import Rates
 from langchain_moa.eval.alpaca import hub
 from langchain_moa.eval.alpaca.judge import (
     DRAW,
@@ -200,7 +201,7 @@ async def run(
         **score(annotations, data_dir),
         "n_unparsed_judgements": sum(a["preference"] is None for a in annotations),
         "judge": judge_id,
-        "generation": summarize_generations(outputs),
+        "generation": summarize_generations(outputs, Rates()),
     }
 
 

@@ -6,6 +6,7 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from langchain_moa import ChatMoA
+from langchain_moa.costs import Rates
 from langchain_moa.eval import ablation, gsm8k
 from tests.fixtures import FIXTURES
 from tests.unit_tests.scripted import ScriptedChatModel
@@ -65,8 +66,8 @@ async def test_grid_runs_and_writes_its_table(tmp_path) -> None:
     runner = partial(_gsm8k, limit=2)
     log = io.StringIO()
     rows = await ablation.run_grid(
-        configurations, runner, tmp_path, quality_key="accuracy", prices={"p0": (1.0, 2.0)},
-        progress_file=log, progress=True,
+        configurations, runner, tmp_path, quality_key="accuracy",
+        rates=Rates.extended(prices={"p0": (1.0, 2.0)}), progress_file=log, progress=True,
     )  # fmt: skip
     final = log.getvalue().split("\r")[-1]
     assert final.startswith("ablation: 100%")
@@ -109,7 +110,7 @@ def test_cost_with_prices_for_every_model() -> None:
         ),
         metrics,
         "accuracy",
-        {"a": (0.5, 2.0)},
+        Rates.extended(prices={"a": (0.5, 2.0)}),
     )
     assert row["cost_usd"] == pytest.approx(0.5 + 1.0)
     assert row["latency_s"] == 1.5

@@ -227,3 +227,12 @@ def test_cli_report_with_prices_and_metric(tmp_path, capsys) -> None:
     assert code == 0
     assert "| GPT-4 Turbo | 55.00 | 0.0007 | 1.4 | cost, TFLOPs |" in capsys.readouterr().out
     assert (folder / "pareto.png").exists()
+
+
+def test_the_readme_shows_the_example_s_table(tmp_path) -> None:
+    runs = report.collect(write_paper_example(tmp_path))
+    analysis = pareto.budget(
+        runs, pareto.choose_metric(runs, report.named_columns(runs), None), Rates()
+    )
+    readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
+    assert pareto.frontier_table(analysis) in readme

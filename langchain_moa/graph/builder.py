@@ -16,11 +16,13 @@ of them.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import wraps
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import Runnable
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
@@ -51,6 +53,26 @@ def _node_names(layer: int, models: Sequence[BaseChatModel]) -> list[str]:
         suffix = f"-{slugs[:index].count(slug) + 1}" if repeated else ""
         names.append(f"layer{layer}/{slug}{suffix}")
     return names
+
+
+def _node(
+    func: Callable[..., dict],
+    afunc: Callable[..., Awaitable[dict]] | None,
+    name: str,
+) -> Runnable:
+    """A node with a sync and an async body, as LangGraph makes one of a plain function.
+
+    LangGraph's own ``RunnableCallable`` reads the functions' signatures once;
+    langchain-core's ``RunnableLambda`` reads them again on every call (a
+    quarter of a millisecond per node, langchain-core 1.x). Without ``afunc``,
+    async runs call ``func`` as it is: it must only compute (``begin``, a join),
+    where LangGraph would hand a plain function to a thread on every call.
+    """
+
+    async def computed(*args: Any, **kwargs: Any) -> dict:
+        return func(*args, **kwargs)
+
+    return RunnableCallable(func, afunc or wraps(func)(computed), name=name)
 
 
 def build_moa_graph(
@@ -115,7 +137,7 @@ def compile_moa_graph(
     spec = stack.spec
     rates, throttles = spec.rates(), Throttles(spec.provider_limits or {})
     builder = StateGraph(MoAState, input_schema=MoAInput, output_schema=MoAOutput)
-    builder.add_node(BEGIN_NODE, begin)
+    builder.add_node(BEGIN_NODE, _node(begin, None, BEGIN_NODE))
     builder.add_edge(START, BEGIN_NODE)
     first_layer = _node_names(1, stack.layers[0])
     builder.add_conditional_edges(
@@ -144,12 +166,11 @@ def compile_moa_graph(
                 rates=rates,
                 throttles=throttles,
             )
-            builder.add_node(
-                node_name, RunnableLambda(proposer, afunc=proposer.acall, name=node_name)
-            )
+            builder.add_node(node_name, _node(proposer, proposer.acall, node_name))
             if previous is not None:
                 builder.add_edge(previous, node_name)
-        builder.add_node(join, Join(number, policy.min_proposers, spec.reference_filter))
+        joined = Join(number, policy.min_proposers, spec.reference_filter)
+        builder.add_node(join, _node(joined, None, join))
         builder.add_edge(names, join)
         previous = join
     final_class = Ranker if spec.aggregation == "rank" else Aggregator
@@ -170,9 +191,7 @@ def compile_moa_graph(
         rates=rates,
         throttles=throttles,
     )
-    builder.add_node(
-        AGGREGATOR_NODE, RunnableLambda(final, afunc=final.acall, name=AGGREGATOR_NODE)
-    )
+    builder.add_node(AGGREGATOR_NODE, _node(final, final.acall, AGGREGATOR_NODE))
     builder.add_edge(f"layer{len(stack.layers)}/join", AGGREGATOR_NODE)
     builder.add_edge(AGGREGATOR_NODE, END)
     return builder.compile(name=name, **compile_options)

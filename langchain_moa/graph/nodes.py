@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
 
-from langchain_core.callbacks import dispatch_custom_event
+from langchain_core.callbacks import BaseCallbackManager, dispatch_custom_event
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
@@ -113,7 +113,19 @@ def _emit(config: RunnableConfig, event: str, data: Mapping[str, Any]) -> None:
     event (which ``astream_events`` and callback handlers see).
     """
     get_stream_writer()({"event": event, **data})
-    dispatch_custom_event(event, dict(data), config=config)
+    if _wants_custom_events(config):
+        dispatch_custom_event(event, dict(data), config=config)
+
+
+def _wants_custom_events(config: RunnableConfig) -> bool:
+    """Whether any of the run's callback handlers takes custom events.
+
+    ``dispatch_custom_event`` sets up a callback manager on every call (about
+    a third of a millisecond), handlers or not: skipped when none would listen.
+    """
+    callbacks = config.get("callbacks")
+    handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else callbacks
+    return any(not handler.ignore_custom_event for handler in handlers or ())
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from typing import Literal
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from typing_extensions import TypedDict  # pydantic (Studio schemas) needs it on 3.11
 
+from langchain_moa.costs import known_sum, layer_tflops
+
 FailureReason = Literal[
     "timeout",
     "rate_limit",
@@ -76,7 +78,7 @@ class LayerSummary(TypedDict):
     critical_path_s: float
     """Its slowest call's latency: what the layer adds to the answer's wait at best."""
     cost_usd: float | None
-    """The sum of its calls' costs; None when one is unknown (see ``known_sum``)."""
+    """The sum of its calls' costs; None when one is unknown (``costs.known_sum``)."""
     tflops: float | None
     """Its largest call's TFLOPs (the paper's proxy: a layer's calls run side by side)."""
 
@@ -252,22 +254,11 @@ def _counted(calls: Iterable[ModelCall]) -> list[ModelCall]:
     return [c for c in calls if not (c["error"] is not None and c["usage"] is None)]
 
 
-def known_sum(values: Iterable[float | None]) -> float | None:
-    """The sum, or None if any value is unknown: an unknown part makes the whole unknown."""
-    total = 0.0
-    for value in values:
-        if value is None:
-            return None
-        total += value
-    return total
-
-
 def summarize_layer(calls: Sequence[ModelCall]) -> LayerSummary:
     """Calls, failures, tokens, wall time, critical path, cost and TFLOPs of one layer."""
     start = min(c["started_at"] for c in calls)
     end = max(c["started_at"] + c["latency_s"] for c in calls)
     counted = _counted(calls)
-    tflops = [c["tflops"] for c in counted]
     return LayerSummary(
         layer=calls[0]["layer"],
         calls=len(calls),
@@ -277,7 +268,7 @@ def summarize_layer(calls: Sequence[ModelCall]) -> LayerSummary:
         latency_s=end - start,
         critical_path_s=max(c["latency_s"] for c in calls),
         cost_usd=known_sum(c["cost_usd"] for c in counted),
-        tflops=None if None in tflops else max(tflops, default=0.0),  # type: ignore[type-var]
+        tflops=layer_tflops(c["tflops"] for c in counted),
     )
 
 

@@ -13,7 +13,7 @@ an unknown cost must not read as a free one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
@@ -127,3 +127,24 @@ class Rates:
             return None
         tokens = usage["input_tokens"] + usage["output_tokens"]
         return 2 * billions * 1e9 * tokens / 1e12
+
+
+def known_sum(values: Iterable[float | None]) -> float | None:
+    """The sum, or None if any value is unknown: an unknown part makes the whole unknown."""
+    total = 0.0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total
+
+
+def layer_tflops(calls: Iterable[float | None]) -> float | None:
+    """A layer's TFLOPs from its calls': the largest (its calls run side by side).
+
+    None if any is unknown; a query's TFLOPs are its layers' summed (``known_sum``).
+    """
+    values = list(calls)
+    if None in values:
+        return None
+    return max((v for v in values if v is not None), default=0.0)

@@ -17,7 +17,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 
-from langchain_moa.costs import Rates
+from langchain_moa.costs import Rates, known_sum, layer_tflops
 from langchain_moa.stacks import model_label
 
 
@@ -89,15 +89,9 @@ def query_cost_usd(record: Mapping[str, Any], rates: Rates) -> float | None:
     A failed call adds nothing (its tokens went unreported and, as a rule, unbilled); a
     successful call without usage, or a model without a price, makes the cost unknown (None).
     """
-    total = 0.0
-    for model, usage, failed in _calls(record):
-        if failed:
-            continue
-        cost = rates.cost_usd(model, usage)
-        if cost is None:
-            return None
-        total += cost
-    return total
+    return known_sum(
+        rates.cost_usd(model, usage) for model, usage, failed in _calls(record) if not failed
+    )
 
 
 def query_tflops(record: Mapping[str, Any], rates: Rates) -> float | None:
@@ -106,18 +100,10 @@ def query_tflops(record: Mapping[str, Any], rates: Rates) -> float | None:
     Each call is ``2 x active parameters x tokens`` (`Rates.tflops`). A failed call adds
     nothing; a successful call without usage, or a model of unknown size, gives None.
     """
-    total = 0.0
-    for layer in calls_by_layer(record):
-        largest = 0.0
-        for model, usage, failed in layer:
-            if failed:
-                continue
-            tflops = rates.tflops(model, usage)
-            if tflops is None:
-                return None
-            largest = max(largest, tflops)
-        total += largest
-    return total
+    return known_sum(
+        layer_tflops(rates.tflops(model, usage) for model, usage, failed in layer if not failed)
+        for layer in calls_by_layer(record)
+    )
 
 
 def usage_by_model(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:

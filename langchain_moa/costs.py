@@ -69,24 +69,21 @@ PARAMETERS: Parameters = MappingProxyType(
 assumption for closed models (``_GPT4_ASSUMED``)."""
 
 
-def _lookup(table: Mapping[str, _T], model: str) -> _T | None:
-    """``table``'s entry for ``model``: by exact name, then without case or provider prefix.
+def _short(name: str) -> str:
+    """A model name without case, provider prefix or GGUF suffix.
 
-    ``together:Qwen/Qwen1.5-72B-Chat`` and ``qwen1.5-72b-chat`` find
-    ``Qwen/Qwen1.5-72B-Chat``; a GGUF file name finds its model.
+    ``together:Qwen/Qwen1.5-72B-Chat`` and ``qwen1.5-72b-chat`` both give
+    ``qwen1.5-72b-chat``; a GGUF file name gives its model's.
     """
+    name = name.rsplit(":", 1)[-1].rsplit("/", 1)[-1].lower()
+    return name.split(".", 1)[0] if name.endswith(".gguf") else name
+
+
+def _lookup(table: Mapping[str, _T], by_short: Mapping[str, _T], model: str) -> _T | None:
+    """``table``'s entry for ``model``: by exact name, then by its short name."""
     if model in table:
         return table[model]
-
-    def short(name: str) -> str:
-        name = name.rsplit(":", 1)[-1].rsplit("/", 1)[-1].lower()
-        return name.split(".", 1)[0] if name.endswith(".gguf") else name
-
-    wanted = short(model)
-    for name, value in table.items():
-        if short(name) == wanted:
-            return value
-    return None
+    return by_short.get(_short(model))
 
 
 @dataclass(frozen=True)
@@ -95,6 +92,15 @@ class Rates:
 
     prices: Prices = field(default_factory=lambda: PRICES)
     parameters: Parameters = field(default_factory=lambda: PARAMETERS)
+    _short_prices: Prices = field(init=False, repr=False, compare=False)
+    _short_parameters: Parameters = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Index the tables by short name once: every call's record looks its model up."""
+        for name, table in (("prices", self.prices), ("parameters", self.parameters)):
+            # The first entry of a short name wins, as a scan in table order would.
+            index = {_short(model): value for model, value in reversed(list(table.items()))}
+            object.__setattr__(self, f"_short_{name}", index)
 
     @classmethod
     def extended(cls, prices: Prices | None = None, parameters: Parameters | None = None) -> Rates:
@@ -106,11 +112,11 @@ class Rates:
 
     def price(self, model: str) -> tuple[float, float] | None:
         """US$ per million input and output tokens, or None when unknown."""
-        return _lookup(self.prices, model)
+        return _lookup(self.prices, self._short_prices, model)
 
     def active_parameters(self, model: str) -> float | None:
         """Billions of active parameters, or None when unknown."""
-        return _lookup(self.parameters, model)
+        return _lookup(self.parameters, self._short_parameters, model)
 
     def cost_usd(self, model: str, usage: UsageMetadata | None) -> float | None:
         """One call's cost; None when its usage or the model's price is unknown."""

@@ -174,6 +174,12 @@ def _add_bench_parser(commands: Any) -> None:
     bench.add_argument(
         "--limit", type=int, help="the provider's concurrency limit in measurement 5 (default 16)"
     )
+    bench.add_argument(
+        "--in-thread",
+        action="store_true",
+        help="serve in a thread of this process, not a child process (it then competes "
+        "with the clients for the GIL)",
+    )
     bench.set_defaults(handler=bench_command)
 
 
@@ -192,6 +198,7 @@ def bench_command(args: argparse.Namespace) -> int:
         only=args.only or MEASUREMENTS,
         queries=args.queries,
         limit=args.limit,
+        in_thread=args.in_thread,
     )
 
 

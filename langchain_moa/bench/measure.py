@@ -1,7 +1,10 @@
 """The measurements of ``moa bench``: one function each, then a table and JSON.
 
 Every model is a real ``ChatOpenAI`` (``openai_compatible_model``) talking
-HTTP to one ``ScheduledServer`` in this process. The critical path of a query
+HTTP to one scheduled server: a child process (``ServerProcess``), as a real
+provider is another program, or with ``in_thread`` a ``ScheduledServer`` in a
+thread of this process (competing with the clients for the GIL); either way
+the records come from the server itself. The critical path of a query
 is the server's own schedule: the sum over its stages (proposer layers, then
 the aggregator) of the slowest call's scheduled time. Overheads are measured
 against the bare client doing the same calls in the same run, interleaved with
@@ -21,6 +24,7 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -29,6 +33,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_openai import ChatOpenAI
 
+from langchain_moa.bench.process import BenchServer, ServerProcess
 from langchain_moa.bench.server import Behaviour, Record, ScheduledServer
 from langchain_moa.chat_models import ChatMoA
 from langchain_moa.graph.prompts import inject_references
@@ -93,7 +98,7 @@ class Settings:
 class Bench:
     """One server, a counter of queries and the results so far."""
 
-    server: ScheduledServer
+    server: BenchServer
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     _queries: Iterator[int] = field(default_factory=itertools.count)
 
@@ -402,13 +407,22 @@ async def deadline_tail(bench: Bench, queries: int, concurrency: int) -> dict[st
 MEASUREMENTS = (1, 2, 3, 4, 5, 6)
 
 
-async def run(settings: Settings, only: Iterable[int] = MEASUREMENTS) -> dict[str, Any]:
+def scheduled_server(
+    behaviours: Mapping[str, Behaviour], *, in_thread: bool = False
+) -> AbstractContextManager[BenchServer]:
+    """The scheduled server: a child process, or with ``in_thread`` a thread of this one."""
+    return ScheduledServer(behaviours) if in_thread else ServerProcess(behaviours)
+
+
+async def run(
+    settings: Settings, only: Iterable[int] = MEASUREMENTS, *, in_thread: bool = False
+) -> dict[str, Any]:
     """Run the chosen measurements against one server; the JSON-ready report."""
     chosen = set(only)
     # Thousands of degraded or late calls would each log a warning.
     logging.getLogger("langchain_moa").setLevel(logging.ERROR)
     started = time.perf_counter()
-    with ScheduledServer(BEHAVIOURS) as server:
+    with scheduled_server(BEHAVIOURS, in_thread=in_thread) as server:
         bench = Bench(server)
         steps: list[tuple[int, str, Callable[[], Awaitable[dict[str, Any]]]]] = [
             (
@@ -448,8 +462,8 @@ async def run(settings: Settings, only: Iterable[int] = MEASUREMENTS) -> dict[st
                 step_started = time.perf_counter()
                 bench.results[name] = {"measurement": number, **await step()}
                 bench.results[name]["seconds"] = time.perf_counter() - step_started
-        if server.errors:
-            msg = f"the benchmark's server itself failed: {server.errors[0]!r}"
+        if errors := server.errors:
+            msg = f"the benchmark's server itself failed: {errors[0]!r}"
             raise RuntimeError(msg)
     return {
         "machine": {
@@ -457,6 +471,7 @@ async def run(settings: Settings, only: Iterable[int] = MEASUREMENTS) -> dict[st
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
+        "server": "thread" if in_thread else "process",
         "settings": settings.__dict__,
         "seconds": time.perf_counter() - started,
         "measurements": bench.results,
@@ -537,12 +552,13 @@ def main(
     only: Iterable[int] = MEASUREMENTS,
     queries: int | None = None,
     limit: int | None = None,
+    in_thread: bool = False,
 ) -> int:
     """Run the benchmark, print its table, write its JSON to ``out``; 0 if every target holds."""
     settings = Settings.quick() if quick else Settings()
     changes = {"load_queries": queries, "provider_limit": limit}
     settings = replace(settings, **{k: v for k, v in changes.items() if v is not None})
-    report = asyncio.run(run(settings, only))
+    report = asyncio.run(run(settings, only, in_thread=in_thread))
     print(markdown(report))
     if out is not None:
         Path(out).write_text(dumps(report) + "\n")

@@ -2,7 +2,16 @@
 
 ``POST /v1/chat/completions`` (plain, or streamed as server-sent events with a
 usage chunk when ``stream_options.include_usage`` asks for it) and
-``GET /v1/models``, served by uvicorn in a background thread of the caller.
+``GET /v1/models``, served by uvicorn in a background thread of the caller
+(``ScheduledServer``) or as a program of its own::
+
+    python -m langchain_moa.bench.server --port 0 --behaviours '{"slow": {"tokens": 8}}'
+
+which prints ``{"port": N}`` on stdout once it listens (``ServerProcess`` in
+``langchain_moa.bench.process`` starts and stops it). Either way the server
+reports its own records: ``GET /bench/records``, ``POST /bench/reset`` (the
+records so far, then forgotten), ``GET /bench/peak?behaviour=`` and
+``GET /bench/errors``.
 
 A request's model name is ``<behaviour>[.<tag>...]``: the behaviour (registered
 with the server, or written inline as ``<name>-<seconds>s`` for a fixed time
@@ -13,11 +22,17 @@ waits the same time in every run and every client: the server knows each
 request's schedule, and records when each one arrived, sent its first token
 and ended, and the most requests it held at once per behaviour and in all.
 A question may carry ``[q<N>]`` to name the query it belongs to.
+
+A behaviour with ``tool_calls=N`` plays an agent's model: offered tools, it
+calls the first one while the conversation holds fewer than N tool results
+since the last user message, then answers in text.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import dataclasses
 import hashlib
 import json
 import math
@@ -32,7 +47,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from langchain_moa.bench import EXTRA_HINT, BenchExtraMissingError
-from langchain_moa.bench.serving import BackgroundServer
+from langchain_moa.bench.serving import BackgroundServer, serve
 
 try:
     from starlette.applications import Starlette
@@ -63,6 +78,8 @@ class Behaviour:
         tail_scale_s: A tail's time to first token is ``tail_scale_s`` times a
             Pareto draw (at least 1), capped at ``TAIL_CAP_S``.
         tail_alpha: The Pareto shape: the smaller, the heavier the tail.
+        tool_calls: Offered tools, the reply is a call of the first tool while
+            fewer than this many tool results follow the last user message.
     """
 
     first_token_s: tuple[float, float] = (0.0, 0.0)
@@ -71,11 +88,31 @@ class Behaviour:
     tail_p: float = 0.0
     tail_scale_s: float = 1.0
     tail_alpha: float = 1.5
+    tool_calls: int = 0
 
     @classmethod
     def fixed(cls, seconds: float, **kwargs: Any) -> Behaviour:
         """The first token after exactly ``seconds``."""
         return cls(first_token_s=(seconds, seconds), **kwargs)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Behaviour:
+        """The behaviour ``dataclasses.asdict`` wrote (a JSON list for the range)."""
+        fields = dict(data)
+        if "first_token_s" in fields:
+            low, high = fields["first_token_s"]
+            fields["first_token_s"] = (float(low), float(high))
+        return cls(**fields)
+
+
+def behaviours_json(behaviours: Mapping[str, Behaviour]) -> str:
+    """``behaviours`` as the server program's ``--behaviours`` reads them."""
+    return json.dumps({name: dataclasses.asdict(b) for name, b in behaviours.items()})
+
+
+def behaviours_from_json(text: str) -> dict[str, Behaviour]:
+    """The behaviours ``behaviours_json`` wrote."""
+    return {name: Behaviour.from_json(fields) for name, fields in json.loads(text).items()}
 
 
 @dataclass(frozen=True)
@@ -133,11 +170,31 @@ class Record:
     first_token: float = math.nan
     ended: float = math.nan
     stream: bool = False
+    tool_call: bool = False
+    """Whether the reply was a tool call."""
 
     @property
     def behaviour(self) -> str:
         """The model name's behaviour part (its group)."""
         return group_of(self.model)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON (a time not reached yet is null)."""
+        data = dataclasses.asdict(self)
+        for name in ("first_token", "ended"):
+            if math.isnan(data[name]):
+                data[name] = None
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Record:
+        """The record ``to_json`` wrote."""
+        fields = dict(data)
+        fields["schedule"] = Schedule(**fields["schedule"])
+        for name in ("first_token", "ended"):
+            if fields[name] is None:
+                fields[name] = math.nan
+        return cls(**fields)
 
 
 def group_of(model: str) -> str:
@@ -153,6 +210,39 @@ def _text(content: Any) -> str:
     if isinstance(content, list):
         return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
     return ""
+
+
+def tool_results(messages: list[Mapping[str, Any]]) -> int:
+    """Tool results since the last user message."""
+    count = 0
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            break
+        count += message.get("role") == "tool"
+    return count
+
+
+SCHEMA_DEFAULTS: dict[str, Any] = {
+    "string": "x",
+    "integer": 1,
+    "number": 1.0,
+    "boolean": True,
+    "array": [],
+    "object": {},
+}
+"""A tool call's argument by its JSON schema type, when the schema has no default."""
+
+
+def tool_arguments(tool: Mapping[str, Any]) -> dict[str, Any]:
+    """Arguments for an OpenAI ``tools`` entry: each property's default, or one of its type's."""
+    parameters = (tool.get("function") or {}).get("parameters") or {}
+    arguments = {}
+    for name, schema in (parameters.get("properties") or {}).items():
+        if "default" in schema:
+            arguments[name] = schema["default"]
+        else:
+            arguments[name] = SCHEMA_DEFAULTS.get(schema.get("type", "string"), "x")
+    return arguments
 
 
 def query_of(messages: list[Mapping[str, Any]]) -> int | None:
@@ -198,13 +288,17 @@ class ScheduledServer:
         self._in_flight = _InFlight()
         self._lock = threading.Lock()
         self._ids = 0
-        app = Starlette(
+        self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._completions, methods=["POST"]),
                 Route("/v1/models", self._models, methods=["GET"]),
+                Route("/bench/records", self._records, methods=["GET"]),
+                Route("/bench/reset", self._reset, methods=["POST"]),
+                Route("/bench/peak", self._peak, methods=["GET"]),
+                Route("/bench/errors", self._errors, methods=["GET"]),
             ]
         )
-        self._server = BackgroundServer(app, name="scheduled-server")
+        self._server = BackgroundServer(self.app, name="scheduled-server")
 
     @property
     def base_url(self) -> str:
@@ -256,6 +350,20 @@ class ScheduledServer:
             self._ids += 1
             return f"chatcmpl-{self._ids}"
 
+    async def _records(self, _: Request) -> Response:
+        with self._lock:
+            records = list(self.records)
+        return JSONResponse([r.to_json() for r in records])
+
+    async def _reset(self, _: Request) -> Response:
+        return JSONResponse([r.to_json() for r in self.reset()])
+
+    async def _peak(self, request: Request) -> Response:
+        return JSONResponse(self.peak_in_flight(request.query_params.get("behaviour", "")))
+
+    async def _errors(self, _: Request) -> Response:
+        return JSONResponse([repr(e) for e in self.errors])
+
     async def _models(self, _: Request) -> Response:
         data = [{"id": name, "object": "model", "owned_by": "bench"} for name in self.behaviours]
         return JSONResponse({"object": "list", "data": data})
@@ -271,7 +379,12 @@ class ScheduledServer:
             messages = body.get("messages") or []
             schedule = draw(behaviour, request_seed(self.seed, model, messages))
             record = Record(
-                model, query_of(messages), schedule, arrived, stream=bool(body.get("stream"))
+                model,
+                query_of(messages),
+                schedule,
+                arrived,
+                stream=bool(body.get("stream")),
+                tool_call=bool(body.get("tools")) and tool_results(messages) < behaviour.tool_calls,
             )
             with self._lock:
                 self.records.append(record)
@@ -293,7 +406,9 @@ class ScheduledServer:
             self._in_flight.leave(record.behaviour)
 
     def _completion(self, body: Mapping[str, Any], record: Record) -> dict[str, Any]:
-        text = " ".join(_words(record))
+        message: dict[str, Any] = {"role": "assistant", "content": " ".join(_words(record))}
+        if record.tool_call:
+            message = {"role": "assistant", "content": None, "tool_calls": [_tool_call(body)]}
         return {
             "id": self._next_id(),
             "object": "chat.completion",
@@ -302,8 +417,8 @@ class ScheduledServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
+                    "message": message,
+                    "finish_reason": "tool_calls" if record.tool_call else "stop",
                     "logprobs": None,
                 }
             ],
@@ -323,13 +438,26 @@ class ScheduledServer:
             return _sse(json.dumps({**base, "choices": [choice]}))
 
         try:
-            yield chunk({"role": "assistant", "content": ""})
-            for index, word in enumerate(_words(record)):
-                await _sleep_until(record.arrived + record.schedule.token_at(index))
-                if index == 0:
-                    record.first_token = time.perf_counter()
-                yield chunk({"content": word if index == 0 else f" {word}"})
-            yield chunk({}, "stop")
+            if record.tool_call:
+                call = _tool_call(body)
+                yield chunk({"role": "assistant", "content": None})
+                await _sleep_until(record.arrived + record.schedule.first_token_s)
+                record.first_token = time.perf_counter()
+                # As OpenAI streams a call: its name first, then its arguments.
+                named = {**call, "function": {**call["function"], "arguments": ""}}
+                yield chunk({"tool_calls": [{"index": 0, **named}]})
+                arguments = {"arguments": call["function"]["arguments"]}
+                yield chunk({"tool_calls": [{"index": 0, "function": arguments}]})
+                await _sleep_until(record.arrived + record.schedule.total_s)
+                yield chunk({}, "tool_calls")
+            else:
+                yield chunk({"role": "assistant", "content": ""})
+                for index, word in enumerate(_words(record)):
+                    await _sleep_until(record.arrived + record.schedule.token_at(index))
+                    if index == 0:
+                        record.first_token = time.perf_counter()
+                    yield chunk({"content": word if index == 0 else f" {word}"})
+                yield chunk({}, "stop")
             if (body.get("stream_options") or {}).get("include_usage"):
                 yield _sse(json.dumps({**base, "choices": [], "usage": _usage(body, record)}))
             yield _sse("[DONE]")
@@ -342,6 +470,21 @@ async def _sleep_until(when: float) -> None:
     # Sleeps to an absolute time: the schedule is kept however late a step ran.
     if (wait := when - time.perf_counter()) > 0:
         await asyncio.sleep(wait)
+
+
+def _tool_call(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A call of the request's first tool, its id named by the request (the same every run)."""
+    tool = body["tools"][0]
+    messages = body.get("messages") or []
+    digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
+    return {
+        "id": f"call_{digest}",
+        "type": "function",
+        "function": {
+            "name": tool["function"]["name"],
+            "arguments": json.dumps(tool_arguments(tool)),
+        },
+    }
 
 
 def _words(record: Record) -> list[str]:
@@ -365,3 +508,27 @@ def _sse(data: str) -> bytes:
 def _error(status: int, message: str) -> Response:
     body = {"error": {"message": message, "type": "invalid_request_error", "param": None}}
     return JSONResponse(body, status_code=status)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The server as a program: print ``{"port": N}`` once it listens, serve until stopped."""
+    parser = argparse.ArgumentParser(
+        prog="python -m langchain_moa.bench.server", description=__doc__.split("\n", 1)[0]
+    )
+    parser.add_argument("--port", type=int, default=0, help="0 (the default) takes a free one")
+    parser.add_argument(
+        "--behaviours", default="{}", help="JSON: a Behaviour's fields by behaviour name"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seeds every draw")
+    args = parser.parse_args(argv)
+    server = ScheduledServer(behaviours_from_json(args.behaviours), seed=args.seed)
+
+    def ready(port: int) -> None:
+        # The one line on stdout: the parent waits for it.
+        print(json.dumps({"port": port}), flush=True)
+
+    serve(server.app, port=args.port, on_ready=ready)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,16 +1,21 @@
-"""uvicorn serving an ASGI app in a daemon thread of the caller, on a free 127.0.0.1 port.
+"""uvicorn serving an ASGI app on 127.0.0.1: in a daemon thread of the caller, or in the foreground.
 
-Shared by the benchmark's scheduled server and the fault-injection server
-(``benchmarks/fault_server.py``): both are played by the process that
-measures them, so a test or a benchmark needs no second program.
+``BackgroundServer`` is shared by the benchmark's scheduled server and the
+fault-injection server (``benchmarks/fault_server.py``) when the process that
+measures plays them too, so a test needs no second program. ``serve`` is the
+scheduled server's own program (``python -m langchain_moa.bench.server``):
+a real provider is another process, which competes with its clients for
+nothing but the CPUs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from langchain_moa.bench import EXTRA_HINT, BenchExtraMissingError
@@ -22,6 +27,57 @@ except ImportError as error:  # pragma: no cover - the bench extra is in the tes
     raise BenchExtraMissingError(msg) from error
 
 START_TIMEOUT_S = 10.0
+
+
+def _config(app: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        lifespan="off",
+        access_log=False,
+        # Deliberate drops (a fault server's cut streams) are logged by
+        # uvicorn as errors; the apps keep their own errors instead.
+        log_config=None,
+        log_level="critical",
+        timeout_graceful_shutdown=2,
+        # Hundreds of clients connect at once in the load measurements.
+        backlog=4096,
+    )
+
+
+def _bind(port: int) -> socket.socket:
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.bind(("127.0.0.1", port))
+    return listening
+
+
+def serve(app: Any, *, port: int = 0, on_ready: Callable[[int], None]) -> None:
+    """Serve ``app`` on ``127.0.0.1:<port>`` in this thread until SIGTERM, SIGINT or stdin's end.
+
+    Args:
+        app: The ASGI application.
+        port: The port; 0 takes a free one.
+        on_ready: Called with the port once the server accepts connections.
+    """
+    listening = _bind(port)
+    server = uvicorn.Server(_config(app))
+
+    def stop_at_end_of_stdin() -> None:
+        # The parent holds our stdin: when it ends, even killed outright,
+        # the pipe closes and the server is not left behind.
+        sys.stdin.read()
+        server.should_exit = True
+
+    async def main() -> None:
+        serving = asyncio.create_task(server.serve(sockets=[listening]))
+        # uvicorn sets a plain flag once it listens; there is no event to await.
+        while not server.started and not serving.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if server.started:
+            on_ready(listening.getsockname()[1])
+        await serving
+
+    threading.Thread(target=stop_at_end_of_stdin, daemon=True, name="stdin-watch").start()
+    asyncio.run(main())
 
 
 class BackgroundServer:
@@ -56,22 +112,9 @@ class BackgroundServer:
         Raises:
             RuntimeError: The server did not start within ``START_TIMEOUT_S``.
         """
-        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listening.bind(("127.0.0.1", 0))
+        listening = _bind(0)
         self.port = listening.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            lifespan="off",
-            access_log=False,
-            # Deliberate drops (a fault server's cut streams) are logged by
-            # uvicorn as errors; the apps keep their own errors instead.
-            log_config=None,
-            log_level="critical",
-            timeout_graceful_shutdown=2,
-            # Hundreds of clients connect at once in the load measurements.
-            backlog=4096,
-        )
-        self._server = uvicorn.Server(config)
+        self._server = uvicorn.Server(_config(self.app))
         self.thread = threading.Thread(
             target=asyncio.run, args=(self._serve(listening),), daemon=True, name=self.name
         )

@@ -2,11 +2,15 @@
 
 import json
 import math
+import os
 from pathlib import Path
 
+import httpx
 import pytest
 
 from langchain_moa.bench.measure import TARGETS
+from langchain_moa.bench.process import ServerProcess
+from langchain_moa.bench.server import Behaviour
 from langchain_moa.cli import main
 
 pytestmark = pytest.mark.timeout(120)
@@ -29,6 +33,7 @@ def test_bench_quick_writes_every_measurement(
     # 0 or 1: whether a target holds on this machine is the benchmark's finding, not a test's.
     assert main(["bench", "--quick", "--queries", "10", "--out", str(out)]) in {0, 1}
     report = json.loads(out.read_text())
+    assert report["server"] == "process"
     results = report["measurements"]
     assert set(results) == {*TARGETS, "concurrent_load"}
     for name, result in results.items():
@@ -47,8 +52,58 @@ def test_bench_quick_writes_every_measurement(
 
 def test_bench_only_runs_the_chosen(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    main(["bench", "--quick", "--only", "3", "--out", str(out)])
-    assert set(json.loads(out.read_text())["measurements"]) == {"overhead_ms_per_call"}
+    main(["bench", "--quick", "--only", "3", "--in-thread", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert set(report["measurements"]) == {"overhead_ms_per_call"}
+    assert report["server"] == "thread"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purposes; Popen.wait reaps ours.
+    return not Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+
+
+def test_server_process_reports_its_records_and_ends() -> None:
+    messages = [{"role": "user", "content": "[q7] how fast?"}]
+    with ServerProcess({"fast": Behaviour.fixed(0.05, tokens=3)}) as server:
+        pid = server.pid
+        assert pid is not None
+        assert pid != os.getpid()
+        assert _alive(pid)
+        reply = httpx.post(
+            f"{server.base_url}/chat/completions",
+            json={"model": "fast.L0.p0", "messages": messages},
+        ).json()
+        assert reply["choices"][0]["message"]["content"] == "w0 w1 w2"
+        assert server.peak_in_flight() == server.peak_in_flight("fast") == 1
+        [record] = server.records
+        assert (record.model, record.query, record.schedule.total_s) == ("fast.L0.p0", 7, 0.05)
+        assert record.ended - record.arrived >= 0.05
+        assert server.reset() == [record]
+        assert server.records == []
+        assert server.errors == []
+    assert not _alive(pid)
+
+
+def test_server_process_ends_on_keyboard_interrupt() -> None:
+    server = ServerProcess()
+    pids: list[int | None] = []
+
+    def interrupted() -> None:
+        with server:
+            pids.append(server.pid)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    [pid] = pids
+    assert pid is not None
+    assert not _alive(pid)
+    server.stop()  # a second stop does nothing
 
 
 def test_bench_refuses_unknown_measurements(capsys: pytest.CaptureFixture[str]) -> None:

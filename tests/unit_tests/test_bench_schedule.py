@@ -11,10 +11,14 @@ from langchain_moa.bench.server import (
     Record,
     Schedule,
     ScheduledServer,
+    behaviours_from_json,
+    behaviours_json,
     draw,
     group_of,
     query_of,
     request_seed,
+    tool_arguments,
+    tool_results,
 )
 
 
@@ -79,3 +83,50 @@ def test_critical_path_sums_each_stages_slowest_call() -> None:
     assert critical_path(by_stage) == pytest.approx(0.5 + 0.4 + 0.9)
     assert critical_path(by_stage, to_first_token=True) == pytest.approx(0.5 + 0.4 + 0.25)
     assert math.isnan(records[0].first_token)
+
+
+def test_behaviours_and_records_survive_json() -> None:
+    behaviours = {
+        "heavy": Behaviour(first_token_s=(0.2, 0.4), tail_p=0.2, tail_scale_s=1.5),
+        "agent": Behaviour.fixed(0.3, tool_calls=3),
+    }
+    assert behaviours_from_json(behaviours_json(behaviours)) == behaviours
+    done = Record("a.agg", 2, Schedule(0.3, 4, 10.0), 1.0, 1.3, 1.6, stream=True, tool_call=True)
+    assert Record.from_json(done.to_json()) == done
+    pending = Record.from_json(_record("a.L0.p0", 0.3).to_json())
+    # NaN is not JSON: a time not reached yet travels as null.
+    assert _record("a.L0.p0", 0.3).to_json()["ended"] is None
+    assert math.isnan(pending.first_token)
+    assert math.isnan(pending.ended)
+
+
+def test_tool_results_count_since_the_last_user_message() -> None:
+    messages = [
+        {"role": "user", "content": "first"},
+        {"role": "tool", "content": "old"},
+        {"role": "user", "content": "second"},
+        {"role": "assistant", "content": None},
+        {"role": "tool", "content": "a"},
+        {"role": "tool", "content": "b"},
+    ]
+    assert tool_results(messages) == 2
+    assert tool_results(messages[:3]) == 0
+
+
+def test_tool_arguments_follow_the_schema() -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "item": {"type": "string"},
+                    "count": {"type": "integer", "default": 3},
+                    "exact": {"type": "boolean"},
+                },
+            },
+        },
+    }
+    assert tool_arguments(tool) == {"item": "x", "count": 3, "exact": True}
+    assert tool_arguments({"type": "function", "function": {"name": "now"}}) == {}

@@ -3,7 +3,9 @@
 Usage::
 
     .venv/bin/python benchmarks/bench.py [--quick] [--only 1,3] [--queries 200] [--limit 16]
-        [--out FILE.json]
+        [--in-thread] [--out FILE.json]
+
+The server runs in a child process; ``--in-thread`` serves it in a thread of this one.
 """
 
 from __future__ import annotations

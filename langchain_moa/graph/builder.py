@@ -72,7 +72,9 @@ def _node(
     async def computed(*args: Any, **kwargs: Any) -> dict:
         return func(*args, **kwargs)
 
-    return RunnableCallable(func, afunc or wraps(func)(computed), name=name)
+    # Only model calls are traced: their own runs, named for their nodes, carry what a
+    # trace shows; a node's run around each would double the callback work per call.
+    return RunnableCallable(func, afunc or wraps(func)(computed), name=name, trace=False)
 
 
 def build_moa_graph(

@@ -38,7 +38,6 @@ from langchain_moa.bench.server import Behaviour, Record, ScheduledServer
 from langchain_moa.chat_models import ChatMoA
 from langchain_moa.graph.prompts import inject_references
 from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
-from langchain_moa.stacks import StackSpec
 
 PROPOSERS = 6
 LAYERS = 2
@@ -309,11 +308,6 @@ async def ttft_ratio(bench: Bench, queries: int) -> dict[str, Any]:
     }
 
 
-def provider_limits_supported() -> bool:
-    """Whether ``StackSpec`` has ``provider_limits`` (a per-provider concurrency limit)."""
-    return "provider_limits" in StackSpec.model_fields
-
-
 def _thread_cpu_s(thread_id: int | None) -> float:
     if thread_id is None:
         return 0.0
@@ -325,13 +319,12 @@ def _thread_cpu_s(thread_id: int | None) -> float:
 
 async def concurrent_load(bench: Bench, queries: int, limit: int) -> dict[str, Any]:
     """5: ``queries`` MoA queries at once through a per-provider limit of ``limit``."""
-    fields: dict[str, Any] = {"timeout_s": LOAD_TIMEOUT_S, "min_proposers": PROPOSERS}
-    limited = provider_limits_supported()
-    if limited:
-        fields["provider_limits"] = {
-            bench.server.base_url: {"max_concurrency": limit, "requests_per_second": None}
-        }
-    moa = bench.stack(bench.names("load"), **fields)
+    moa = bench.stack(
+        bench.names("load"),
+        timeout_s=LOAD_TIMEOUT_S,
+        min_proposers=PROPOSERS,
+        provider_limits={bench.server.base_url: {"max_concurrency": limit}},
+    )
     await moa.ainvoke(bench.question())
     bench.server.reset()
     server_thread = bench.server.thread_id
@@ -358,10 +351,9 @@ async def concurrent_load(bench: Bench, queries: int, limit: int) -> dict[str, A
         "queries": queries,
         "answered": answered,
         "calls": len(records),
-        "limit": limit if limited else None,
-        "provider_limits_supported": limited,
+        "limit": limit,
         "peak_in_flight": peak_in_flight,
-        "within_limit": limited and peak_in_flight <= limit,
+        "within_limit": peak_in_flight <= limit,
         "wall_s": wall,
         "client_cpu_ms_per_query": cpu / queries * 1e3,
         # ru_maxrss is KiB on Linux.

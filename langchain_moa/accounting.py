@@ -283,12 +283,17 @@ def account(
         ttft_s: Seconds to its first streamed token, when streamed.
     """
     layers = [summarize_layer(layer) for layer in by_layer(calls)]
+    usage = None
+    for layer in layers:
+        # Layer by layer: add_usage is generic (nested details) and not cheap.
+        if layer["usage"] is not None:
+            usage = add_usage(usage, layer["usage"])
     return Accounting(
         layers=layers,
         total=Totals(
             calls=len(calls),
             failures=sum(layer["failures"] for layer in layers),
-            usage=total_usage(calls),
+            usage=usage,
             cost_usd=known_sum(layer["cost_usd"] for layer in layers),
             tflops=known_sum(layer["tflops"] for layer in layers),
             critical_path_s=sum(layer["critical_path_s"] for layer in layers),

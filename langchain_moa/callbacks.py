@@ -2,11 +2,9 @@
 
 One rule: **the graph's runs are children of the ``ChatMoA`` run, and only
 tracers see them.** A tracer (LangSmith, ``collect_runs``, the console)
-records the whole tree: the graph and, under it, each proposer's and the
-aggregator's model call, named for its node (``layer1/<model>``; the nodes
-add no runs of their own, see ``graph.builder``). Every other handler sees
-the ``ChatMoA`` run (whose usage is the total of every call) and the layer
-events, and nothing else:
+records the whole tree: the graph, each node, each proposer's and the
+aggregator's model call. Every other handler sees the ``ChatMoA`` run (whose
+usage is the total of every call) and the layer events, and nothing else:
 a token counter counts each token once, and an outer graph streaming
 ``messages`` shows the answer's tokens, not the proposers' drafts.
 

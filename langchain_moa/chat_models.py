@@ -37,7 +37,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import ConfigDict, PrivateAttr, model_validator
 
-from langchain_moa.accounting import account, by_layer, degradations, total_usage
+from langchain_moa.accounting import account, by_layer, degradations
 from langchain_moa.callbacks import (
     graph_callbacks,
     remember_run,
@@ -425,12 +425,13 @@ class ChatMoA(BaseChatModel, StackSpec):
 
     def _result(self, state: dict[str, Any], started: float) -> ChatResult:
         answer: AIMessage = state["answer"]
+        metadata = self._metadata(state, started)
         message = AIMessage(
             content=answer.content,
             tool_calls=answer.tool_calls,
             invalid_tool_calls=answer.invalid_tool_calls,
-            usage_metadata=total_usage(state["calls"]),
-            response_metadata=self._metadata(state, started),
+            usage_metadata=metadata["accounting"]["total"]["usage"],
+            response_metadata=metadata,
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -440,11 +441,12 @@ class ChatMoA(BaseChatModel, StackSpec):
         # Usage and metadata travel once, at the end: chunk merging would add
         # up or concatenate them if every chunk carried them.
         ttft_s = None if first_token is None else first_token - started
+        metadata = self._metadata(state, started, ttft_s)
         return ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
-                usage_metadata=total_usage(state["calls"]),
-                response_metadata=self._metadata(state, started, ttft_s),
+                usage_metadata=metadata["accounting"]["total"]["usage"],
+                response_metadata=metadata,
                 chunk_position="last",
             )
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from functools import wraps
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
@@ -32,6 +32,8 @@ from langchain_moa.graph.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT, RANK_PR
 from langchain_moa.graph.state import AGGREGATOR_NODE, BEGIN_NODE, MoAInput, MoAOutput, MoAState
 from langchain_moa.graph.throttle import Throttles
 from langchain_moa.stacks import Aggregation, Stack, StackSpec, build_stack, model_label
+
+T = TypeVar("T")
 
 
 def node_slug(label: str) -> str:
@@ -56,8 +58,8 @@ def _node_names(layer: int, models: Sequence[BaseChatModel]) -> list[str]:
 
 
 def _node(
-    func: Callable[..., dict],
-    afunc: Callable[..., Awaitable[dict]] | None,
+    func: Callable[..., T],
+    afunc: Callable[..., Awaitable[T]] | None,
     name: str,
 ) -> Runnable:
     """A node with a sync and an async body, as LangGraph makes one of a plain function.
@@ -69,11 +71,11 @@ def _node(
     where LangGraph would hand a plain function to a thread on every call.
     """
 
-    async def computed(*args: Any, **kwargs: Any) -> dict:
+    async def computed(*args: Any, **kwargs: Any) -> T:
         return func(*args, **kwargs)
 
-    # Only model calls are traced: their own runs, named for their nodes, carry what a
-    # trace shows; a node's run around each would double the callback work per call.
+    # LangGraph traces the node already (its RunnableSeq's run): a run of the
+    # function's own inside it would double the callback work of every call.
     return RunnableCallable(func, afunc or wraps(func)(computed), name=name, trace=False)
 
 
@@ -142,11 +144,13 @@ def compile_moa_graph(
     builder.add_node(BEGIN_NODE, _node(begin, None, BEGIN_NODE))
     builder.add_edge(START, BEGIN_NODE)
     first_layer = _node_names(1, stack.layers[0])
-    builder.add_conditional_edges(
-        BEGIN_NODE,
+
+    def route(state: MoAState) -> str | list[str]:
         # A run that reuses the turn's references goes straight to the aggregator.
-        lambda state: AGGREGATOR_NODE if state.get("reused") else first_layer,
-        [*first_layer, AGGREGATOR_NODE],
+        return AGGREGATOR_NODE if state.get("reused") else first_layer
+
+    builder.add_conditional_edges(
+        BEGIN_NODE, _node(route, None, "route"), [*first_layer, AGGREGATOR_NODE]
     )
     previous: str | None = None  # layer 1 starts from begin's conditional edge
     references_prompt = spec.prompt or AGGREGATE_AND_SYNTHESIZE_PROMPT

@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import json
 import logging
+import operator
 import os
 import platform
 import resource
@@ -28,10 +29,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_openai import ChatOpenAI
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
 
 from langchain_moa.bench.process import BenchServer, ServerProcess
 from langchain_moa.bench.server import Behaviour, Record, ScheduledServer
@@ -247,26 +251,68 @@ async def sequential_speedup(bench: Bench, behaviour: str, queries: int) -> dict
     }
 
 
+class _PlainState(TypedDict):
+    messages: list[BaseMessage]
+    references: Annotated[list[str], operator.add]
+
+
+def _plain_graph(proposers: list[list[ChatOpenAI]], aggregator: ChatOpenAI) -> Any:
+    """The same calls in a plain LangGraph graph: a node a call, nothing of ChatMoA's.
+
+    What LangGraph itself costs for this shape; ChatMoA's overhead is the rest.
+    """
+    graph = StateGraph(_PlainState)
+    previous = [START]
+    for number, layer in enumerate([*proposers, [aggregator]]):
+        names = [f"l{number}p{index}" for index in range(len(layer))]
+        for name, model in zip(names, layer, strict=True):
+
+            async def call(
+                state: _PlainState,
+                config: RunnableConfig,
+                model: ChatOpenAI = model,
+                later: bool = number > 0,  # noqa: FBT001 - bound per node
+            ) -> dict[str, Any]:
+                # The layer before wrote the last PROPOSERS references.
+                shown = state["references"][-PROPOSERS:] if later else []
+                reply = await model.ainvoke(inject_references(state["messages"], shown), config)
+                return {"references": [reply.text]}
+
+            graph.add_node(name, call)
+            graph.add_edge(previous if len(previous) > 1 else previous[0], name)
+        previous = names
+    graph.add_edge(previous[0], END)
+    return graph.compile()
+
+
 async def orchestration_overhead(bench: Bench, queries: int) -> dict[str, Any]:
     """3: per call, ChatMoA's time at zero delay beyond the bare clients doing the same calls.
 
     The bare run has the same shape (6 calls at once, 6 at once, then one) with
-    the same messages; ChatMoA and bare queries alternate.
+    the same messages; ChatMoA, bare and a plain LangGraph graph of the same
+    calls (LangGraph's own share) alternate.
     """
     names = bench.names("zero")
     moa = bench.stack(names)
     proposers, aggregator = _clients(bench, names)
+    plain = _plain_graph(proposers, aggregator)
     single = proposers[0][0]
+
+    async def in_plain_graph(question: list[BaseMessage]) -> None:
+        await plain.ainvoke({"messages": question, "references": []})
+
     for _ in range(3):
         await moa.ainvoke(bench.question())
         await _bare_moa(proposers, aggregator, bench.question(), sequential=False)
-    moa_s, bare_s, one_s = [], [], []
+        await in_plain_graph(bench.question())
+    moa_s, bare_s, plain_s, one_s = [], [], [], []
     for _ in range(queries):
         moa_s.append(await _run_moa(moa, bench.question()))
         question = bench.question()
         bare_s.append(
             await _timed(partial(_bare_moa, proposers, aggregator, question, sequential=False))
         )
+        plain_s.append(await _timed(partial(in_plain_graph, bench.question())))
         one_s.append(await _timed(partial(single.ainvoke, question)))
     bench.server.reset()
     moa_median, bare_median = statistics.median(moa_s), statistics.median(bare_s)
@@ -274,7 +320,9 @@ async def orchestration_overhead(bench: Bench, queries: int) -> dict[str, Any]:
         "queries": queries,
         "chat_moa_ms_per_query": _summary([s * 1e3 for s in moa_s]),
         "bare_same_shape_ms_per_query": _summary([s * 1e3 for s in bare_s]),
+        "plain_langgraph_ms_per_query": _summary([s * 1e3 for s in plain_s]),
         "bare_client_ms_per_call": statistics.median(one_s) * 1e3,
+        "plain_langgraph_ms_per_call": (statistics.median(plain_s) - bare_median) / CALLS * 1e3,
         "value": (moa_median - bare_median) / CALLS * 1e3,
     }
 
@@ -486,9 +534,7 @@ def table_rows(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]
                     f"{result['client_cpu_ms_per_query']:.1f} ms CPU/query, "
                     f"peak RSS {result['peak_rss_mib']:.0f} MiB)",
                     "value": f"{value}/{result['queries']}",
-                    "target": f"all, <= {limit} in flight"
-                    if limit
-                    else "all, under a limit (provider_limits not in this StackSpec yet)",
+                    "target": f"all, <= {limit} in flight",
                     "holds": holds,
                 }
             )
@@ -515,7 +561,8 @@ def _label(name: str, result: Mapping[str, Any]) -> str:
     if name == "overhead_ms_per_call":
         return (
             "3. orchestration per call at zero delay (bare client: "
-            f"{result['bare_client_ms_per_call']:.2f} ms/call)"
+            f"{result['bare_client_ms_per_call']:.2f} ms/call; a plain LangGraph graph of "
+            f"the same calls: {result['plain_langgraph_ms_per_call']:.2f} ms/call)"
         )
     if name == "ttft_vs_critical_path":
         return "4. streamed first token / critical path to aggregator's first token"

@@ -39,6 +39,10 @@ def _config(app: Any) -> uvicorn.Config:
         log_config=None,
         log_level="critical",
         timeout_graceful_shutdown=2,
+        # uvicorn closes an idle connection after 5 s by default, and a client
+        # that reuses it at that moment reads a reset (a benchmark's client
+        # waits out other queries between its calls); providers keep them longer.
+        timeout_keep_alive=75,
         # Hundreds of clients connect at once in the load measurements.
         backlog=4096,
     )

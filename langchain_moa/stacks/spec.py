@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, Self, get_args
+from typing import Annotated, Any, ClassVar, Literal, NoReturn, Self, get_args
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
@@ -279,10 +279,26 @@ config: the spec's name, and the model setting it becomes."""
 MinProposers = Annotated[StrictInt, Field(ge=1)]
 
 
-class LayerPolicy(BaseModel):
-    """One proposer layer's own time and failure policy; what it leaves out is the stack's."""
+class _Table(BaseModel):
+    """A small table of settings in a stack: unknown keys named, secrets refused."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    _holds: ClassVar[str] = "settings"
+    """What the table holds, for the error when it is not a table."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            _fail(f"expected a table of {cls._holds}, got {shown(data)}")
+        _check_keys(data, cls.model_fields)
+        return data
+
+
+class LayerPolicy(_Table):
+    """One proposer layer's own time and failure policy; what it leaves out is the stack's."""
+
+    _holds = "policy settings"
 
     timeout_s: Seconds | None = None
     """Seconds one call of this layer may take."""
@@ -293,32 +309,16 @@ class LayerPolicy(BaseModel):
     min_proposers: MinProposers | None = None
     """How many of this layer's proposers must answer."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            _fail(f"expected a table of policy settings, got {shown(data)}")
-        _check_keys(data, cls.model_fields)
-        return data
 
-
-class ProviderLimit(BaseModel):
+class ProviderLimit(_Table):
     """How much one provider (or server) may be sent at once, by every stack in the process."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    _holds = "limits"
 
     max_concurrency: Annotated[StrictInt, Field(ge=1)] | None = None
     """Calls in flight at once; the others wait their turn (not counted in ``timeout_s``)."""
     requests_per_second: Annotated[StrictFloat | StrictInt, Field(gt=0)] | None = None
     """Calls started per second, smoothed by a token bucket (``InMemoryRateLimiter``)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            _fail(f"expected a table of limits, got {shown(data)}")
-        _check_keys(data, cls.model_fields)
-        return data
 
 
 @dataclass(frozen=True)

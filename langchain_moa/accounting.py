@@ -7,9 +7,9 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Literal
+from typing import Any, Literal
 
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from typing_extensions import TypedDict  # pydantic (Studio schemas) needs it on 3.11
@@ -76,11 +76,13 @@ class LayerSummary(TypedDict):
     latency_s: float
     """Wall time of the layer, first start to last end: its calls run concurrently."""
     critical_path_s: float
-    """Its slowest call's latency: what the layer adds to the answer's wait at best."""
+    """Its slowest call's latency (the aggregator's layer: its attempts' sum): what the
+    layer adds to the answer's wait at best."""
     cost_usd: float | None
     """The sum of its calls' costs; None when one is unknown (``costs.known_sum``)."""
     tflops: float | None
-    """Its largest call's TFLOPs (the paper's proxy: a layer's calls run side by side)."""
+    """Its largest call's TFLOPs (the paper's proxy: a layer's calls run side by side;
+    the aggregator's attempts, one after another, add up)."""
 
 
 class Totals(TypedDict):
@@ -244,21 +246,38 @@ def by_layer(calls: Iterable[ModelCall]) -> list[list[ModelCall]]:
     return [sorted(layers[n], key=lambda c: c["index"]) for n in sorted(layers)]
 
 
-def _counted(calls: Iterable[ModelCall]) -> list[ModelCall]:
-    """The calls a cost is known or owed for: all but failures that reported no usage.
+MAY_HAVE_BEEN_SERVED: frozenset[str] = frozenset({"timeout", "cancelled", "bad_response"})
+"""Failures after which the provider may have served, and billed, the request: we
+stopped waiting, or it answered with something unusable. What they cost is unknown."""
 
-    A failed call reports no usage, and providers bill none for a failed
-    request as far as a client can tell, so it adds nothing (a call that
-    timed out on our side may still have been served, and billed, upstream).
+
+def refused(call: Mapping[str, Any]) -> bool:
+    """Whether a call failed before a provider served it: it spent nothing.
+
+    That is a failure without usage for any reason but ``MAY_HAVE_BEEN_SERVED``
+    (a rate limit, a server error, an overflowing context, a refused
+    connection). Records written before ``reason`` existed count as refused.
     """
-    return [c for c in calls if not (c["error"] is not None and c["usage"] is None)]
+    return (
+        call.get("error") is not None
+        and call.get("usage") is None
+        and call.get("reason") not in MAY_HAVE_BEEN_SERVED
+    )
 
 
-def summarize_layer(calls: Sequence[ModelCall]) -> LayerSummary:
-    """Calls, failures, tokens, wall time, critical path, cost and TFLOPs of one layer."""
+def summarize_layer(calls: Sequence[ModelCall], *, sequential: bool = False) -> LayerSummary:
+    """Calls, failures, tokens, wall time, critical path, cost and TFLOPs of one layer.
+
+    A refused call adds nothing to cost and TFLOPs; one that may have been
+    served makes them unknown (None). With ``sequential`` (the aggregator and
+    its fallbacks, tried one after another) the critical path and TFLOPs add
+    up; otherwise a layer's calls run side by side and the largest counts.
+    """
     start = min(c["started_at"] for c in calls)
     end = max(c["started_at"] + c["latency_s"] for c in calls)
-    counted = _counted(calls)
+    spent = [c for c in calls if not refused(c)]
+    latencies = [c["latency_s"] for c in calls]
+    tflops = [c["tflops"] for c in spent]
     return LayerSummary(
         layer=calls[0]["layer"],
         calls=len(calls),
@@ -266,9 +285,9 @@ def summarize_layer(calls: Sequence[ModelCall]) -> LayerSummary:
         reasons=dict(Counter(c["reason"] or "other" for c in calls if c["error"]).most_common()),
         usage=total_usage(calls),
         latency_s=end - start,
-        critical_path_s=max(c["latency_s"] for c in calls),
-        cost_usd=known_sum(c["cost_usd"] for c in counted),
-        tflops=layer_tflops(c["tflops"] for c in counted),
+        critical_path_s=sum(latencies) if sequential else max(latencies),
+        cost_usd=known_sum(c["cost_usd"] for c in spent),
+        tflops=layer_tflops(tflops, sequential=sequential),
     )
 
 
@@ -282,7 +301,12 @@ def account(
         latency_s: The answer's end-to-end latency.
         ttft_s: Seconds to its first streamed token, when streamed.
     """
-    layers = [summarize_layer(layer) for layer in by_layer(calls)]
+    grouped = by_layer(calls)
+    # The last layer is the aggregator's: its fallbacks ran one after another.
+    layers = [
+        summarize_layer(layer, sequential=number == len(grouped))
+        for number, layer in enumerate(grouped, start=1)
+    ]
     usage = None
     for layer in layers:
         # Layer by layer: add_usage is generic (nested details) and not cheap.
@@ -348,7 +372,7 @@ def format_summary(calls: Sequence[ModelCall], total_latency_s: float) -> str:
         )
     missing = sum(c["usage"] is None and c["error"] is None for c in calls)
     note = f" ({count(missing, 'call')} reported no usage)" if missing else ""
-    cost = known_sum(c["cost_usd"] for c in _counted(calls))
+    cost = known_sum(c["cost_usd"] for c in calls if not refused(c))
     parts.append(
         f"total: {count(len(calls), 'call')}, {tokens(total_usage(calls))}{note}, "
         f"{'cost n/a' if cost is None else f'${cost:.4f}'}, {total_latency_s:.1f}s"

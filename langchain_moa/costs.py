@@ -13,6 +13,7 @@ an unknown cost must not read as a free one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -69,14 +70,21 @@ PARAMETERS: Parameters = MappingProxyType(
 assumption for closed models (``_GPT4_ASSUMED``)."""
 
 
-def _short(name: str) -> str:
-    """A model name without case, provider prefix or GGUF suffix.
+_QUANTIZATION = re.compile(r"[.-](?:i?q\d\w*|f16|f32|bf16)$")
+"""A GGUF file's quantization suffix (``.Q4_1``, ``-Q4_K_M``, ``-f16``...)."""
 
-    ``together:Qwen/Qwen1.5-72B-Chat`` and ``qwen1.5-72b-chat`` both give
-    ``qwen1.5-72b-chat``; a GGUF file name gives its model's.
+
+def _short(name: str) -> str:
+    """A model name without case, path or GGUF file suffix.
+
+    ``Qwen/Qwen1.5-72B-Chat`` and ``qwen1.5-72b-chat`` both give
+    ``qwen1.5-72b-chat``; ``SmolLM2-135M-Instruct.Q4_1.gguf`` gives
+    ``smollm2-135m-instruct``. A tag stays (``llama3.1:8b`` is not ``qwen2:8b``).
     """
-    name = name.rsplit(":", 1)[-1].rsplit("/", 1)[-1].lower()
-    return name.split(".", 1)[0] if name.endswith(".gguf") else name
+    name = name.rsplit("/", 1)[-1].lower()
+    if name.endswith(".gguf"):
+        name = _QUANTIZATION.sub("", name.removesuffix(".gguf"))
+    return name
 
 
 def _lookup(table: Mapping[str, _T], by_short: Mapping[str, _T], model: str) -> _T | None:
@@ -84,6 +92,13 @@ def _lookup(table: Mapping[str, _T], by_short: Mapping[str, _T], model: str) -> 
     if model in table:
         return table[model]
     return by_short.get(_short(model))
+
+
+def _over(defaults: Mapping[str, _T], given: Mapping[str, _T]) -> Mapping[str, _T]:
+    """``given`` over ``defaults``: a default goes when a given entry has its short name."""
+    replaced = {_short(name) for name in given}
+    kept = {name: value for name, value in defaults.items() if _short(name) not in replaced}
+    return MappingProxyType({**kept, **given})
 
 
 @dataclass(frozen=True)
@@ -98,16 +113,20 @@ class Rates:
     def __post_init__(self) -> None:
         """Index the tables by short name once: every call's record looks its model up."""
         for name, table in (("prices", self.prices), ("parameters", self.parameters)):
-            # The first entry of a short name wins, as a scan in table order would.
-            index = {_short(model): value for model, value in reversed(list(table.items()))}
+            # The last entry of a short name wins: the user's come after the defaults.
+            index = {_short(model): value for model, value in table.items()}
             object.__setattr__(self, f"_short_{name}", index)
 
     @classmethod
     def extended(cls, prices: Prices | None = None, parameters: Parameters | None = None) -> Rates:
-        """The default tables with the user's entries added or replacing theirs."""
+        """The default tables with the user's entries added or replacing theirs.
+
+        A user's entry replaces a default of the same short name too
+        (``qwen1.5-72b-chat`` replaces ``Qwen/Qwen1.5-72B-Chat``).
+        """
         return cls(
-            prices=MappingProxyType({**PRICES, **(prices or {})}),
-            parameters=MappingProxyType({**PARAMETERS, **(parameters or {})}),
+            prices=_over(PRICES, prices or {}),
+            parameters=_over(PARAMETERS, parameters or {}),
         )
 
     def price(self, model: str) -> tuple[float, float] | None:
@@ -145,12 +164,14 @@ def known_sum(values: Iterable[float | None]) -> float | None:
     return total
 
 
-def layer_tflops(calls: Iterable[float | None]) -> float | None:
-    """A layer's TFLOPs from its calls': the largest (its calls run side by side).
+def layer_tflops(calls: Iterable[float | None], *, sequential: bool = False) -> float | None:
+    """A layer's TFLOPs from its calls': the largest, as its calls run side by side.
 
-    None if any is unknown; a query's TFLOPs are its layers' summed (``known_sum``).
+    With ``sequential`` (an aggregator and its fallbacks, tried one after
+    another) they add up. None if any is unknown; a query's TFLOPs are its
+    layers' summed (``known_sum``).
     """
     values = list(calls)
-    if None in values:
-        return None
+    if sequential or None in values:
+        return known_sum(values)
     return max((v for v in values if v is not None), default=0.0)

@@ -17,6 +17,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 
+from langchain_moa.accounting import refused
 from langchain_moa.costs import Rates, known_sum, layer_tflops
 from langchain_moa.stacks import model_label
 
@@ -43,7 +44,8 @@ async def generate(
 
 
 Call = tuple[str, UsageMetadata | None, bool]
-"""One model call of a query: its model, its usage (None: none reported), whether it failed."""
+"""One model call of a query: its model, its usage (None: none reported), and whether
+it was refused (``accounting.refused``: it failed before a provider served it)."""
 
 
 def _usage(raw: Mapping[str, Any] | None) -> UsageMetadata | None:
@@ -60,8 +62,8 @@ def _usage(raw: Mapping[str, Any] | None) -> UsageMetadata | None:
 def calls_by_layer(record: Mapping[str, Any]) -> list[list[Call]]:
     """A generation record's calls, layer by layer; a single model's is one layer of one call.
 
-    A call failed when it has an ``error`` and no usage: a failed proposer is dropped and
-    its layer goes on without it.
+    A refused call (``accounting.refused``) spent nothing; one that may have been
+    served without reporting usage (it timed out on our side) costs an unknown amount.
     """
     if record.get("layers"):
         return [
@@ -69,7 +71,7 @@ def calls_by_layer(record: Mapping[str, Any]) -> list[list[Call]]:
                 (
                     call["model"],
                     _usage(call["usage"]),
-                    call["usage"] is None and bool(call.get("error")),
+                    refused(call),
                 )
                 for call in layer
             ]
@@ -86,36 +88,47 @@ def _calls(record: Mapping[str, Any]) -> Iterable[Call]:
 def query_cost_usd(record: Mapping[str, Any], rates: Rates) -> float | None:
     """One query's US$: the sum of its calls' costs at ``rates``' prices.
 
-    A failed call adds nothing (its tokens went unreported and, as a rule, unbilled); a
-    successful call without usage, or a model without a price, makes the cost unknown (None).
+    A refused call (``accounting.refused``) adds nothing; any other call without usage
+    (one that may have been served), or a model without a price, makes the cost unknown.
     """
     return known_sum(
-        rates.cost_usd(model, usage) for model, usage, failed in _calls(record) if not failed
+        rates.cost_usd(model, usage)
+        for model, usage, spent_nothing in _calls(record)
+        if not spent_nothing
     )
 
 
 def query_tflops(record: Mapping[str, Any], rates: Rates) -> float | None:
     """One query's TFLOPs, the paper's latency proxy: per layer its largest call's, summed.
 
-    Each call is ``2 x active parameters x tokens`` (`Rates.tflops`). A failed call adds
-    nothing; a successful call without usage, or a model of unknown size, gives None.
+    Each call is ``2 x active parameters x tokens`` (`Rates.tflops`); the last layer's
+    calls (the aggregator and its fallbacks) ran one after another and add up. A refused
+    call adds nothing; any other call without usage, or a model of unknown size, gives None.
     """
+    layers = calls_by_layer(record)
     return known_sum(
-        layer_tflops(rates.tflops(model, usage) for model, usage, failed in layer if not failed)
-        for layer in calls_by_layer(record)
+        layer_tflops(
+            (
+                rates.tflops(model, usage)
+                for model, usage, spent_nothing in layer
+                if not spent_nothing
+            ),
+            sequential=number == len(layers),
+        )
+        for number, layer in enumerate(layers, start=1)
     )
 
 
 def usage_by_model(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
     """Calls and tokens per model over generation records (MoA calls counted one by one).
 
-    ``calls`` counts every call; of them, ``failed_calls`` failed and
-    ``calls_without_usage`` succeeded without reporting usage (results written before
-    ``failed_calls`` existed count failed calls there too).
+    ``calls`` counts every call; of them, ``failed_calls`` were refused (nothing spent)
+    and ``calls_without_usage`` may have been served without reporting usage (results
+    written before ``failed_calls`` existed count refused calls there too).
     """
     totals: dict[str, dict[str, int]] = {}
     for record in records:
-        for model, usage, failed in _calls(record):
+        for model, usage, spent_nothing in _calls(record):
             entry = totals.setdefault(
                 model,
                 {
@@ -127,7 +140,7 @@ def usage_by_model(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, 
                 },
             )
             entry["calls"] += 1
-            if failed:
+            if spent_nothing:
                 entry["failed_calls"] += 1
             elif usage is None:
                 entry["calls_without_usage"] += 1

@@ -71,8 +71,8 @@ def test_redact_masks_keys() -> None:
 PRICED = [
     _call(1, 0, 100.0, 3.0, cost=0.25, tflops=2.0),
     _call(1, 1, 100.0, 2.0, cost=0.5, tflops=7.0),
-    # Failed without usage: billed nothing as far as the client knows.
-    _call(1, 2, 100.5, 4.0, usage=None, error="CallTimeoutError: x", reason="timeout"),
+    # Refused by the provider (a 429): nothing was served, nothing spent.
+    _call(1, 2, 100.5, 4.0, usage=None, error="RateLimitError: x", reason="rate_limit"),
     _call(2, 0, 104.5, 1.5, cost=1.0, tflops=3.0),
 ]
 
@@ -92,6 +92,25 @@ def test_account_sums_layers_as_the_paper_does() -> None:
     assert total["critical_path_s"] == pytest.approx(5.5)
     assert (total["latency_s"], total["ttft_s"]) == (6.2, 5.0)
     assert total["usage"] == {"input_tokens": 30, "output_tokens": 15, "total_tokens": 45}
+
+
+def test_a_call_that_may_have_been_served_costs_an_unknown_amount() -> None:
+    # We stopped waiting; the provider may have answered, and billed, anyway.
+    late = _call(1, 2, 100.5, 4.0, usage=None, error="CallTimeoutError: x", reason="timeout")
+    total = account([*PRICED[:2], late, PRICED[3]], latency_s=6.0)["total"]
+    assert total["cost_usd"] is None
+    assert total["tflops"] is None
+
+
+def test_the_aggregators_fallbacks_ran_one_after_another() -> None:
+    failed = _call(2, 0, 104.5, 2.0, usage=(10, 0), error="BadResponseError: empty", cost=0.5)
+    failed["reason"] = "bad_response"
+    fallback = _call(2, 1, 106.5, 1.5, cost=1.0, tflops=3.0)
+    failed["tflops"] = 1.0
+    aggregator = account([*PRICED[:3], failed, fallback], latency_s=8.0)["layers"][-1]
+    assert aggregator["critical_path_s"] == 3.5  # 2.0 then 1.5, not the larger
+    assert aggregator["tflops"] == 4.0
+    assert aggregator["cost_usd"] == 1.5
 
 
 def test_an_unknown_cost_makes_the_total_unknown_never_zero() -> None:

@@ -51,6 +51,7 @@ from langchain_moa.graph.state import (
     Reuse,
     check_conversation,
     get_calls,
+    role,
 )
 from langchain_moa.local import LlamaServer, shared_server
 from langchain_moa.stacks import (
@@ -74,28 +75,36 @@ MODEL_PROVIDER = "moa"
 """``response_metadata["model_provider"]`` and LangSmith's ``ls_provider``."""
 
 
-def turn_references(messages: Sequence[BaseMessage]) -> Reuse | None:
+def turn_references(messages: Sequence[BaseMessage], model_name: str | None) -> Reuse | None:
     """The references this user turn's proposers wrote already, if an answer carries them.
 
-    In a tool loop, the turn's first ``ChatMoA`` answer (the tool calls) holds
-    every call in ``response_metadata["layers"]``: its last proposer layer's
-    answers, less any a join dropped, are the references the aggregator read.
-    None when the turn has no such answer (a new question, or metadata lost).
+    In a tool loop, the turn's first answer of the stack named ``model_name``
+    (the tool calls) holds every call in ``response_metadata["layers"]``: its
+    last proposer layer's answers, less any a join dropped, are the
+    references the aggregator read. None when the turn has no such answer (a
+    new question, another stack's answers only, or metadata lost).
     """
-    humans = [i for i, message in enumerate(messages) if message.type == "human"]
-    if not humans:
+    users = [i for i, message in enumerate(messages) if role(message) in {"human", "user"}]
+    if not users:
         return None
-    for message in reversed(messages[humans[-1] + 1 :]):
+    for message in reversed(messages[users[-1] + 1 :]):
         metadata = message.response_metadata if isinstance(message, AIMessage) else {}
         layers = metadata.get("layers") or []
+        ours = metadata.get("model_provider") == MODEL_PROVIDER and (
+            metadata.get("model_name") == model_name
+        )
         # An answer of the aggregator alone (a reuse itself) has no proposer layer.
-        if metadata.get("model_provider") != MODEL_PROVIDER or len(layers) < 2:  # noqa: PLR2004
+        if not ours or len(layers) < 2:  # noqa: PLR2004
             continue
         last = layers[-2]
         dropped = {d["node"] for d in metadata.get("dropped_references", [])}
         kept = [c for c in last if c["error"] is None and c["node"] not in dropped]
         if kept:
-            return Reuse(references=[c["text"] for c in kept], nodes=[c["node"] for c in kept])
+            return Reuse(
+                turn=len(messages),
+                references=[c["text"] for c in kept],
+                nodes=[c["node"] for c in kept],
+            )
     return None
 
 
@@ -383,7 +392,7 @@ class ChatMoA(BaseChatModel, StackSpec):
             tools=kwargs.pop("tools", None) or [],
             tool_choice=kwargs.pop("tool_choice", None),
         )
-        if self.fanout == "per_turn" and (reuse := turn_references(messages)):
+        if self.fanout == "per_turn" and (reuse := turn_references(messages, self.model_name)):
             graph_input["reuse"] = reuse
         # Tracing metadata from with_structured_output; not a model option.
         kwargs.pop("ls_structured_output_format", None)

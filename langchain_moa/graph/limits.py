@@ -28,6 +28,19 @@ from langchain_moa.stacks import Policy
 
 T = TypeVar("T")
 
+_ABANDONED: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "moa_call_abandoned", default=None
+)
+
+
+def abandoned() -> threading.Event | None:
+    """Set once ``call_within`` stops waiting for the sync call running in this thread.
+
+    What runs before the request (waiting for a provider's slot) checks it, so
+    that a call nobody waits for any more is not sent late.
+    """
+    return _ABANDONED.get()
+
 
 class LayerClock:
     """One run's layer: when it began, how many answered, and whether it may go on."""
@@ -145,11 +158,14 @@ def call_within(call: Callable[[], T], *, timeout_s: float | None, clock: LayerC
 
     # A daemon thread: a stalled call must not keep the interpreter alive at exit.
     context = contextvars.copy_context()
+    abandoned = threading.Event()
+    context.run(_ABANDONED.set, abandoned)
     threading.Thread(target=context.run, args=(run,), daemon=True).start()
     stop = clock.watch(wake.set) if clock else (lambda: None)
     try:
         while not result.done():
             if why := _late(clock, ends):
+                abandoned.set()
                 msg = f"the call {why} and was abandoned"
                 raise CallTimeoutError(msg)
             wake.wait(_wait_s(clock, ends))

@@ -85,14 +85,14 @@ def begin(state: MoAState) -> dict:
     """
     check_conversation(state["messages"])
     # The key this run's layer clocks are kept under (concurrent runs share a graph).
-    update: dict[str, Any] = {"run": uuid.uuid4().hex, "reused": False}
-    if reuse := state.get("reuse"):
-        # Cleared, so that a thread's next run proposes again unless told otherwise.
+    # Cleared always, so that a thread's next run proposes again unless told otherwise.
+    update: dict[str, Any] = {"run": uuid.uuid4().hex, "reused": False, "reuse": None}
+    # Only this turn's: one left in a thread by a run that failed is another turn's.
+    if (reuse := state.get("reuse")) and reuse["turn"] == turn(state):
         update |= {
             "references": reuse["references"],
             "reference_nodes": reuse["nodes"],
             "reused": True,
-            "reuse": None,
         }
     return update
 
@@ -557,7 +557,10 @@ class Aggregator(Final):
     ) -> BaseMessageChunk:
         """Send one chunk to the stream; return the answer so far."""
         get_stream_writer()({"event": ANSWER_CHUNK, "chunk": chunk})
-        if attempt.first_token is None:
+        # A role-only first chunk (OpenAI-compatible servers send one before any
+        # token) is neither a first token nor part of an answer to take back.
+        has_content = chunk.content or getattr(chunk, "tool_call_chunks", None)
+        if attempt.first_token is None and has_content:
             attempt.first_token = time.perf_counter()
         return chunk if answer is None else answer + chunk
 

@@ -30,6 +30,8 @@ class MoAInput(TypedDict):
 class Reuse(TypedDict):
     """References a run reuses instead of running the proposers (``fanout="per_turn"``)."""
 
+    turn: int
+    """The run they are for (``turn``: the conversation's length); another run ignores them."""
     references: list[str]
     nodes: list[str]
     """The node that wrote each reference."""
@@ -102,7 +104,7 @@ BEGIN_NODE = "begin"
 """Name of the first node: it checks the conversation and names the run."""
 
 
-def _role(message: Any) -> str | None:
+def role(message: Any) -> str | None:
     """``"system"``, ``"ai"``..., with a ``ChatMessage``'s role read the same way."""
     if not isinstance(message, BaseMessage):
         return None
@@ -121,7 +123,7 @@ def check_conversation(messages: Sequence[Any]) -> None:
     if not messages:
         msg = "the conversation is empty: give at least one user message"
         raise ValueError(msg)
-    kinds = [_role(message) for message in messages]
+    kinds = [role(message) for message in messages]
     if all(kind == "system" for kind in kinds):
         msg = "the conversation holds only a system message: give a user message to answer"
         raise ValueError(msg)

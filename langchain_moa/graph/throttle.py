@@ -24,12 +24,28 @@ from typing import TypeVar
 from langchain_core.language_models import BaseChatModel
 from langchain_core.rate_limiters import InMemoryRateLimiter
 
+from langchain_moa.accounting import CallTimeoutError
+from langchain_moa.graph.limits import abandoned
 from langchain_moa.stacks import ProviderLimit
 
 T = TypeVar("T")
 
+_POLL_S = 0.05
+"""How often a sync waiter looks whether its caller gave up on it."""
+
 _BASE_URL_FIELDS = ("openai_api_base", "base_url", "anthropic_api_url", "api_base")
 """Where chat models keep their server's address (langchain-openai, -ollama, -anthropic...)."""
+
+
+def _check(given_up: threading.Event | None, waited_for: str) -> None:
+    """Raise if the caller gave up on the call while it waited for ``waited_for``.
+
+    Raises:
+        CallTimeoutError: it did; the call must not be sent.
+    """
+    if given_up is not None and given_up.is_set():
+        msg = f"the call was abandoned while it waited for its provider's {waited_for}"
+        raise CallTimeoutError(msg)
 
 
 @dataclass
@@ -60,14 +76,25 @@ class ConcurrencyLimit:
             return True
         return False
 
-    def acquire(self) -> None:
-        """Wait for a slot, blocking this thread."""
+    def acquire(self, given_up: threading.Event | None = None) -> None:
+        """Wait for a slot, blocking this thread.
+
+        Raises:
+            CallTimeoutError: ``given_up`` was set while waiting: the caller
+                stopped waiting for the call, which must not be sent.
+        """
         with self._lock:
             if self._take():
                 return
             event = threading.Event()
-            self._waiters.append(_Waiter(event.set))
-        event.wait()
+            waiter = _Waiter(event.set)
+            self._waiters.append(waiter)
+        try:
+            while not event.wait(None if given_up is None else _POLL_S):
+                _check(given_up, "slot")
+        except BaseException:  # a timeout, or KeyboardInterrupt: the slot must not be lost
+            self._withdraw(waiter)
+            raise
 
     async def aacquire(self) -> None:
         """Wait for a slot without blocking the event loop; cancelling gives it up."""
@@ -91,14 +118,18 @@ class ConcurrencyLimit:
             self._waiters.append(waiter)
         try:
             await future
-        except asyncio.CancelledError:
-            with self._lock:
-                granted = waiter.granted
-                if not granted:
-                    self._waiters.remove(waiter)
-            if granted:  # handed over as it was cancelled: pass it on
-                self.release()
+        except BaseException:
+            self._withdraw(waiter)
             raise
+
+    def _withdraw(self, waiter: _Waiter) -> None:
+        """A waiter gives up: out of the queue, or the slot it was just handed passes on."""
+        with self._lock:
+            granted = waiter.granted
+            if not granted:
+                self._waiters.remove(waiter)
+        if granted:
+            self.release()
 
     def release(self) -> None:
         """Give a slot back: to the first waiter if there is one."""
@@ -121,12 +152,19 @@ class Throttle:
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        """Hold a slot (and take a rate token) for one call."""
+        """Hold a slot (and take a rate token) for one call.
+
+        Raises:
+            CallTimeoutError: the caller stopped waiting for the call meanwhile
+                (``limits.abandoned``): it is not sent.
+        """
+        given_up = abandoned()
         if self.concurrency is not None:
-            self.concurrency.acquire()
+            self.concurrency.acquire(given_up)
         try:
             if self.rate is not None:
                 self.rate.acquire()
+            _check(given_up, "rate")
             yield
         finally:
             if self.concurrency is not None:

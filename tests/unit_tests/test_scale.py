@@ -6,12 +6,21 @@ import time
 
 import pytest
 from langchain.agents import create_agent
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    ChatMessage,
+    HumanMessage,
+    ToolMessage,
+)
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
+from langgraph.checkpoint.memory import InMemorySaver
 
-from langchain_moa import ChatMoA, get_accounting, get_calls
-from langchain_moa.graph.throttle import ConcurrencyLimit, Throttles
+from langchain_moa import ChatMoA, LayerFailedError, get_accounting, get_calls
+from langchain_moa.graph import compile_moa_graph
+from langchain_moa.graph.throttle import ConcurrencyLimit, Throttles, shared_throttle
 from langchain_moa.stacks import ProviderLimit, StackError
 from tests.unit_tests.scripted import ScriptedChatModel
 
@@ -55,7 +64,11 @@ def test_every_call_carries_its_cost_and_tflops_and_the_totals_add_up() -> None:
     assert total["critical_path_s"] == pytest.approx(
         sum(layer["critical_path_s"] for layer in accounting["layers"])
     )
-    assert total["usage"] == answer.usage_metadata
+    assert total["usage"] == {
+        key: sum(c["usage"][key] for c in calls)
+        for key in ("input_tokens", "output_tokens", "total_tokens")
+    }
+    assert answer.usage_metadata == total["usage"]
     assert total["calls"] == 5
     # The critical path cannot be longer than the wait.
     assert total["critical_path_s"] <= total["latency_s"]
@@ -156,9 +169,13 @@ def test_a_concurrency_limit_holds_across_threads_and_event_loops() -> None:
         thread.join(timeout=30)
     assert holders.peak == 3
     assert holders.now == 0
-    # Every slot came back: all three can be taken at once again.
-    for _ in range(3):
-        limit.acquire()
+    # Every slot came back: all three can be taken at once again (a lost one would time out).
+
+    async def take_all() -> None:
+        for _ in range(3):
+            await asyncio.wait_for(limit.aacquire(), timeout=5)
+
+    asyncio.run(take_all())
 
 
 async def test_a_cancelled_waiter_gives_its_place_up() -> None:
@@ -272,3 +289,89 @@ def test_a_new_user_turn_runs_the_proposers_again() -> None:
     ]
     moa.invoke(conversation)
     assert sum(len(p.log) for p in proposers) == 6
+
+
+def test_a_user_chat_message_starts_a_new_turn_too() -> None:
+    proposers, aggregator = _agent_models()
+    moa = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2, fanout="per_turn")
+    first = moa.invoke("Find i0.")
+    conversation = [
+        HumanMessage("Find i0."),
+        first,
+        ToolMessage("i0: found", tool_call_id="call_0"),
+        AIMessage("noted"),
+        ChatMessage(role="user", content="And again?"),
+    ]
+    assert not moa.invoke(conversation).response_metadata["reused_references"]
+    assert sum(len(p.log) for p in proposers) == 6
+
+
+def test_another_stacks_answer_is_not_reused() -> None:
+    proposers, aggregator = _agent_models()
+    other = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2, model_name="other")
+    ours = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2, fanout="per_turn")
+    first = other.invoke("Find i0.")
+    step = [HumanMessage("Find i0."), first, ToolMessage("i0: found", tool_call_id="call_0")]
+    assert not ours.invoke(step).response_metadata["reused_references"]
+
+
+def test_reuse_left_in_a_thread_by_a_failed_run_is_not_another_turns() -> None:
+    proposers, aggregator = _agent_models()
+    moa = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2)
+    graph = compile_moa_graph(moa.stack, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "t"}}
+    stale = {"turn": 1, "references": ["stale"], "nodes": ["layer1/p0"]}
+    # The run fails in begin (the conversation ends with the assistant), keeping reuse.
+    with pytest.raises(ValueError, match="ends with the assistant"):
+        graph.invoke({"messages": [HumanMessage("q"), AIMessage("a")], "reuse": stale}, config)
+    state = graph.invoke({"messages": [HumanMessage("Find i0.")]}, config)
+    assert not state["reused"]
+    assert sum(len(p.log) for p in proposers) == 3
+    # The turn's own reuse is taken, and cleared for the next run.
+    turn = len(graph.get_state(config).values["messages"]) + 1
+    mine = {"turn": turn, "references": ["mine"], "nodes": ["layer1/p0"]}
+    state = graph.invoke({"messages": [HumanMessage("again")], "reuse": mine}, config)
+    assert state["reused"]
+    assert "mine" in aggregator.log[-1]["messages"][0].text
+    assert graph.get_state(config).values["reuse"] is None
+
+
+class _RoleChunkFirst(ScriptedChatModel):
+    """Streams an empty (role-only) chunk at once, as OpenAI-compatible servers do."""
+
+    async def _astream(self, messages, stop=None, run_manager=None, **kwargs):
+        yield ChatGenerationChunk(message=AIMessageChunk(content=""))
+        async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
+            yield chunk
+
+
+async def test_time_to_first_token_skips_an_empty_first_chunk() -> None:
+    aggregator = _RoleChunkFirst(model_name="agg", reply="late words", token_delay_s=0.2)
+    moa = ChatMoA(proposers=[ScriptedChatModel(model_name="p")], aggregator=aggregator, layers=2)
+    last = [chunk async for chunk in moa.astream("Why?")][-1]
+    assert get_calls(last)[-1]["ttft_s"] >= 0.2
+
+
+def test_a_sync_call_abandoned_while_waiting_for_its_slot_is_never_sent() -> None:
+    waiter = ScriptedChatModel(model_name="waiter", reply="r")
+    limit = ProviderLimit(max_concurrency=1)
+    moa = ChatMoA(
+        proposers=[waiter],
+        aggregator=ScriptedChatModel(model_name="agg"),
+        layers=2,
+        timeout_s=0.15,
+        provider_limits={"scriptedchatmodel": limit},
+    )
+    # Another query holds the provider's only slot past the call's timeout_s.
+    held = shared_throttle("scriptedchatmodel", limit).concurrency
+    assert held is not None
+    held.acquire()
+    try:
+        with pytest.raises(LayerFailedError, match="timeout"):
+            moa.invoke("Why?")
+    finally:
+        held.release()
+    time.sleep(0.3)  # time enough for a late waiter to take the slot and call
+    assert waiter.log == []
+    # The slot is free again: the abandoned waiter left the queue.
+    assert moa.invoke("Why?").text == "ok"

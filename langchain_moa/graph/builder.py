@@ -140,6 +140,9 @@ def compile_moa_graph(
     """
     spec = stack.spec
     rates, throttles = spec.rates(), Throttles(spec.provider_limits or {})
+    throttles.check(
+        [*(m for layer in stack.layers for m in layer), stack.aggregator, *stack.fallbacks]
+    )
     builder = StateGraph(MoAState, input_schema=MoAInput, output_schema=MoAOutput)
     builder.add_node(BEGIN_NODE, _node(begin, None, BEGIN_NODE))
     builder.add_edge(START, BEGIN_NODE)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -26,7 +26,7 @@ from langchain_core.rate_limiters import InMemoryRateLimiter
 
 from langchain_moa.accounting import CallTimeoutError
 from langchain_moa.graph.limits import abandoned
-from langchain_moa.stacks import ProviderLimit
+from langchain_moa.stacks import ProviderLimit, StackError
 
 T = TypeVar("T")
 
@@ -236,6 +236,21 @@ class Throttles:
             if key in limits:
                 return shared_throttle(key, limits[key])
         return None
+
+    def check(self, models: Iterable[BaseChatModel]) -> None:
+        """Refuse limits that name none of ``models``: a typo would limit nothing.
+
+        Raises:
+            StackError: naming each such key and what the models can be named by.
+        """
+        known = {key for model in models for key in provider_keys(model)}
+        unmatched = sorted(k for k in self.limits if k.rstrip("/") not in known)
+        if unmatched:
+            msg = (
+                f"provider_limits: {', '.join(map(repr, unmatched))} names none of the "
+                f"stack's models (they are: {', '.join(map(repr, sorted(known)))})"
+            )
+            raise StackError(msg)
 
     def wrap(self, model: BaseChatModel, call: Callable[[], T]) -> Callable[[], T]:
         """``call`` run inside ``model``'s provider slot, if it has a limit."""

@@ -125,6 +125,8 @@ Temperature = Annotated[StrictFloat | StrictInt, Field(ge=0)]
 MaxTokens = Annotated[StrictInt, Field(ge=1)]
 Seconds = Annotated[StrictFloat | StrictInt, Field(gt=0)]
 Retries = Annotated[StrictInt, Field(ge=0)]
+Price = Annotated[StrictFloat | StrictInt, Field(ge=0, allow_inf_nan=False)]
+"""US$ per million tokens."""
 
 
 def setting_names(model_class: type[BaseModel]) -> frozenset[str]:
@@ -316,9 +318,19 @@ class ProviderLimit(_Table):
     _holds = "limits"
 
     max_concurrency: Annotated[StrictInt, Field(ge=1)] | None = None
-    """Calls in flight at once; the others wait their turn (not counted in ``timeout_s``)."""
-    requests_per_second: Annotated[StrictFloat | StrictInt, Field(gt=0)] | None = None
-    """Calls started per second, smoothed by a token bucket (``InMemoryRateLimiter``)."""
+    """Calls in flight at once; the others wait their turn, which counts in their
+    ``timeout_s`` and their layer's deadline."""
+    requests_per_second: (
+        Annotated[StrictFloat | StrictInt, Field(gt=0, allow_inf_nan=False)] | None
+    ) = None
+    """Calls started per second, smoothed by a token bucket (``InMemoryRateLimiter``).
+    A client's own retries of a call (``max_retries``) go out within its turn."""
+
+    @model_validator(mode="after")
+    def _limits_something(self) -> Self:
+        if self.max_concurrency is None and self.requests_per_second is None:
+            _fail("give max_concurrency, requests_per_second or both")
+        return self
 
 
 @dataclass(frozen=True)
@@ -427,12 +439,15 @@ class StackSpec(BaseModel):
     before each layer reads them (Cluster & Filter, arXiv 2503.05856), a
     defence against a deceptive proposer."""
 
-    prices: dict[StrictStr, tuple[StrictFloat | StrictInt, StrictFloat | StrictInt]] | None = None
+    prices: dict[StrictStr, tuple[Price, Price]] | None = None
     """US$ per million input and output tokens by model name, over the defaults
     (``costs.PRICES``): what each call's ``cost_usd`` is computed with. A model
     with no price costs ``None``, never 0."""
 
-    parameters: dict[StrictStr, Annotated[StrictFloat | StrictInt, Field(gt=0)]] | None = None
+    parameters: (
+        dict[StrictStr, Annotated[StrictFloat | StrictInt, Field(gt=0, allow_inf_nan=False)]]
+        | None
+    ) = None
     """Active parameters in billions by model name, over the defaults
     (``costs.PARAMETERS``): what each call's ``tflops`` is computed with."""
 

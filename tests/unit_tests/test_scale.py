@@ -375,3 +375,12 @@ def test_a_sync_call_abandoned_while_waiting_for_its_slot_is_never_sent() -> Non
     assert waiter.log == []
     # The slot is free again: the abandoned waiter left the queue.
     assert moa.invoke("Why?").text == "ok"
+
+
+def test_limits_that_name_no_model_of_the_stack_are_refused() -> None:
+    with pytest.raises(StackError, match=r"'scripted-typo' names none of the stack's models"):
+        _moa(provider_limits={"scripted-typo": {"max_concurrency": 2}})
+    with pytest.raises(StackError, match="give max_concurrency, requests_per_second or both"):
+        _moa(provider_limits={"scriptedchatmodel": {}})
+    with pytest.raises(StackError, match=r"prices.p0\[0\]: must not be negative"):
+        _moa(prices={"p0": (-1.0, 1.0)})

@@ -12,8 +12,8 @@ references. The modes alternate round by round (the order swapped each round)
 on the same questions, so both meet the same load.
 
 Tokens are the answers' ``usage_metadata`` summed over the agent's AI
-messages, checked against their ``response_metadata["accounting"]``; the
-model calls are the accounting's, checked against the server's own records.
+messages, checked against every call's own usage (``get_calls``); the model
+calls are the accounting's, checked against the server's own records.
 
 Usage::
 
@@ -38,7 +38,7 @@ from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 
-from langchain_moa import ChatMoA
+from langchain_moa import ChatMoA, get_calls
 from langchain_moa.bench.process import BenchServer, ServerProcess
 from langchain_moa.bench.server import Behaviour
 from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
@@ -105,10 +105,11 @@ async def run_agent(
         reported: Mapping[str, Any] = answer.usage_metadata or {}
         for key in usage:
             usage[key] += reported.get(key, 0)
-        total = answer.response_metadata["accounting"]["total"]
-        calls += total["calls"]
-        for key in accounted:
-            accounted[key] += (total["usage"] or {}).get(key, 0)
+        calls += answer.response_metadata["accounting"]["total"]["calls"]
+        # Each call's usage as its own response reported it: the sums must agree.
+        for call in get_calls(answer):
+            for key in accounted:
+                accounted[key] += (call["usage"] or {}).get(key, 0)
     return {
         "fanout": fanout,
         "question": number,
@@ -119,7 +120,7 @@ async def run_agent(
         "tool_calls": sum(len(a.tool_calls) for a in answers),
         "answer": answers[-1].text if answers else "",
         **usage,
-        "usage_matches_accounting": usage == accounted,
+        "usage_matches_calls": usage == accounted,
         "wall_s": wall_s,
     }
 
@@ -167,8 +168,8 @@ def problems(
             )
         if run["tool_calls"] != tool_calls or not run["answer"]:
             found.append(f"{name}: {run['tool_calls']} tool calls, answer {run['answer']!r}")
-        if not run["usage_matches_accounting"]:
-            found.append(f"{name}: usage_metadata differs from the accounting")
+        if not run["usage_matches_calls"]:
+            found.append(f"{name}: usage_metadata differs from the sum of its calls' usage")
     return found
 
 

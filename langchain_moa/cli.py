@@ -155,6 +155,17 @@ def _measurements(text: str) -> list[int]:
     return chosen
 
 
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        msg = f"expected a whole number of at least 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return number
+
+
 def _add_bench_parser(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
@@ -169,10 +180,12 @@ def _add_bench_parser(commands: Any) -> None:
         "--only", type=_measurements, metavar="N[,N...]", help="run only these measurements (1-6)"
     )
     bench.add_argument(
-        "--queries", type=int, help="concurrent queries of measurement 5 (default 200)"
+        "--queries", type=_positive, help="concurrent queries of measurement 5 (default 200)"
     )
     bench.add_argument(
-        "--limit", type=int, help="the provider's concurrency limit in measurement 5 (default 16)"
+        "--limit",
+        type=_positive,
+        help="the provider's concurrency limit in measurement 5 (default 16)",
     )
     bench.add_argument(
         "--in-thread",

@@ -156,7 +156,8 @@ def tflops_per_query(generation: Mapping[str, Any], rates: Rates) -> tuple[float
         if then is None:
             return None, f"no size for {model} when it was evaluated"
         if now != then:
-            return None, f"evaluated with {model} at {then:g}B active parameters, not {now}"
+            size = "an unknown size" if now is None else f"{now:g}B"
+            return None, f"evaluated with {model} at {then:g}B active parameters, not {size}"
     value = _number(generation["tflops_per_query"])
     return (None, "a call without usage") if value is None else (value, "")
 
@@ -341,7 +342,9 @@ def report_section(
     plotted = [p for p in analysis.points if p.cost_usd is not None or p.tflops is not None]
     text = f"\nBudget analysis ({analysis.heading} against cost and TFLOPs per query):\n"
     if len(plotted) < 2:  # noqa: PLR2004 - a frontier needs two runs to compare
-        text += f"no plot: {len(plotted)} run(s) with {analysis.heading} and a known cost\n"
+        text += (
+            f"no plot: {len(plotted)} run(s) with {analysis.heading} and a known cost or TFLOPs\n"
+        )
     else:
         text += frontier_table(analysis)
         text += f"\nplot: {plot(analysis, folder / PLOT_FILE)}\n"

@@ -22,6 +22,9 @@ from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
+
+# Private in langgraph 1.x (what add_node makes of a plain function), hence the <2 pin:
+# langchain-core's public RunnableLambda reads the function's signature on every call.
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph

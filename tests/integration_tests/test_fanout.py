@@ -44,7 +44,7 @@ async def test_per_turn_runs_the_proposers_once_per_turn(server: ScheduledServer
         assert run["tool_calls"] == TOOL_CALLS
         # The scheduled server's text answer: its words w0, w1...
         assert run["answer"].startswith("w0 w1")
-        assert run["usage_matches_accounting"]
+        assert run["usage_matches_calls"]
     assert per_turn["input_tokens"] < every["input_tokens"]
     assert per_turn["output_tokens"] < every["output_tokens"]
     assert per_turn["total_tokens"] < every["total_tokens"]

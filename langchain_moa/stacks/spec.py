@@ -445,8 +445,7 @@ class StackSpec(BaseModel):
     with no price costs ``None``, never 0."""
 
     parameters: (
-        dict[StrictStr, Annotated[StrictFloat | StrictInt, Field(gt=0, allow_inf_nan=False)]]
-        | None
+        dict[StrictStr, Annotated[StrictFloat | StrictInt, Field(gt=0, allow_inf_nan=False)]] | None
     ) = None
     """Active parameters in billions by model name, over the defaults
     (``costs.PARAMETERS``): what each call's ``tflops`` is computed with."""

@@ -207,7 +207,7 @@ def test_report_time_parameters_resize_single_models_but_not_a_moas(tmp_path) ->
     moa = runs["MoA-Lite"]["alpaca_eval"]["generation"]
     value, why = pareto.tflops_per_query(moa, resized)
     assert value is None
-    assert why == f"evaluated with {QWEN72} at 72B active parameters, not 36.0"
+    assert why == f"evaluated with {QWEN72} at 72B active parameters, not 36B"
     # Results from before TFLOPs were stored: cost still comes from their usage.
     del moa["tflops_per_query"]
     assert pareto.tflops_per_query(moa, Rates())[0] is None

@@ -158,8 +158,10 @@ async def proposer_nodes(client: LangGraphClient) -> list[str]:
     # Studio builds its input form from the input schema: what a caller gives.
     (assistant,) = await client.assistants.search(graph_id="moa")
     schemas = await client.assistants.get_schemas(assistant["assistant_id"])
-    assert set(schemas["input_schema"]["properties"]) == {"messages", "tools", "tool_choice"}
-    assert set(schemas["output_schema"]["properties"]) == {"messages", "answer", "calls", "dropped"}
+    given = {"messages", "tools", "tool_choice", "reuse"}
+    assert set(schemas["input_schema"]["properties"]) == given
+    returned = {"messages", "answer", "calls", "dropped", "reused"}
+    assert set(schemas["output_schema"]["properties"]) == returned
     assert {"messages", "calls"} <= set(schemas["state_schema"]["properties"])
     return proposers
 

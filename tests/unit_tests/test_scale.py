@@ -276,7 +276,12 @@ def test_per_turn_fanout_runs_the_proposers_once_in_a_tool_loop(fanout, proposer
     assert reused == ([False] * 4 if fanout == "every_call" else [False, True, True, True])
 
 
-def test_a_new_user_turn_runs_the_proposers_again() -> None:
+@pytest.mark.parametrize(
+    "question",
+    [HumanMessage("And again?"), ChatMessage(role="user", content="And again?")],
+    ids=["human", "chat-message-user"],
+)
+def test_a_new_user_turn_runs_the_proposers_again(question) -> None:
     proposers, aggregator = _agent_models()
     moa = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2, fanout="per_turn")
     first = moa.invoke("Find i0.")
@@ -285,22 +290,7 @@ def test_a_new_user_turn_runs_the_proposers_again() -> None:
         first,
         ToolMessage("i0: found", tool_call_id="call_0"),
         AIMessage("noted"),
-        HumanMessage("And again?"),
-    ]
-    moa.invoke(conversation)
-    assert sum(len(p.log) for p in proposers) == 6
-
-
-def test_a_user_chat_message_starts_a_new_turn_too() -> None:
-    proposers, aggregator = _agent_models()
-    moa = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2, fanout="per_turn")
-    first = moa.invoke("Find i0.")
-    conversation = [
-        HumanMessage("Find i0."),
-        first,
-        ToolMessage("i0: found", tool_call_id="call_0"),
-        AIMessage("noted"),
-        ChatMessage(role="user", content="And again?"),
+        question,
     ]
     assert not moa.invoke(conversation).response_metadata["reused_references"]
     assert sum(len(p.log) for p in proposers) == 6

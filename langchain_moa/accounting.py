@@ -94,9 +94,9 @@ class Totals(TypedDict):
     cost_usd: float | None
     """The sum of every call's cost; None when one is unknown."""
     tflops: float | None
-    """The sum of each layer's largest call (the paper's TFLOPs per query)."""
+    """The sum of the layers' TFLOPs (the paper's TFLOPs per query)."""
     critical_path_s: float
-    """The sum of each layer's slowest call: the least time the stack could take."""
+    """The sum of the layers' critical paths: the least time the stack could take."""
     latency_s: float
     """End to end, as the caller waited."""
     ttft_s: float | None
@@ -359,10 +359,10 @@ def format_summary(calls: Sequence[ModelCall], total_latency_s: float) -> str:
     def count(n: int, noun: str) -> str:
         return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
-    layers = by_layer(calls)
+    accounting = account(calls, latency_s=total_latency_s)
+    layers, total = accounting["layers"], accounting["total"]
     parts = []
-    for number, layer in enumerate(layers, start=1):
-        summary = summarize_layer(layer)
+    for number, summary in enumerate(layers, start=1):
         label = "aggregator" if number == len(layers) else f"layer {number}"
         reasons = ", ".join(f"{n} {reason}" for reason, n in summary["reasons"].items())
         failed = f" ({summary['failures']} failed: {reasons})" if summary["failures"] else ""
@@ -372,9 +372,9 @@ def format_summary(calls: Sequence[ModelCall], total_latency_s: float) -> str:
         )
     missing = sum(c["usage"] is None and c["error"] is None for c in calls)
     note = f" ({count(missing, 'call')} reported no usage)" if missing else ""
-    cost = known_sum(c["cost_usd"] for c in calls if not refused(c))
+    cost = total["cost_usd"]
     parts.append(
-        f"total: {count(len(calls), 'call')}, {tokens(total_usage(calls))}{note}, "
-        f"{'cost n/a' if cost is None else f'${cost:.4f}'}, {total_latency_s:.1f}s"
+        f"total: {count(total['calls'], 'call')}, {tokens(total['usage'])}{note}, "
+        f"{'cost n/a' if cost is None else f'${cost:.4f}'}, {total['latency_s']:.1f}s"
     )
     return " | ".join(parts)

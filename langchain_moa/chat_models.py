@@ -84,7 +84,7 @@ def turn_references(messages: Sequence[BaseMessage], model_name: str | None) -> 
     references the aggregator read. None when the turn has no such answer (a
     new question, another stack's answers only, or metadata lost).
     """
-    users = [i for i, message in enumerate(messages) if role(message) in {"human", "user"}]
+    users = [i for i, message in enumerate(messages) if role(message) == "human"]
     if not users:
         return None
     for message in reversed(messages[users[-1] + 1 :]):

@@ -105,11 +105,13 @@ BEGIN_NODE = "begin"
 
 
 def role(message: Any) -> str | None:
-    """``"system"``, ``"ai"``..., with a ``ChatMessage``'s role read the same way."""
+    """``"system"``, ``"human"``, ``"ai"``..., with a ``ChatMessage``'s role read the same way."""
     if not isinstance(message, BaseMessage):
         return None
     if isinstance(message, ChatMessage):
-        return {"assistant": "ai", "developer": "system"}.get(message.role, message.role)
+        return {"assistant": "ai", "user": "human", "developer": "system"}.get(
+            message.role, message.role
+        )
     return message.type
 
 

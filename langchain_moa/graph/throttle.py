@@ -226,16 +226,29 @@ class Throttles:
     """A stack's provider limits, looked up per model."""
 
     limits: Mapping[str, ProviderLimit] = field(default_factory=dict)
+    _by_key: dict[str, ProviderLimit] = field(init=False, repr=False, compare=False)
+    _by_model: dict[int, tuple[BaseChatModel, Throttle | None]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Each model (by ``id``, kept so the id stays its own) and its throttle, found on its
+    first call: every call looks it up."""
+
+    def __post_init__(self) -> None:
+        """Key the limits as models are keyed (a base URL without its trailing slash)."""
+        by_key = {key.rstrip("/"): limit for key, limit in self.limits.items()}
+        object.__setattr__(self, "_by_key", by_key)
 
     def for_model(self, model: BaseChatModel) -> Throttle | None:
         """The throttle of the first of ``model``'s keys that a limit names."""
-        if not self.limits:
+        if not self._by_key:
             return None
-        limits = {key.rstrip("/"): limit for key, limit in self.limits.items()}
-        for key in provider_keys(model):
-            if key in limits:
-                return shared_throttle(key, limits[key])
-        return None
+        known = self._by_model.get(id(model))
+        if known is not None and known[0] is model:
+            return known[1]
+        key = next((k for k in provider_keys(model) if k in self._by_key), None)
+        found = None if key is None else shared_throttle(key, self._by_key[key])
+        self._by_model[id(model)] = (model, found)
+        return found
 
     def check(self, models: Iterable[BaseChatModel]) -> None:
         """Refuse limits that name none of ``models``: a typo would limit nothing.

@@ -49,6 +49,7 @@ from langchain_moa.graph.state import (
     AGGREGATOR_KWARGS,
     STREAM_ANSWER,
     Reuse,
+    carries_answer,
     check_conversation,
     get_calls,
     role,
@@ -465,7 +466,7 @@ class ChatMoA(BaseChatModel, StackSpec):
         if not (isinstance(part, dict) and part.get("event") == ANSWER_CHUNK):
             return None
         chunk: AIMessageChunk = part["chunk"]
-        if not chunk.content and not chunk.tool_call_chunks:
+        if not carries_answer(chunk):
             return None
         # The aggregator's own usage and metadata are counted in the last chunk.
         return ChatGenerationChunk(

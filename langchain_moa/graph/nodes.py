@@ -15,7 +15,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
@@ -53,6 +53,7 @@ from langchain_moa.graph.state import (
     STREAM_ANSWER,
     Dropped,
     MoAState,
+    carries_answer,
     check_conversation,
     turn,
 )
@@ -186,6 +187,31 @@ class ModelNode:
         # Counting may block: a tokenizer's first load, tiktoken's download.
         return await run_in_executor(None, self.inputs, state, model)
 
+    def run(
+        self,
+        model: BaseChatModel,
+        call: Callable[[], BaseMessage],
+        clock: LayerClock | None = None,
+    ) -> BaseMessage:
+        """``call`` of ``model`` within its provider's limit, its time limits, and usable.
+
+        Raises:
+            CallTimeoutError: it ran past ``timeout_s`` or its layer's deadline.
+            BadResponseError: its reply is empty.
+        """
+        limited = self.throttles.wrap(model, call)
+        return _usable(call_within(limited, timeout_s=self.policy.timeout_s, clock=clock))
+
+    async def arun(
+        self,
+        model: BaseChatModel,
+        call: Callable[[], Awaitable[BaseMessage]],
+        clock: LayerClock | None = None,
+    ) -> BaseMessage:
+        """``run``, for async calls: cancelling the run cancels the call."""
+        limited = self.throttles.awrap(model, call)
+        return _usable(await acall_within(limited, timeout_s=self.policy.timeout_s, clock=clock))
+
     def config(self, config: RunnableConfig, node: str | None = None) -> RunnableConfig:
         """The call's config, its run named for the node (or the fallback it tries)."""
         # The run name makes a trace read like the graph.
@@ -292,14 +318,8 @@ class Proposer(ModelNode):
         message, error, note = None, None, None
         try:
             inputs, note = self.inputs(state)
-            message = _usable(
-                call_within(
-                    self.throttles.wrap(
-                        self.model, lambda: self.model.invoke(inputs, self.config(config))
-                    ),
-                    timeout_s=self.policy.timeout_s,
-                    clock=clock,
-                )
+            message = self.run(
+                self.model, lambda: self.model.invoke(inputs, self.config(config)), clock
             )
         except Exception as caught:  # noqa: BLE001 - recorded; the join decides
             error = caught
@@ -311,14 +331,8 @@ class Proposer(ModelNode):
         message, error, note = None, None, None
         try:
             inputs, note = await self.ainputs(state)
-            message = _usable(
-                await acall_within(
-                    self.throttles.awrap(
-                        self.model, lambda: self.model.ainvoke(inputs, self.config(config))
-                    ),
-                    timeout_s=self.policy.timeout_s,
-                    clock=clock,
-                )
+            message = await self.arun(
+                self.model, lambda: self.model.ainvoke(inputs, self.config(config)), clock
             )
         except Exception as caught:  # noqa: BLE001 - recorded; the join decides
             error = caught
@@ -498,13 +512,7 @@ class Final(ModelNode):
         for attempt in self.attempts(state, config):
             try:
                 attempt.inputs, attempt.note = self.inputs(state, attempt.model)
-                reply = _usable(
-                    call_within(
-                        self.throttles.wrap(attempt.model, partial(self.call, attempt)),
-                        timeout_s=self.policy.timeout_s,
-                        clock=None,
-                    )
-                )
+                reply = self.run(attempt.model, partial(self.call, attempt))
             except Exception as error:  # noqa: BLE001 - recorded; the next one tries
                 calls.append(self.failed(attempt, error))
                 if attempt.streamed:
@@ -519,13 +527,7 @@ class Final(ModelNode):
         for attempt in self.attempts(state, config):
             try:
                 attempt.inputs, attempt.note = await self.ainputs(state, attempt.model)
-                reply = _usable(
-                    await acall_within(
-                        self.throttles.awrap(attempt.model, partial(self.acall_model, attempt)),
-                        timeout_s=self.policy.timeout_s,
-                        clock=None,
-                    )
-                )
+                reply = await self.arun(attempt.model, partial(self.acall_model, attempt))
             except Exception as error:  # noqa: BLE001 - recorded; the next one tries
                 calls.append(self.failed(attempt, error))
                 if attempt.streamed:
@@ -557,10 +559,8 @@ class Aggregator(Final):
     ) -> BaseMessageChunk:
         """Send one chunk to the stream; return the answer so far."""
         get_stream_writer()({"event": ANSWER_CHUNK, "chunk": chunk})
-        # A role-only first chunk (OpenAI-compatible servers send one before any
-        # token) is neither a first token nor part of an answer to take back.
-        has_content = chunk.content or getattr(chunk, "tool_call_chunks", None)
-        if attempt.first_token is None and has_content:
+        # A role-only first chunk is neither a first token nor an answer to take back.
+        if attempt.first_token is None and carries_answer(chunk):
             attempt.first_token = time.perf_counter()
         return chunk if answer is None else answer + chunk
 

@@ -91,6 +91,15 @@ AGGREGATOR_KWARGS = "moa_aggregator_kwargs"
 ANSWER_CHUNK = "moa_answer_chunk"
 """``event`` value of a custom stream event that carries an answer token."""
 
+
+def carries_answer(chunk: BaseMessage) -> bool:
+    """Whether a streamed chunk holds part of the answer: text or a tool call.
+
+    OpenAI-compatible servers send a role-only, empty chunk first: no token yet.
+    """
+    return bool(chunk.content or getattr(chunk, "tool_call_chunks", None))
+
+
 CALL_START = "moa_call_start"
 """Custom event: a model call begins (``node``, ``layer``, ``model``)."""
 CALL_END = "moa_call_end"

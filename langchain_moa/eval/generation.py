@@ -48,8 +48,11 @@ Call = tuple[str, UsageMetadata | None, bool]
 it was refused (``accounting.refused``: it failed before a provider served it)."""
 
 
-def _usage(raw: Mapping[str, Any] | None) -> UsageMetadata | None:
-    """A record's usage as `UsageMetadata` (records read back from JSON are plain dicts)."""
+def as_usage(raw: Mapping[str, Any] | None) -> UsageMetadata | None:
+    """Token counts as `UsageMetadata`, from plain ``input_tokens``/``output_tokens``.
+
+    A record's usage read back from JSON, or a model's totals in a generation summary.
+    """
     if raw is None:
         return None
     return UsageMetadata(
@@ -70,14 +73,14 @@ def calls_by_layer(record: Mapping[str, Any]) -> list[list[Call]]:
             [
                 (
                     call["model"],
-                    _usage(call["usage"]),
+                    as_usage(call["usage"]),
                     refused(call),
                 )
                 for call in layer
             ]
             for layer in record["layers"]
         ]
-    return [[(record["model"], _usage(record.get("usage")), False)]]
+    return [[(record["model"], as_usage(record.get("usage")), False)]]
 
 
 def _calls(record: Mapping[str, Any]) -> Iterable[Call]:
@@ -161,7 +164,7 @@ def total_cost_usd(usage: Mapping[str, Mapping[str, int]], rates: Rates) -> floa
     for model, tokens in usage.items():
         if tokens.get("calls_without_usage", 0):
             return None
-        cost = rates.cost_usd(model, _usage(tokens))
+        cost = rates.cost_usd(model, as_usage(tokens))
         if cost is None:
             return None
         total += cost

@@ -27,7 +27,7 @@ from typing import Any
 
 from langchain_moa.costs import Rates
 from langchain_moa.eval.extras import require
-from langchain_moa.eval.generation import total_cost_usd
+from langchain_moa.eval.generation import as_usage, total_cost_usd
 from langchain_moa.eval.store import write_atomic
 
 PLOT_FILE = "pareto.png"
@@ -171,14 +171,7 @@ def _single_model_tflops(
     ((model, tokens),) = usage.items()
     if tokens["calls"] != items or tokens.get("calls_without_usage", 0):
         return None
-    total = rates.tflops(
-        model,
-        {
-            "input_tokens": tokens["input_tokens"],
-            "output_tokens": tokens["output_tokens"],
-            "total_tokens": tokens["input_tokens"] + tokens["output_tokens"],
-        },
-    )
+    total = rates.tflops(model, as_usage(tokens))
     if total is None:
         return None, f"no size for {model} (pass --parameters)"
     return total / items, ""

@@ -185,8 +185,9 @@ async def critical_path_ratio(bench: Bench, behaviour: str, queries: int) -> dic
     reference code's async example does) on other questions in between: what
     the clients themselves add on this machine.
     """
-    moa = bench.stack(bench.names(behaviour))
-    proposers, aggregator = _clients(bench, bench.names(behaviour))
+    names = bench.names(behaviour)
+    moa = bench.stack(names)
+    proposers, aggregator = _clients(bench, names)
     await moa.ainvoke(bench.question())  # connections and lazy imports are not the first query's
     await _bare_moa(proposers, aggregator, bench.question(), sequential=False)
     bench.server.reset()

@@ -1,11 +1,13 @@
-"""The ``moa`` command: ``moa chat "question"``, ``moa eval ...`` and ``moa bench``."""
+"""The ``moa`` command: ``moa chat "question"``, ``moa eval``, ``moa bench``, ``moa serve``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn, get_args
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -141,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.set_defaults(handler=chat_command)
     eval_cli.add_parser(commands)
     _add_bench_parser(commands)
+    _add_serve_parser(commands)
     return parser
 
 
@@ -213,6 +216,111 @@ def bench_command(args: argparse.Namespace) -> int:
         limit=args.limit,
         in_thread=args.in_thread,
     )
+
+
+SERVE_API_KEY_ENV = "MOA_SERVE_API_KEY"
+"""Where ``moa serve`` reads its bearer token, unless ``--api-key-env`` names another variable."""
+
+
+def _add_serve_parser(commands: Any) -> None:
+    # The defaults live with the app; the serve extra may be missing here.
+    serve = commands.add_parser(
+        "serve",
+        help="serve MoA stacks as an OpenAI-compatible API (/v1/chat/completions)",
+        description="Serve MoA stacks as OpenAI's chat completions API, each under a model "
+        "id: the embedded stack as 'local', the paper's presets (with their keys) under "
+        "their names, and every --stack file under its model_name or file name (the serve "
+        "extra).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    serve.add_argument(
+        "--stack",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a stack file (.yaml, .yml, .toml) to serve too (repeat for more)",
+    )
+    serve.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="the environment variable holding the bearer token clients must send "
+        f"(default {SERVE_API_KEY_ENV}; without it set, no token is asked for)",
+    )
+    serve.add_argument(
+        "--max-concurrency",
+        type=_positive,
+        default=64,
+        help="requests run at once; past it, 429 at once (default 64)",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=_positive,
+        default=2 * 1024 * 1024,
+        help="the largest request body; past it, 413 (default 2 MiB)",
+    )
+    serve.add_argument(
+        "--max-messages",
+        type=_positive,
+        default=512,
+        help="the most messages of one request; past it, 400 (default 512)",
+    )
+    serve.set_defaults(handler=serve_command)
+
+
+def _served_files(paths: Sequence[str]) -> dict[str, Callable[[], ChatMoA]]:
+    """Each stack file under its ``model_name`` or its file name, checked now, built later."""
+    stacks: dict[str, Callable[[], ChatMoA]] = {}
+    for path in paths:
+        spec = load_stack(path)  # a bad file stops the server before it listens
+        name = spec.model_name or Path(path).stem
+        if name in stacks:
+            _fail(f"--stack {path}: another stack is served as {name!r} already")
+
+        def build(path: str = path) -> ChatMoA:
+            return ChatMoA.from_config(path)
+
+        stacks[name] = build
+    return stacks
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Run ``moa serve`` until SIGINT or SIGTERM."""
+    from langchain_moa.serve import ServeExtraMissingError  # noqa: PLC0415 - cheap
+
+    try:
+        # Lazily: starlette and uvicorn are the serve extra's.
+        from langchain_moa.serve.app import create_app, default_stacks, run  # noqa: PLC0415
+    except ServeExtraMissingError as error:
+        _fail(str(error))
+    variable = args.api_key_env or SERVE_API_KEY_ENV
+    api_key = os.environ.get(variable) or None
+    if args.api_key_env and api_key is None:
+        _fail(f"--api-key-env {variable}: the variable is not set")
+    app = create_app(
+        {**default_stacks(), **_served_files(args.stack)},
+        api_key=api_key,
+        max_concurrency=args.max_concurrency,
+        max_body_bytes=args.max_body_bytes,
+        max_messages=args.max_messages,
+    )
+    if api_key is None and args.host not in {"127.0.0.1", "localhost", "::1"}:
+        print(
+            f"moa serve: warning: listening on {args.host} with no token: anyone who can "
+            f"reach it can spend the stacks' keys (set {SERVE_API_KEY_ENV})",
+            file=sys.stderr,
+        )
+    print(
+        f"moa serve: http://{args.host}:{args.port}/v1, "
+        f"{'bearer token from ' + variable if api_key else 'no token asked for'}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        run(app, host=args.host, port=args.port)
+    finally:
+        stop_all()
+    return 0
 
 
 def _given(value: Any, default: Any) -> Any:

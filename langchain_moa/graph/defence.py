@@ -87,13 +87,18 @@ def _number(text: str) -> str | None:
     return format(value.normalize(), "f") if value else "0"
 
 
-def _features(text: str) -> _Features:
+def numbers(text: str) -> list[str]:
+    """Every number in ``text``, in order, normalized (``1,000`` is ``1000``, ``18.0`` ``18``)."""
     found = [_number(match.rstrip(",")) for match in _NUMBER.findall(text)]
-    numbers = [number for number in found if number is not None]
+    return [number for number in found if number is not None]
+
+
+def _features(text: str) -> _Features:
+    found = numbers(text)
     return _Features(
         words=Counter(_WORD.findall(text.lower())),
-        numbers=Counter(numbers),
-        final=numbers[-1] if numbers else None,
+        numbers=Counter(found),
+        final=found[-1] if found else None,
     )
 
 

@@ -9,7 +9,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from typing_extensions import TypedDict  # pydantic (Studio schemas) needs it on 3.11
@@ -62,6 +62,9 @@ class ModelCall(TypedDict):
     note: str | None
     """What was done to the call's input (references shortened, images left
     out) or how it came to write the answer (the last resort), else None."""
+    references: NotRequired[list[str] | None]
+    """The nodes whose answers it read, in the order shown (``reference_order=
+    "shuffle"`` draws it per query); None for a call that read none."""
 
 
 class LayerSummary(TypedDict):

@@ -47,6 +47,7 @@ from langchain_moa.callbacks import (
 from langchain_moa.graph import ANSWER_CHUNK, MoAInput, compile_moa_graph
 from langchain_moa.graph.state import (
     AGGREGATOR_KWARGS,
+    SHUFFLE_SEED,
     STREAM_ANSWER,
     Reuse,
     carries_answer,
@@ -279,7 +280,9 @@ class ChatMoA(BaseChatModel, StackSpec):
             "model_name": self.model_name,
             "min_proposers": self.min_proposers,
             "prompt": prompt,
-            "aggregation": self.aggregation,
+            "strategy": self.strategy.options(),
+            "reference_order": self.reference_order,
+            "early_stop": None if self.early_stop is None else repr(self.early_stop),
             # What shapes the answer's text (time limits decide only whether it comes).
             "reference_format": self.reference_format,
             "reference_filter": self.reference_filter,
@@ -407,12 +410,15 @@ class ChatMoA(BaseChatModel, StackSpec):
         stop: list[str] | None,
         aggregator_kwargs: dict[str, Any],
     ) -> RunnableConfig:
+        aggregator_kwargs = dict(aggregator_kwargs)
+        # A call option of ours, not the aggregator's: replays a shuffled run's orders.
+        seed = aggregator_kwargs.pop("shuffle_seed", None)
         if stop := stop or self.stop:
-            aggregator_kwargs = {**aggregator_kwargs, "stop": stop}
-        return {
-            "callbacks": callbacks,
-            "configurable": {STREAM_ANSWER: stream, AGGREGATOR_KWARGS: aggregator_kwargs},
-        }
+            aggregator_kwargs["stop"] = stop
+        configurable = {STREAM_ANSWER: stream, AGGREGATOR_KWARGS: aggregator_kwargs}
+        if seed is not None:
+            configurable[SHUFFLE_SEED] = seed
+        return {"callbacks": callbacks, "configurable": configurable}
 
     def _metadata(
         self, state: dict[str, Any], started: float, ttft_s: float | None = None
@@ -431,6 +437,10 @@ class ChatMoA(BaseChatModel, StackSpec):
             "degraded": bool(why),
             "degradations": why,
             "dropped_references": state.get("dropped", []),
+            "strategy": self.strategy.name,
+            "early_stop": state.get("stopped"),
+            "ranking": state.get("ranking"),
+            "shuffle_seed": state.get("shuffle_seed"),
         }
 
     def _result(self, state: dict[str, Any], started: float) -> ChatResult:

@@ -23,6 +23,7 @@ from langchain_moa.costs import Rates
 from langchain_moa.eval.generation import total_cost_usd
 from langchain_moa.eval.store import progress_bar, write_atomic
 from langchain_moa.stacks import model_label
+from langchain_moa.stacks.factory import draws
 
 AXES = ("ranker", "proposers", "single", "aggregators", "layers", "baselines")
 """Every axis of the grid, in the order rows are written."""
@@ -40,22 +41,10 @@ class Configuration:
     model: BaseChatModel
 
 
-def samples(model: BaseChatModel, count: int) -> list[BaseChatModel]:
-    """``count`` draws of one model: the single-proposer setting.
-
-    Copies differ by seed where the model has one; otherwise they skip the
-    LLM cache, which would hand every copy the same answer.
-    """
-    if "seed" in type(model).model_fields:
-        base = getattr(model, "seed", None) or 0
-        return [model.model_copy(update={"seed": base + 1 + i}) for i in range(count)]
-    return [model] + [model.model_copy(update={"cache": False}) for _ in range(count - 1)]
-
-
 def _take(proposers: Sequence[BaseChatModel], count: int) -> list[BaseChatModel]:
     """The first ``count`` proposers; models reused past the list are fresh draws."""
-    draws = {id(m): iter(samples(m, count)) for m in proposers}
-    return [next(draws[id(proposers[i % len(proposers)])]) for i in range(count)]
+    by_model = {id(m): iter(draws(m, count)) for m in proposers}
+    return [next(by_model[id(proposers[i % len(proposers)])]) for i in range(count)]
 
 
 def grid(
@@ -100,7 +89,7 @@ def grid(
         ],
         "single": lambda: [
             Configuration(
-                f"single-proposer n={n}", "single", moa(samples(proposers[0], n), aggregator)
+                f"single-proposer n={n}", "single", moa(draws(proposers[0], n), aggregator)
             ),
             Configuration(f"multiple-proposer n={n}", "single", moa(proposers, aggregator)),
         ],

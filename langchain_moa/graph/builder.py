@@ -29,12 +29,24 @@ from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
+from langchain_moa.graph import agreement
 from langchain_moa.graph.limits import LayerClocks
-from langchain_moa.graph.nodes import Aggregator, Join, Proposer, Ranker, begin
+from langchain_moa.graph.nodes import Aggregator, Begin, Final, Join, Proposer, Ranker
 from langchain_moa.graph.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT, RANK_PROMPT, Prompt
+from langchain_moa.graph.review import RankedAggregator, Reviewer, ReviewJoin
+from langchain_moa.graph.sequential import SequentialAggregator
 from langchain_moa.graph.state import AGGREGATOR_NODE, BEGIN_NODE, MoAInput, MoAOutput, MoAState
 from langchain_moa.graph.throttle import Throttles
-from langchain_moa.stacks import Aggregation, Stack, StackSpec, build_stack, model_label
+from langchain_moa.stacks import (
+    Rank,
+    RankThenSynthesize,
+    SelfMoASeq,
+    Stack,
+    StackSpec,
+    Strategy,
+    build_stack,
+    model_label,
+)
 
 T = TypeVar("T")
 
@@ -88,7 +100,7 @@ def build_moa_graph(
     *,
     prompt: Prompt | None = None,
     min_proposers: int = 1,
-    aggregation: Aggregation = "synthesize",
+    strategy: str | Strategy = "synthesize",
     name: str = "moa",
     **compile_options: Any,
 ) -> CompiledStateGraph:
@@ -105,10 +117,11 @@ def build_moa_graph(
             callable or Runnable taking a ``PromptInput`` and returning the
             messages to send.
         min_proposers: How many proposers of each layer must succeed.
-        aggregation: ``"synthesize"`` (MoA) or ``"rank"`` (the paper's
-            LLM-ranker baseline: the aggregator picks one of the last layer's
-            responses by number, with ``RANK_PROMPT`` unless ``prompt`` is
-            given, and that response is the answer).
+        strategy: ``"synthesize"`` (MoA), ``"rank"`` (the paper's LLM-ranker
+            baseline: the aggregator picks one of the last layer's responses
+            by number, with ``RANK_PROMPT`` unless ``prompt`` is given, and
+            that response is the answer), another strategy's name, or a
+            ``Strategy`` (see ``langchain_moa.stacks.strategy``).
         name: The compiled graph's name.
         **compile_options: Passed to ``StateGraph.compile``: ``checkpointer``
             (``False`` keeps a parent graph's away), ``store``,
@@ -127,7 +140,7 @@ def build_moa_graph(
         aggregator=aggregator,
         prompt=prompt,
         min_proposers=min_proposers,
-        aggregation=aggregation,
+        strategy=strategy,
     )
     return compile_moa_graph(build_stack(spec), name=name, **compile_options)
 
@@ -138,72 +151,139 @@ def compile_moa_graph(
     """Wire a stack whose models are built (``build_stack``) into the compiled graph.
 
     ``build_moa_graph`` checks and builds the stack first; ``ChatMoA`` calls
-    this with the stack it built. The prompt, ``min_proposers`` and the
-    aggregation are ``stack.spec``'s.
+    this with the stack it built. The prompt, ``min_proposers``, the strategy,
+    the reference order and early stop are ``stack.spec``'s.
     """
     spec = stack.spec
     rates, throttles = spec.rates(), Throttles(spec.provider_limits or {})
     throttles.check(
         [*(m for layer in stack.layers for m in layer), stack.aggregator, *stack.fallbacks]
     )
+    common: dict[str, Any] = {
+        "max_input_tokens": spec.max_input_tokens,
+        "reference_format": spec.reference_format,
+        "rates": rates,
+        "throttles": throttles,
+    }
     builder = StateGraph(MoAState, input_schema=MoAInput, output_schema=MoAOutput)
-    builder.add_node(BEGIN_NODE, _node(begin, None, BEGIN_NODE))
+    shuffle = spec.reference_order == "shuffle"
+    builder.add_node(BEGIN_NODE, _node(Begin(shuffle), None, BEGIN_NODE))
     builder.add_edge(START, BEGIN_NODE)
-    first_layer = _node_names(1, stack.layers[0])
-
-    def route(state: MoAState) -> str | list[str]:
-        # A run that reuses the turn's references goes straight to the aggregator.
-        return AGGREGATOR_NODE if state.get("reused") else first_layer
-
-    builder.add_conditional_edges(
-        BEGIN_NODE, _node(route, None, "route"), [*first_layer, AGGREGATOR_NODE]
-    )
-    previous: str | None = None  # layer 1 starts from begin's conditional edge
+    names = [_node_names(number, models) for number, models in enumerate(stack.layers, start=1)]
+    reviewed = isinstance(spec.strategy, RankThenSynthesize)
+    # Where the proposer layers lead: the review, or the aggregator.
+    after = _review_names(names[-1]) if reviewed else [AGGREGATOR_NODE]
+    _branch(builder, BEGIN_NODE, "reused", names[0], [AGGREGATOR_NODE])
+    check = _agreement(spec)
     references_prompt = spec.prompt or AGGREGATE_AND_SYNTHESIZE_PROMPT
     for number, models in enumerate(stack.layers, start=1):
-        names = _node_names(number, models)
         join = f"layer{number}/join"
         policy, clocks = spec.policy(number), LayerClocks()
-        for index, (node_name, model) in enumerate(zip(names, models, strict=True)):
+        for index, (node_name, model) in enumerate(zip(names[number - 1], models, strict=True)):
             proposer = Proposer(
-                number,
-                index,
-                node_name,
-                model,
-                references_prompt,
-                policy,
-                clocks=clocks,
-                max_input_tokens=spec.max_input_tokens,
-                reference_format=spec.reference_format,
-                rates=rates,
-                throttles=throttles,
+                number, index, node_name, model, references_prompt, policy, clocks=clocks, **common
             )
             builder.add_node(node_name, _node(proposer, proposer.acall, node_name))
-            if previous is not None:
-                builder.add_edge(previous, node_name)
-        joined = Join(number, policy.min_proposers, spec.reference_filter)
-        builder.add_node(join, _node(joined, None, join))
-        builder.add_edge(names, join)
-        previous = join
-    final_class = Ranker if spec.aggregation == "rank" else Aggregator
-    final_prompt = spec.prompt or (
-        RANK_PROMPT if spec.aggregation == "rank" else AGGREGATE_AND_SYNTHESIZE_PROMPT
-    )
-    final = final_class(
-        len(stack.layers) + 1,
-        0,
-        AGGREGATOR_NODE,
-        stack.aggregator,
-        final_prompt,
-        spec.aggregator_policy(),
+        last = number == len(stack.layers)
+        joined = Join(
+            number,
+            policy.min_proposers,
+            spec.reference_filter,
+            shuffle=shuffle,
+            agreement=None if last else check,
+            later_calls=sum(len(layer) for layer in stack.layers[number:]),
+        )
+        builder.add_node(join, _node(joined, joined.acall, join))
+        builder.add_edge(names[number - 1], join)
+        if last:
+            _fan(builder, join, after)
+        elif check is None:
+            _fan(builder, join, names[number])
+        else:
+            _branch(builder, join, "stopped", names[number], after)
+    final_layer = len(stack.layers) + 1
+    if reviewed:
+        _add_review(builder, stack, names, spec, common)
+        final_layer += 1
+    final = _final_node(
+        spec.strategy,
+        layer=final_layer,
+        index=0,
+        name=AGGREGATOR_NODE,
+        model=stack.aggregator,
+        prompt=spec.prompt
+        or (RANK_PROMPT if isinstance(spec.strategy, Rank) else AGGREGATE_AND_SYNTHESIZE_PROMPT),
+        policy=spec.aggregator_policy(),
         fallbacks=tuple(stack.fallbacks),
         best_proposer_fallback=spec.best_proposer_fallback,
-        max_input_tokens=spec.max_input_tokens,
-        reference_format=spec.reference_format,
-        rates=rates,
-        throttles=throttles,
+        **common,
     )
     builder.add_node(AGGREGATOR_NODE, _node(final, final.acall, AGGREGATOR_NODE))
-    builder.add_edge(f"layer{len(stack.layers)}/join", AGGREGATOR_NODE)
     builder.add_edge(AGGREGATOR_NODE, END)
     return builder.compile(name=name, **compile_options)
+
+
+def _fan(builder: StateGraph, source: str, targets: Sequence[str]) -> None:
+    for target in targets:
+        builder.add_edge(source, target)
+
+
+def _branch(
+    builder: StateGraph, source: str, key: str, onward: list[str], shortcut: list[str]
+) -> None:
+    """``source`` goes to ``shortcut`` when the state's ``key`` is set, else ``onward``."""
+
+    def route(state: MoAState) -> list[str]:
+        return shortcut if state.get(key) else onward
+
+    builder.add_conditional_edges(
+        source, _node(route, None, f"{source}/route"), [*onward, *shortcut]
+    )
+
+
+def _agreement(spec: StackSpec) -> agreement.Agreement | None:
+    """Early stop's test of a layer's answers, or None without early stop."""
+    if spec.early_stop is None:
+        return None
+    options = spec.early_stop.model_dump(exclude={"method"}, exclude_none=True)
+    return agreement.from_options(spec.early_stop.method, **options)
+
+
+def _review_names(last_layer: Sequence[str]) -> list[str]:
+    """``review/<model>`` for each ``layerN/<model>`` of the last layer."""
+    return [f"review/{name.split('/', 1)[1]}" for name in last_layer]
+
+
+def _add_review(
+    builder: StateGraph,
+    stack: Stack,
+    names: list[list[str]],
+    spec: StackSpec,
+    common: dict[str, Any],
+) -> None:
+    """Rank-then-synthesize's review layer: a reviewer per model of the last layer."""
+    layer = len(stack.layers) + 1
+    reviewers = _review_names(names[-1])
+    policy = spec.policy(len(stack.layers))
+    for index, (node_name, model) in enumerate(zip(reviewers, stack.layers[-1], strict=True)):
+        # Its own answers, in whichever layer the proposers stopped, are not shown to it.
+        own = frozenset(layer_names[index] for layer_names in names if index < len(layer_names))
+        reviewer = Reviewer(layer, index, node_name, model, "", policy, own=own, **common)
+        builder.add_node(node_name, _node(reviewer, reviewer.acall, node_name))
+    join = "review/join"
+    builder.add_node(join, _node(ReviewJoin(layer), None, join))
+    builder.add_edge(reviewers, join)
+    builder.add_edge(join, AGGREGATOR_NODE)
+
+
+def _final_node(strategy: Strategy, **parts: Any) -> Final:
+    """The node that writes the answer, as the strategy has it."""
+    if type(strategy).final_node is not Strategy.final_node:
+        return strategy.final_node(**parts)
+    if isinstance(strategy, SelfMoASeq):
+        return SequentialAggregator(**parts, window=strategy.window)
+    if isinstance(strategy, RankThenSynthesize):
+        return RankedAggregator(**parts)
+    if isinstance(strategy, Rank):
+        return Ranker(**parts)
+    return Aggregator(**parts)

@@ -12,7 +12,9 @@ falls back silently.
 from __future__ import annotations
 
 import logging
+import random
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -40,6 +42,7 @@ from langchain_moa.accounting import (
     failure_reason,
 )
 from langchain_moa.costs import Rates
+from langchain_moa.graph.agreement import Agreement
 from langchain_moa.graph.budget import context_budget, fit_references, text_only
 from langchain_moa.graph.defence import cluster_filter, similarity_matrix
 from langchain_moa.graph.limits import LayerClock, LayerClocks, acall_within, call_within
@@ -50,8 +53,10 @@ from langchain_moa.graph.state import (
     CALL_END,
     CALL_ERROR,
     CALL_START,
+    SHUFFLE_SEED,
     STREAM_ANSWER,
     Dropped,
+    EarlyStopped,
     MoAState,
     carries_answer,
     check_conversation,
@@ -75,27 +80,51 @@ class AggregatorFailedError(RuntimeError):
     """The aggregator and every fallback failed; the message names each failure."""
 
 
-def begin(state: MoAState) -> dict:
+@dataclass(frozen=True)
+class Begin:
     """The first node: refuse a conversation there is nothing to answer in; name the run.
 
     Given the turn's references (``reuse``), it passes them to the aggregator.
-
-    Raises:
-        ValueError: the conversation is empty, only a system message, or ends
-            with the assistant's message.
+    With ``shuffle``, it draws the run's seed for reference orders (or takes
+    ``configurable["moa_shuffle_seed"]``, to replay a run).
     """
-    check_conversation(state["messages"])
-    # The key this run's layer clocks are kept under (concurrent runs share a graph).
-    # Cleared always, so that a thread's next run proposes again unless told otherwise.
-    update: dict[str, Any] = {"run": uuid.uuid4().hex, "reused": False, "reuse": None}
-    # Only this turn's: one left in a thread by a run that failed is another turn's.
-    if (reuse := state.get("reuse")) and reuse["turn"] == turn(state):
-        update |= {
-            "references": reuse["references"],
-            "reference_nodes": reuse["nodes"],
-            "reused": True,
+
+    shuffle: bool = False
+
+    def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
+        """The node.
+
+        Raises:
+            ValueError: the conversation is empty, only a system message, or ends
+                with the assistant's message.
+        """
+        check_conversation(state["messages"])
+        seed = None
+        if self.shuffle:
+            given = _configurable(config).get(SHUFFLE_SEED)
+            seed = int(given) if given is not None else secrets.randbits(32)
+        # The key this run's layer clocks are kept under (concurrent runs share a graph).
+        # Cleared always, so that a thread's next run proposes again unless told otherwise.
+        update: dict[str, Any] = {
+            "run": uuid.uuid4().hex,
+            "reused": False,
+            "reuse": None,
+            "stopped": None,
+            "ranking": None,
+            "shuffle_seed": seed,
         }
-    return update
+        # Only this turn's: one left in a thread by a run that failed is another turn's.
+        if (reuse := state.get("reuse")) and reuse["turn"] == turn(state):
+            update |= {
+                "references": reuse["references"],
+                "reference_nodes": reuse["nodes"],
+                "reused": True,
+            }
+        return update
+
+
+begin = Begin()
+"""The first node of a stack that keeps the proposers' order."""
 
 
 def _configurable(config: RunnableConfig) -> Mapping[str, Any]:
@@ -152,6 +181,10 @@ class ModelNode:
         """The conversation this node's model answers."""
         return list(state["messages"])
 
+    def prompt_for(self, state: MoAState) -> Prompt:  # noqa: ARG002 - a hook for subclasses
+        """The prompt this run's call reads its references with (``prompt`` by default)."""
+        return self.prompt
+
     def inputs(
         self, state: MoAState, model: BaseChatModel | None = None
     ) -> tuple[list[BaseMessage], str | None]:
@@ -165,9 +198,11 @@ class ModelNode:
         references = state.get("references", []) if self.layer > 1 else []
         conversation, dropped = text_only(model, self.conversation(state))
 
+        prompt = self.prompt_for(state)
+
         def render(shown: list[str]) -> list[BaseMessage]:
             return render_prompt(
-                self.prompt,
+                prompt,
                 conversation,
                 shown,
                 self.layer,
@@ -250,10 +285,12 @@ class ModelNode:
         model: BaseChatModel | None = None,
         index: int | None = None,
         first_token: float | None = None,
+        state: MoAState | None = None,
     ) -> ModelCall:
         """The call's record, with its message or its error (and the error's reason).
 
-        ``first_token`` is the monotonic time its first streamed token arrived.
+        ``first_token`` is the monotonic time its first streamed token arrived;
+        ``state`` gives the references it read (none in layer 1).
         """
         label = model_label(model or self.model)
         usage = getattr(message, "usage_metadata", None)
@@ -273,7 +310,14 @@ class ModelNode:
             error=None if error is None else describe_error(error),
             reason=None if error is None else failure_reason(error),
             note=note,
+            references=self.shown(state),
         )
+
+    def shown(self, state: MoAState | None) -> list[str] | None:
+        """The nodes whose answers this node read, in the order shown."""
+        if state is None or self.layer == 1:
+            return None
+        return list(state.get("reference_nodes", []))
 
 
 @dataclass(frozen=True)
@@ -294,6 +338,7 @@ class Proposer(ModelNode):
 
     def done(
         self,
+        state: MoAState,
         config: RunnableConfig,
         start: Start,
         message: BaseMessage | None,
@@ -308,7 +353,7 @@ class Proposer(ModelNode):
             message = None
         else:
             clock.answered()
-        call = self.record(*start, message=message, error=error, note=note)
+        call = self.record(*start, message=message, error=error, note=note, state=state)
         _emit(config, CALL_ERROR if error else CALL_END, call)
         return {"calls": [call]}
 
@@ -323,7 +368,7 @@ class Proposer(ModelNode):
             )
         except Exception as caught:  # noqa: BLE001 - recorded; the join decides
             error = caught
-        return self.done(config, start, message, error, note=note, clock=clock)
+        return self.done(state, config, start, message, error, note=note, clock=clock)
 
     async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
         """The node, for async runs; cancelling the run cancels the call."""
@@ -336,7 +381,7 @@ class Proposer(ModelNode):
             )
         except Exception as caught:  # noqa: BLE001 - recorded; the join decides
             error = caught
-        return self.done(config, start, message, error, note=note, clock=clock)
+        return self.done(state, config, start, message, error, note=note, clock=clock)
 
 
 def _stream_whole(config: RunnableConfig, answer: AIMessage) -> None:
@@ -403,7 +448,7 @@ class Final(ModelNode):
         for index, model in enumerate(models):
             node = self.name if index == 0 else f"{self.name}/fallback-{index}"
             start = self.started(state, config, model, node=node)
-            yield Attempt(index, node, model, state, config, start)
+            yield Attempt(self.index + index, node, model, state, config, start)
 
     def kwargs(self, config: RunnableConfig) -> dict[str, Any]:
         """Call options for the aggregator alone (``stop``...)."""
@@ -431,6 +476,7 @@ class Final(ModelNode):
             model=attempt.model,
             index=attempt.index,
             first_token=attempt.first_token,
+            state=attempt.state,
         )
         _emit(attempt.config, CALL_ERROR, call)
         return call
@@ -445,6 +491,7 @@ class Final(ModelNode):
             index=attempt.index,
             note=attempt.note,
             first_token=attempt.first_token,
+            state=attempt.state,
         )
         answer = self.answered(attempt, reply, call)
         _emit(attempt.config, CALL_END, call)
@@ -501,6 +548,7 @@ class Final(ModelNode):
                 f"every aggregator failed; the answer is {author}'s, "
                 "the reference most like the others"
             ),
+            references=list(source),
         )
         _stream_whole(config, answer)
         _emit(config, CALL_END, call)
@@ -664,12 +712,20 @@ class Join:
     """Waits for a layer, checks enough succeeded, passes their texts on.
 
     With ``reference_filter`` it first drops the references that disagree
-    with the majority (``defence.cluster_filter``) and records which.
+    with the majority (``defence.cluster_filter``) and records which. With
+    ``shuffle`` it orders the references by the run's seed. With ``agreement``
+    (early stop, not on the last proposer layer) it ends the proposer layers
+    when the references agree, and records where and what it saved.
     """
 
     layer: int
     min_proposers: int
     reference_filter: ReferenceFilter | None = None
+    shuffle: bool = False
+    agreement: Agreement | None = None
+    """Early stop's test of the references; None runs every layer."""
+    later_calls: int = 0
+    """Proposer calls of the layers after this one: what stopping here saves."""
 
     def __call__(self, state: MoAState) -> dict:
         """The node: this run's records of the layer become the next references.
@@ -677,6 +733,26 @@ class Join:
         Raises:
             LayerFailedError: fewer than ``min_proposers`` answered; the message
                 names each failure and its reason.
+        """
+        update, ok = self.joined(state)
+        if self.agreement is not None:
+            update["stopped"] = self.stop(state, update["references"], ok)
+        return update
+
+    async def acall(self, state: MoAState) -> dict:
+        """The node, for async runs: an embedding model may be a remote call."""
+        update, ok = self.joined(state)
+        if self.agreement is not None:
+            update["stopped"] = await run_in_executor(
+                None, self.stop, state, update["references"], ok
+            )
+        return update
+
+    def joined(self, state: MoAState) -> tuple[dict, list[ModelCall]]:
+        """The update with the layer's references, and the layer's successful calls.
+
+        Raises:
+            LayerFailedError: fewer than ``min_proposers`` answered.
         """
         # Only this run's calls: a thread keeps earlier runs' calls too.
         now = turn(state)
@@ -703,8 +779,31 @@ class Join:
             for index, c in enumerate(ok)
             if index not in kept
         ]
-        return {
+        if self.shuffle:
+            # One order per layer and run, replayed from the run's seed.
+            random.Random(f"{state.get('shuffle_seed')}/{self.layer}").shuffle(kept)  # noqa: S311 - an order, not a secret
+        update = {
             "references": [texts[i] for i in kept],
             "reference_nodes": [ok[i]["node"] for i in kept],
             "dropped": dropped,
         }
+        return update, ok
+
+    def stop(
+        self, state: MoAState, references: list[str], ok: list[ModelCall]
+    ) -> EarlyStopped | None:
+        """Where the run stops, when the references agree; None to go on."""
+        assert self.agreement is not None  # noqa: S101 - only called with one
+        verdict = self.agreement(references)
+        if not verdict.agree:
+            return None
+        tokens = [c["usage"]["total_tokens"] for c in ok if c["usage"] is not None]
+        per_call = sum(tokens) / len(tokens) if tokens and len(tokens) == len(ok) else None
+        return EarlyStopped(
+            turn=turn(state),
+            layer=self.layer,
+            detail=verdict.detail,
+            score=verdict.score,
+            calls_saved=self.later_calls,
+            tokens_saved=None if per_call is None else round(per_call * self.later_calls),
+        )

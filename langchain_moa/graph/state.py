@@ -47,6 +47,35 @@ class Dropped(TypedDict):
     why: str
 
 
+class EarlyStopped(TypedDict):
+    """Where a run ended its proposer layers early, because a layer's answers agreed."""
+
+    turn: int
+    layer: int
+    """The last proposer layer that ran."""
+    detail: str
+    """Why they agree, e.g. ``3 of 3 final answers equal (18)``."""
+    score: float | None
+    """The agreement's measure: the share agreeing, or the least cosine similarity."""
+    calls_saved: int
+    """Proposer calls of the layers that did not run."""
+    tokens_saved: int | None
+    """An estimate: the stopping layer's tokens per call times ``calls_saved``
+    (the skipped layers would also have read references: a lower bound)."""
+
+
+class Ranking(TypedDict):
+    """The peer review's aggregate ranking (``rank-then-synthesize``)."""
+
+    turn: int
+    order: list[str]
+    """The reviewed answers' nodes, best first."""
+    mean_position: dict[str, float]
+    """Each answer's mean place in the rankings that named it (1 is best)."""
+    rankings: int
+    """How many reviewers' rankings could be read."""
+
+
 class MoAOutput(TypedDict):
     """What the graph returns: the conversation with the answer, and every call."""
 
@@ -60,6 +89,13 @@ class MoAOutput(TypedDict):
     """References the joins left out (``reference_filter``), of every run on this state."""
     reused: NotRequired[bool]
     """Whether the last run reused its turn's references instead of proposing."""
+    stopped: NotRequired[EarlyStopped | None]
+    """Where the last run stopped early (``early_stop``), None when it ran every layer."""
+    ranking: NotRequired[Ranking | None]
+    """The last run's peer-review ranking (``rank-then-synthesize``)."""
+    shuffle_seed: NotRequired[int | None]
+    """The seed the last run's reference orders were drawn with (``reference_order=
+    "shuffle"``); give it as ``configurable["moa_shuffle_seed"]`` to replay them."""
 
 
 class MoAState(MoAInput):
@@ -79,11 +115,20 @@ class MoAState(MoAInput):
     """References the joins left out, of every run on this state."""
     answer: NotRequired[AIMessage]
     """The aggregator's message."""
+    stopped: NotRequired[EarlyStopped | None]
+    """Set by the join of the layer whose answers agreed (``early_stop``)."""
+    ranking: NotRequired[Ranking | None]
+    """Set by the review's join (``rank-then-synthesize``)."""
+    shuffle_seed: NotRequired[int | None]
+    """This run's seed for reference orders (``reference_order="shuffle"``)."""
 
 
 STREAM_ANSWER = "moa_stream_answer"
 """``configurable`` key: when true, the aggregator streams its answer as
 custom stream events (``{"event": ANSWER_CHUNK, "chunk": AIMessageChunk}``)."""
+
+SHUFFLE_SEED = "moa_shuffle_seed"
+"""``configurable`` key: the seed of a run's reference orders, to replay a shuffled run."""
 
 AGGREGATOR_KWARGS = "moa_aggregator_kwargs"
 """``configurable`` key: call options for the aggregator only (``stop``...)."""

@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, NoReturn, Self, get_args
 
+from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
@@ -44,6 +45,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from langchain_moa.costs import Rates
+from langchain_moa.stacks.strategy import Strategy, parse_strategy
 
 LOCAL_MODEL = "local-model"
 """The embedded SmolLM2-135M-Instruct alone, as a model entry."""
@@ -65,8 +67,11 @@ tagged blocks a proposer's text cannot close or forge (see ``graph.prompts``).""
 ReferenceFilter = Literal["cluster"]
 """A defence against a deceptive proposer applied to each layer's references."""
 
-Aggregation = Literal["synthesize", "rank"]
-"""How the last layer becomes the answer: MoA's synthesis or the LLM-ranker."""
+ReferenceOrder = Literal["given", "shuffle"]
+"""The order references are shown in: the proposers' own, or shuffled per query."""
+
+AgreementMethod = Literal["final_answer", "embedding"]
+"""How early stop decides that a layer's answers agree (see ``graph.agreement``)."""
 
 Fanout = Literal["every_call", "per_turn"]
 """When the proposers run in a tool loop: on every call, or once per user turn
@@ -333,6 +338,35 @@ class ProviderLimit(_Table):
         return self
 
 
+class EarlyStop(_Table):
+    """When a stack may end before its last proposer layer: the layer's answers agree."""
+
+    _holds = "early-stop settings"
+
+    method: AgreementMethod = "final_answer"
+    """``"final_answer"``: the answers' extracted final answers are equal (short-answer
+    tasks: the last number, ``#### N``, ``\\boxed{N}``); ``"embedding"``: every pair's
+    cosine similarity reaches ``threshold``."""
+    threshold: Annotated[StrictFloat | StrictInt, Field(ge=-1, le=1)] | None = None
+    """With ``"embedding"``: the least cosine similarity that counts as agreeing."""
+    min_agreeing: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1)] | None = None
+    """With ``"final_answer"``: the share of answers that must give the most common
+    final answer (1, the default, is all of them)."""
+    embeddings: InstanceOf[Embeddings] | None = None
+    """With ``"embedding"``, in Python: any LangChain ``Embeddings``; None is the offline
+    default (WordLlama, the ``agreement`` extra)."""
+
+    @model_validator(mode="after")
+    def _options_of_method(self) -> Self:
+        if self.method == "final_answer":
+            for key in ("threshold", "embeddings"):
+                if getattr(self, key) is not None:
+                    _fail(f"{key}: only with method 'embedding'")
+        elif self.min_agreeing is not None:
+            _fail("min_agreeing: only with method 'final_answer'")
+        return self
+
+
 @dataclass(frozen=True)
 class Policy:
     """The time and failure policy one layer runs under, every setting resolved."""
@@ -383,9 +417,25 @@ class StackSpec(BaseModel):
     Python a callable or Runnable that returns the messages to send (see
     ``langchain_moa.graph.PromptInput``)."""
 
-    aggregation: Aggregation = "synthesize"
-    """``"synthesize"`` (MoA) or ``"rank"``: the paper's LLM-ranker baseline,
-    where the aggregator picks one of the last layer's responses by number."""
+    strategy: Annotated[Strategy, BeforeValidator(parse_strategy)] = Field(
+        default_factory=lambda: parse_strategy("synthesize"),
+        validation_alias=AliasChoices("strategy", "aggregation"),
+    )
+    """How the proposers are chosen and their answers become one, by name or as a
+    ``Strategy``: ``"synthesize"`` (the paper, the default), ``"rank"`` (its
+    LLM-ranker baseline), ``"self-moa"``, ``"self-moa-seq"``,
+    ``"rank-then-synthesize"`` (see ``stacks.strategy``); options as a table
+    (``{"name": "self-moa-seq", "window": 3}``). ``aggregation`` is accepted too."""
+
+    reference_order: ReferenceOrder = "given"
+    """``"shuffle"``: each layer's references are shown in a random order, drawn
+    per query (position bias); each call's record lists the order it read
+    (``references``) and the answer's metadata the seed that replays it."""
+
+    early_stop: EarlyStop | None = None
+    """End the stack before its last proposer layer once a layer's answers agree
+    (``{"method": "final_answer"}`` or ``{"method": "embedding", "threshold":
+    0.9}``); the answer's metadata says which layer stopped and what it saved."""
 
     min_proposers: MinProposers = 1
     """How many proposers of each layer must succeed for the run to go on.

@@ -256,7 +256,10 @@ def test_model_strings_are_resolved(monkeypatch) -> None:
         ),
         (
             {"proposers": ["P"], "aggregator": "AGG", "aggregation": "vote"},
-            "aggregation: expected one of 'synthesize' or 'rank', got 'vote'",
+            (
+                "aggregation: unknown strategy 'vote'; choose from rank, rank-then-synthesize, "
+                "self-moa, self-moa-seq, synthesize"
+            ),
         ),
         (
             {"proposers": ["P"], "aggregator": "AGG", "prompt": 3},

@@ -121,7 +121,7 @@ GPT_4O = {**MINI, "model": "gpt-4o", "max_tokens": 100, "top_p": 0.9}
 def test_yaml_and_toml_describe_the_same_stack(tmp_path, name, text) -> None:
     moa = ChatMoA.from_config(write(tmp_path, name, text))
     assert stack_of(moa) == ([[MINI, QWEN], [MINI]], GPT_4O)
-    assert (moa.min_proposers, moa.aggregation, moa.model_name, moa.prompt) == (
+    assert (moa.min_proposers, moa.strategy.name, moa.model_name, moa.prompt) == (
         1,
         "synthesize",
         "my-stack",
@@ -316,7 +316,7 @@ def no_process(monkeypatch):
 def test_local_preset_file(tmp_path, no_process) -> None:
     path = write(tmp_path, "l.yaml", "preset: local\nmax_tokens: 32\naggregation: rank\n")
     moa = ChatMoA.from_config(path)
-    assert moa.aggregation == "rank"
+    assert moa.strategy.name == "rank"
     ((one, two, three),) = moa.stack.layers
     aggregator = moa.stack.aggregator
     for model in (one, two, three, aggregator):
@@ -527,7 +527,10 @@ BAD_CONFIGS = [
     ),
     (
         "proposers: [openai:a]\naggregator: openai:b\naggregation: vote\n",
-        "aggregation: expected one of 'synthesize' or 'rank', got 'vote'",
+        (
+            "aggregation: unknown strategy 'vote'; choose from rank, rank-then-synthesize, "
+            "self-moa, self-moa-seq, synthesize"
+        ),
     ),
     ("proposers: [openai:a]\naggregator: openai:b\nprompt: 3\n", "prompt: expected a string"),
     ("proposers: [openai:a]\naggregator: openai:b\nprompt: ''\n", "prompt: must not be empty"),

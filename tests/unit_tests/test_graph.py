@@ -160,7 +160,7 @@ def test_secrets_in_errors_are_redacted() -> None:
 def test_ranker_answers_with_the_chosen_response_verbatim() -> None:
     proposers = _models("a", "b", "c")
     ranker = ScriptedChatModel(model_name="judge", reply="The best is 2.")
-    graph = build_moa_graph([proposers], ranker, aggregation="rank")
+    graph = build_moa_graph([proposers], ranker, strategy="rank")
     state = graph.invoke({"messages": [HumanMessage("q")]})
     assert state["answer"].content == "answer from b"
     system = ranker.log[0]["messages"][0].content
@@ -173,7 +173,7 @@ def test_ranker_answers_with_the_chosen_response_verbatim() -> None:
 
 def test_ranker_without_a_valid_number_takes_the_first_and_says_so() -> None:
     ranker = ScriptedChatModel(model_name="judge", reply="Response 7 is best")
-    state = build_moa_graph([_models("a", "b")], ranker, aggregation="rank").invoke(
+    state = build_moa_graph([_models("a", "b")], ranker, strategy="rank").invoke(
         {"messages": [HumanMessage("q")]}
     )
     assert state["answer"].content == "answer from a"
@@ -184,9 +184,11 @@ def test_ranker_without_a_valid_number_takes_the_first_and_says_so() -> None:
 
 def test_unknown_aggregation_is_an_error() -> None:
     with pytest.raises(
-        StackError, match=r"^aggregation: expected one of 'synthesize' or 'rank', got 'vote'$"
+        StackError,
+        match=r"^strategy: unknown strategy .vote.; choose from rank, rank-then-synthesize, "
+        r"self-moa, self-moa-seq, synthesize$",
     ):
-        build_moa_graph([_models("a")], ScriptedChatModel(), aggregation="vote")
+        build_moa_graph([_models("a")], ScriptedChatModel(), strategy="vote")
 
 
 @pytest.mark.parametrize(
@@ -224,9 +226,13 @@ def test_input_and_output_schemas() -> None:
     assert set(given["properties"]) == {"messages", "tools", "tool_choice", "reuse"}
     assert given["required"] == ["messages"]
     returned = graph.get_output_jsonschema()
-    assert set(returned["properties"]) == {"messages", "answer", "calls", "dropped", "reused"}
+    outputs = {
+        *("messages", "answer", "calls", "dropped", "reused"),
+        *("stopped", "ranking", "shuffle_seed"),
+    }
+    assert set(returned["properties"]) == outputs
     state = graph.invoke({"messages": [HumanMessage("q")]})
-    assert set(state) == {"messages", "answer", "calls", "dropped", "reused"}
+    assert set(state) == outputs
     assert state["messages"][-1] == state["answer"]
 
 
@@ -283,7 +289,7 @@ def test_a_runnable_prompt_reaches_later_layers_and_the_aggregator() -> None:
 
 def test_a_prompt_for_the_ranker_replaces_the_rank_prompt() -> None:
     ranker = ScriptedChatModel(model_name="judge", reply="2")
-    graph = build_moa_graph([_models("a", "b")], ranker, aggregation="rank", prompt="Choose:")
+    graph = build_moa_graph([_models("a", "b")], ranker, strategy="rank", prompt="Choose:")
     state = graph.invoke({"messages": [HumanMessage("q")]})
     assert ranker.log[0]["messages"][0].content == "Choose:\n1. answer from a\n2. answer from b"
     assert state["answer"].content == "answer from b"

@@ -126,13 +126,13 @@ def test_chat_moa_fields_pass_through(keys) -> None:
     moa = ChatMoA(
         preset="moa-lite", min_proposers=4, aggregation="rank", model_name="lite", prompt="Pick."
     )
-    assert (moa.min_proposers, moa.aggregation, moa.model_name, moa.prompt) == (
+    assert (moa.min_proposers, moa.strategy.name, moa.model_name, moa.prompt) == (
         4,
         "rank",
         "lite",
         "Pick.",
     )
-    assert (moa.stack.spec.min_proposers, moa.stack.spec.aggregation) == (4, "rank")
+    assert (moa.stack.spec.min_proposers, moa.stack.spec.strategy.name) == (4, "rank")
 
 
 @pytest.mark.parametrize("name", ["moa", "moa-lite", "moa-gpt4o"])

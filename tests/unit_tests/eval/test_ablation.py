@@ -8,6 +8,7 @@ from langchain_openai import ChatOpenAI
 from langchain_moa import ChatMoA
 from langchain_moa.costs import Rates
 from langchain_moa.eval import ablation, gsm8k
+from langchain_moa.stacks.factory import draws
 from tests.fixtures import FIXTURES
 from tests.unit_tests.scripted import ScriptedChatModel
 
@@ -35,7 +36,7 @@ def test_grid_rows() -> None:
         "alone: p0", "alone: p1", "alone: p2", "alone: agg",
     ]  # fmt: skip
     by_name = {r.name: r.model for r in rows}
-    assert by_name["llm-ranker"].aggregation == "rank"
+    assert by_name["llm-ranker"].strategy.name == "rank"
     assert (
         len(by_name["n=6"].graph.get_graph().nodes) == 6 + 5
     )  # + begin, join, aggregator, start, end
@@ -45,11 +46,11 @@ def test_grid_rows() -> None:
 
 def test_single_proposer_draws_differ_by_seed_or_skip_the_cache() -> None:
     model = ChatOpenAI(model="m", base_url="http://127.0.0.1:9/v1", api_key="x", seed=5)
-    assert [m.seed for m in ablation.samples(model, 3)] == [6, 7, 8]
+    assert [m.seed for m in draws(model, 3)] == [6, 7, 8]
     scripted = ScriptedChatModel(model_name="s")
-    draws = ablation.samples(scripted, 3)
-    assert draws[0] is scripted
-    assert [d.cache for d in draws[1:]] == [False, False]
+    copies = draws(scripted, 3)
+    assert copies[0] is scripted
+    assert [d.cache for d in copies[1:]] == [False, False]
 
 
 def test_unknown_axis_is_an_error() -> None:

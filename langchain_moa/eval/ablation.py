@@ -1,9 +1,10 @@
-"""The paper's analyses as a grid of configurations, each run on one benchmark.
+"""The paper's analyses, and the strategies since, as a grid of configurations on one benchmark.
 
 Rows: MoA itself; the LLM-ranker; n proposers; single- vs multiple-proposer;
-each model as aggregator; the number of layers; each model alone. Every row
-records quality, tokens, cost and latency, and the table is written as
-markdown and CSV.
+each model as aggregator; the number of layers; each model alone (the paper's
+axes); and every strategy, with and without early stop and shuffled
+references (``strategies``). Every row records quality, tokens, cost and
+latency, and the table is written as markdown and CSV.
 """
 
 from __future__ import annotations
@@ -24,9 +25,15 @@ from langchain_moa.eval.generation import total_cost_usd
 from langchain_moa.eval.store import progress_bar, write_atomic
 from langchain_moa.stacks import model_label
 from langchain_moa.stacks.factory import draws
+from langchain_moa.stacks.spec import AgreementMethod
 
-AXES = ("ranker", "proposers", "single", "aggregators", "layers", "baselines")
+PAPER_AXES = ("ranker", "proposers", "single", "aggregators", "layers", "baselines")
+"""The paper's analyses: the grid's default."""
+AXES = (*PAPER_AXES, "strategies")
 """Every axis of the grid, in the order rows are written."""
+
+STRATEGY_ROWS = ("synthesize", "rank", "rank-then-synthesize", "self-moa", "self-moa-seq")
+"""The strategies the ``strategies`` axis compares."""
 
 Runner = Callable[[BaseChatModel, Path], Coroutine[Any, Any, dict[str, Any]]]
 """Runs one benchmark for a model into a folder; returns its metrics."""
@@ -52,11 +59,21 @@ def grid(
     aggregator: BaseChatModel,
     *,
     layers: int = 2,
-    axes: Sequence[str] = AXES,
+    axes: Sequence[str] = PAPER_AXES,
     proposer_counts: Sequence[int] = (1, 2, 3, 6),
     layer_counts: Sequence[int] = (2, 3),
+    agreement: AgreementMethod = "embedding",
+    strategies: Sequence[str] = STRATEGY_ROWS,
+    strategy_proposers: int = 3,
 ) -> list[Configuration]:
-    """The configurations of the paper's analyses around one MoA set-up.
+    """The configurations of the paper's analyses (and the strategies) around one MoA set-up.
+
+    The ``strategies`` axis runs each of ``strategies`` as it is, with early stop
+    (testing agreement by ``agreement``: the benchmark's) and with shuffled
+    references, with ``strategy_proposers`` proposers per layer (the first ones,
+    then fresh draws: one ``--proposer`` gives three samples of it). Self-MoA-Seq
+    reads half the samples at a time, so that it makes more than one step. Early
+    stop needs two proposer layers (``layers >= 3``).
 
     Raises:
         ValueError: an unknown axis, or no proposers.
@@ -76,6 +93,7 @@ def grid(
         )
 
     rows = [Configuration("moa", "moa", moa(proposers, aggregator))]
+    mixed = _take(proposers, strategy_proposers)
     distinct = list({id(m): m for m in [*proposers, aggregator]}.values())
     builders: dict[str, Callable[[], list[Configuration]]] = {
         "ranker": lambda: [
@@ -104,11 +122,27 @@ def grid(
         "baselines": lambda: [
             Configuration(f"alone: {model_label(m)}", "baselines", m) for m in distinct
         ],
+        "strategies": lambda: [
+            Configuration(f"{name}{label}", "strategies", moa(mixed, aggregator, **options))
+            for name in strategies
+            for label, variant in (
+                ("", {}),
+                (", early stop", {"early_stop": {"method": agreement}}),
+                (", shuffled", {"reference_order": "shuffle"}),
+            )
+            for options in [{"strategy": _strategy(name, strategy_proposers), **variant}]
+        ],
     }
     for axis in AXES:
         if axis in axes:
             rows.extend(builders[axis]())
     return rows
+
+
+def _strategy(name: str, proposers: int) -> dict[str, Any]:
+    if name == "self-moa-seq":
+        return {"name": name, "window": max(2, -(-proposers // 2))}
+    return {"name": name}
 
 
 COLUMNS = (

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_moa.eval.data import DataFile
+from langchain_moa.stacks.spec import AgreementMethod
 
 RunFunction = Callable[..., Coroutine[Any, Any, dict[str, Any]]]
 """``run(model, data_dir, out_dir, *, [judge,] limit, concurrency, [subset])``: answer the
@@ -90,6 +91,8 @@ class Benchmark:
             saved run, recomputed from its records where that now gives a better answer
             (AlpacaEval: the LC win rate once alpaca_eval's hub files can be had); None
             shows them as saved.
+        agreement: How early stop tests a layer's answers on it (the ablation's early-stop
+            rows): ``"final_answer"`` for short answers, ``"embedding"`` for open ones.
     """
 
     name: str
@@ -105,6 +108,7 @@ class Benchmark:
     report: ReportSection | None = None
     subsets: tuple[Subset, ...] = ()
     rescore: Callable[[Path, dict[str, Any]], dict[str, Any]] | None = None
+    agreement: AgreementMethod = "embedding"
 
     def subset(self, name: str) -> Subset:
         """The subset called ``name``.

@@ -96,7 +96,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     grid.add_argument("--aggregator", help="the aggregator (default: the first proposer)")
     grid.add_argument("--layers", type=int, default=2)
-    grid.add_argument("--axes", default=",".join(ablation.AXES), help="comma-separated axes")
+    grid.add_argument(
+        "--axes",
+        default=",".join(ablation.PAPER_AXES),
+        help=f"comma-separated axes of {', '.join(ablation.AXES)} (default: the paper's; "
+        "strategies compares every strategy, with early stop and shuffled references)",
+    )
     grid.add_argument("--proposer-counts", default="1,2,3,6")
     grid.add_argument("--name", default="ablation")
     grid.set_defaults(handler=_handled(_run_ablation))
@@ -262,6 +267,7 @@ def _run_ablation(args: argparse.Namespace) -> int:
         layers=args.layers,
         axes=[a.strip() for a in args.axes.split(",") if a.strip()],
         proposer_counts=[int(n) for n in args.proposer_counts.split(",")],
+        agreement=bench.agreement,
     )
     out_dir = Path(args.out) / args.name / bench.folder
     rows = asyncio.run(

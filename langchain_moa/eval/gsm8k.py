@@ -207,4 +207,5 @@ BENCHMARK = Benchmark(
     columns=(("GSM8K acc", "accuracy"),),
     # The bootstrapped interval of its accuracy.
     requires=("numpy",),
+    agreement="final_answer",
 )

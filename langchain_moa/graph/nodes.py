@@ -42,7 +42,7 @@ from langchain_moa.accounting import (
     failure_reason,
 )
 from langchain_moa.costs import Rates
-from langchain_moa.graph.agreement import Agreement
+from langchain_moa.graph.agreement import Agreement, Verdict, acheck
 from langchain_moa.graph.budget import context_budget, fit_references, text_only
 from langchain_moa.graph.defence import cluster_filter, similarity_matrix
 from langchain_moa.graph.limits import LayerClock, LayerClocks, acall_within, call_within
@@ -736,16 +736,15 @@ class Join:
         """
         update, ok = self.joined(state)
         if self.agreement is not None:
-            update["stopped"] = self.stop(state, update["references"], ok)
+            update["stopped"] = self.stopped(state, self.agreement(update["references"]), ok)
         return update
 
     async def acall(self, state: MoAState) -> dict:
-        """The node, for async runs: an embedding model may be a remote call."""
+        """The node, for async runs: embeddings are computed without blocking the loop."""
         update, ok = self.joined(state)
         if self.agreement is not None:
-            update["stopped"] = await run_in_executor(
-                None, self.stop, state, update["references"], ok
-            )
+            verdict = await acheck(self.agreement, update["references"])
+            update["stopped"] = self.stopped(state, verdict, ok)
         return update
 
     def joined(self, state: MoAState) -> tuple[dict, list[ModelCall]]:
@@ -789,12 +788,10 @@ class Join:
         }
         return update, ok
 
-    def stop(
-        self, state: MoAState, references: list[str], ok: list[ModelCall]
+    def stopped(
+        self, state: MoAState, verdict: Verdict, ok: list[ModelCall]
     ) -> EarlyStopped | None:
         """Where the run stops, when the references agree; None to go on."""
-        assert self.agreement is not None  # noqa: S101 - only called with one
-        verdict = self.agreement(references)
         if not verdict.agree:
             return None
         tokens = [c["usage"]["total_tokens"] for c in ok if c["usage"] is not None]

@@ -44,6 +44,28 @@ def test_grid_rows() -> None:
     assert by_name["alone: p1"] is proposers[1]
 
 
+def test_strategies_axis_compares_every_strategy_with_early_stop_and_shuffle() -> None:
+    rows = ablation.grid(
+        [ScriptedChatModel(model_name="p")],
+        ScriptedChatModel(model_name="agg"),
+        layers=3,
+        axes=["strategies"],
+        agreement="final_answer",
+    )
+    names = [r.name for r in rows]
+    assert names[0] == "moa"
+    assert len(names) == 1 + 3 * len(ablation.STRATEGY_ROWS)
+    assert {"rank-then-synthesize, early stop", "self-moa-seq, shuffled", "rank"} <= set(names)
+    by_name = {r.name: r.model for r in rows}
+    stopped = by_name["self-moa, early stop"]
+    assert stopped.early_stop is not None
+    assert stopped.early_stop.method == "final_answer"
+    assert by_name["synthesize, shuffled"].reference_order == "shuffle"
+    # One proposer given: three draws of it per layer, as the other axes do.
+    assert [len(layer) for layer in by_name["synthesize"].stack.layers] == [3, 3]
+    assert by_name["self-moa-seq"].strategy.window == 2
+
+
 def test_single_proposer_draws_differ_by_seed_or_skip_the_cache() -> None:
     model = ChatOpenAI(model="m", base_url="http://127.0.0.1:9/v1", api_key="x", seed=5)
     assert [m.seed for m in draws(model, 3)] == [6, 7, 8]

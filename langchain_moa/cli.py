@@ -26,6 +26,12 @@ from langchain_moa.graph import (
     LayerFailedError,
 )
 from langchain_moa.local import LocalExtraMissingError, stop_all
+from langchain_moa.serve import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_MESSAGES,
+    ServeExtraMissingError,
+)
 from langchain_moa.stacks import (
     PRESETS,
     DeadlineStart,
@@ -223,7 +229,6 @@ SERVE_API_KEY_ENV = "MOA_SERVE_API_KEY"
 
 
 def _add_serve_parser(commands: Any) -> None:
-    # The defaults live with the app; the serve extra may be missing here.
     serve = commands.add_parser(
         "serve",
         help="serve MoA stacks as an OpenAI-compatible API (/v1/chat/completions)",
@@ -250,20 +255,20 @@ def _add_serve_parser(commands: Any) -> None:
     serve.add_argument(
         "--max-concurrency",
         type=_positive,
-        default=64,
-        help="requests run at once; past it, 429 at once (default 64)",
+        default=DEFAULT_MAX_CONCURRENCY,
+        help=f"requests run at once; past it, 429 at once (default {DEFAULT_MAX_CONCURRENCY})",
     )
     serve.add_argument(
         "--max-body-bytes",
         type=_positive,
-        default=2 * 1024 * 1024,
-        help="the largest request body; past it, 413 (default 2 MiB)",
+        default=DEFAULT_MAX_BODY_BYTES,
+        help=f"the largest request body; past it, 413 (default {DEFAULT_MAX_BODY_BYTES})",
     )
     serve.add_argument(
         "--max-messages",
         type=_positive,
-        default=512,
-        help="the most messages of one request; past it, 400 (default 512)",
+        default=DEFAULT_MAX_MESSAGES,
+        help=f"the most messages of one request; past it, 400 (default {DEFAULT_MAX_MESSAGES})",
     )
     serve.set_defaults(handler=serve_command)
 
@@ -286,8 +291,6 @@ def _served_files(paths: Sequence[str]) -> dict[str, Callable[[], ChatMoA]]:
 
 def serve_command(args: argparse.Namespace) -> int:
     """Run ``moa serve`` until SIGINT or SIGTERM."""
-    from langchain_moa.serve import ServeExtraMissingError  # noqa: PLC0415 - cheap
-
     try:
         # Lazily: starlette and uvicorn are the serve extra's.
         from langchain_moa.serve.app import create_app, default_stacks, run  # noqa: PLC0415

@@ -26,7 +26,7 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -40,7 +40,13 @@ from langchain_moa.chat_models import ChatMoA
 from langchain_moa.graph import AggregatorFailedError, LayerFailedError
 from langchain_moa.graph.state import check_conversation
 from langchain_moa.local import LocalExtraMissingError
-from langchain_moa.serve import EXTRA_HINT, ServeExtraMissingError
+from langchain_moa.serve import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_MESSAGES,
+    EXTRA_HINT,
+    ServeExtraMissingError,
+)
 from langchain_moa.serve.openai_format import (
     ChatCompletionRequest,
     chunk,
@@ -69,12 +75,6 @@ logger = logging.getLogger(__name__)
 StackSource = ChatMoA | Callable[[], ChatMoA]
 """A stack to serve: built already, or how to build it (on its first request)."""
 
-DEFAULT_MAX_CONCURRENCY = 64
-"""Requests one instance runs at once; more are refused with 429."""
-DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
-"""The largest request body: room for a long conversation, not for abuse."""
-DEFAULT_MAX_MESSAGES = 512
-"""The most messages one request may hold."""
 RETRY_AFTER_S = 1
 """What a 429 tells the client to wait: a MoA request frees its slot in seconds."""
 
@@ -221,6 +221,9 @@ class _ClosingStream(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
+            # A client that left stops the events where they were: close them
+            # now, not whenever the garbage collector finds them.
+            await _close(self.body_iterator)
             await self._on_close()
 
 
@@ -235,7 +238,7 @@ def _failure(error: Exception) -> ApiError:
         return error
     if isinstance(error, UNAVAILABLE):
         # The message names each provider's failure; keys they echo are masked.
-        message = redact(f"every provider failed: {type(error).__name__}: {error}")
+        message = redact(f"The stack's providers failed: {type(error).__name__}: {error}")
         logger.warning("%s", message)
         return ApiError(503, message, kind="server_error", code="providers_unavailable")
     logger.error("chat completion failed", exc_info=error)
@@ -521,7 +524,7 @@ async def _streamed(
     return _ClosingStream(events(), close)
 
 
-async def _close(stream: AsyncIterator[Any]) -> None:
+async def _close(stream: AsyncIterable[Any]) -> None:
     closing = getattr(stream, "aclose", None)
     if closing is not None:
         await closing()

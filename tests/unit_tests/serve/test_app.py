@@ -400,3 +400,41 @@ def test_an_unexpected_failure_is_a_500_that_is_logged_not_told(caplog):
     assert error["type"] == "server_error"
     assert "private details" not in response.text
     assert "private details" in caplog.text
+
+
+async def test_a_client_that_leaves_mid_stream_gives_its_slot_back():
+    aggregator = ScriptedChatModel(model_name="agg", reply=ANSWER, token_delay_s=0.01)
+    app = create_app({"mine": _moa(aggregator=aggregator)}, max_concurrency=1)
+    body = json.dumps({**QUESTION, "stream": True}).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": URL,
+        "raw_path": URL.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("moa", 80),
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+        if message["type"] == "http.response.body" and len(sent) > 2:
+            raise OSError("the client left")
+
+    with pytest.raises(Exception):  # noqa: B017, PT011 - Starlette's own ClientDisconnect
+        await app(scope, receive, send)
+    # The rest of the answer was never sent, and the slot is free again.
+    assert len(sent) == 3
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://moa") as client:
+        assert (await client.post(URL, json=QUESTION)).status_code == 200

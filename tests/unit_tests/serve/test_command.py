@@ -1,0 +1,88 @@
+"""``moa serve``'s command line: which stacks it serves, its token, a missing extra."""
+
+import sys
+
+import pytest
+from starlette.testclient import TestClient
+
+from langchain_moa import cli
+from langchain_moa.serve import app as app_module
+
+STACK = "proposers: ['openai:gpt-4o-mini']\naggregator: 'openai:gpt-4o-mini'\nlayers: 2\n"
+
+
+@pytest.fixture
+def served(monkeypatch):
+    """Runs ``moa serve`` up to uvicorn, and keeps the app it would have served."""
+    apps = []
+    monkeypatch.setattr(app_module, "run", lambda app, **kwargs: apps.append((app, kwargs)))
+    monkeypatch.delenv("MOA_SERVE_API_KEY", raising=False)
+    return apps
+
+
+def test_presets_and_stack_files_are_served_by_name(served, tmp_path):
+    named = tmp_path / "named.yaml"
+    named.write_text(STACK + "model_name: team\n", encoding="utf-8")
+    unnamed = tmp_path / "fast.toml"
+    unnamed.write_text('proposers = ["openai:a"]\naggregator = "openai:a"\n', encoding="utf-8")
+    argv = ["serve", "--port", "9", "--stack", str(named), "--stack", str(unnamed)]
+    assert cli.main(argv) == 0
+    ((app, kwargs),) = served
+    assert kwargs == {"host": "127.0.0.1", "port": 9}
+    with TestClient(app) as client:
+        ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert ids == ["local", "moa", "moa-lite", "moa-gpt4o", "team", "fast"]
+
+
+def test_two_stacks_under_one_name_are_refused(served, tmp_path, capsys):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "same.yaml").write_text(STACK, encoding="utf-8")
+    argv = [
+        "serve",
+        "--stack",
+        str(tmp_path / "a/same.yaml"),
+        "--stack",
+        str(tmp_path / "b/same.yaml"),
+    ]
+    with pytest.raises(SystemExit) as raised:
+        cli.main(argv)
+    assert raised.value.code == 2
+    assert "'same'" in capsys.readouterr().err
+    assert not served
+
+
+def test_the_token_comes_from_the_named_variable(served, monkeypatch):
+    monkeypatch.setenv("MY_TOKEN", "token-from-the-environment")
+    assert cli.main(["serve", "--api-key-env", "MY_TOKEN"]) == 0
+    ((app, _),) = served
+    with TestClient(app) as client:
+        assert client.get("/v1/models").status_code == 401
+        headers = {"Authorization": "Bearer token-from-the-environment"}
+        assert client.get("/v1/models", headers=headers).status_code == 200
+
+
+def test_the_default_variable_is_read_when_set(served, monkeypatch, capsys):
+    monkeypatch.setenv("MOA_SERVE_API_KEY", "the-default-token")
+    assert cli.main(["serve"]) == 0
+    ((app, _),) = served
+    with TestClient(app) as client:
+        assert client.get("/v1/models").status_code == 401
+    assert "the-default-token" not in capsys.readouterr().err
+
+
+def test_a_named_variable_that_is_not_set_is_an_error(served, monkeypatch, capsys):
+    monkeypatch.delenv("NOT_SET_HERE", raising=False)
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["serve", "--api-key-env", "NOT_SET_HERE"])
+    assert raised.value.code == 2
+    assert "NOT_SET_HERE" in capsys.readouterr().err
+
+
+def test_without_the_serve_extra_the_message_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.delitem(sys.modules, "langchain_moa.serve.app")
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if not installed
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["serve"])
+    assert raised.value.code == 2
+    assert "pip install 'langchain-moa[serve]'" in capsys.readouterr().err

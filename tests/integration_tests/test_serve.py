@@ -26,6 +26,9 @@ from langchain_moa.bench.serving import BackgroundServer
 from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
 from langchain_moa.serve.app import create_app
 
+# Two minutes in all on 2 cores; more means something hangs.
+pytestmark = pytest.mark.timeout(300)
+
 MOA = str(Path(sys.executable).with_name("moa"))
 KEY = "test-serve-token-0123456789"
 QUESTION = [{"role": "user", "content": "Name a fruit."}]
@@ -56,8 +59,8 @@ def _stack(server, *, proposers: int, max_tokens: int) -> ChatMoA:
 def served(server):
     app = create_app(
         {
-            "local": _stack(server, proposers=3, max_tokens=16),
-            "tiny": _stack(server, proposers=1, max_tokens=4),
+            "local": _stack(server, proposers=3, max_tokens=8),
+            "tiny": _stack(server, proposers=1, max_tokens=2),
         },
         api_key=KEY,
     )
@@ -131,7 +134,7 @@ def test_an_unknown_model_is_not_found(client):
 def test_a_moa_endpoint_is_a_proposer_of_another_stack(served):
     def endpoint():
         return ChatOpenAI(
-            base_url=served.base_url, api_key=KEY, model="tiny", max_tokens=4, max_retries=0
+            base_url=served.base_url, api_key=KEY, model="tiny", max_tokens=2, max_retries=0
         )
 
     outer = ChatMoA(proposers=[endpoint()], aggregator=endpoint(), layers=2)
@@ -148,7 +151,7 @@ async def test_fifty_concurrent_requests_are_all_answered(served):
 
     async def ask(index: int):
         question = [{"role": "user", "content": f"Say the number {index}."}]
-        return await client.chat.completions.create(model="tiny", messages=question, max_tokens=4)
+        return await client.chat.completions.create(model="tiny", messages=question, max_tokens=2)
 
     started = time.monotonic()
     answers = await asyncio.gather(*(ask(i) for i in range(50)))
@@ -180,7 +183,7 @@ def test_moa_serve_serves_a_stack_file(server, tmp_path):
     entry = f"{{model: 'openai:{server.model_alias}', base_url: '{server.base_url}'}}"
     stack = tmp_path / "filed.yaml"
     stack.write_text(
-        f"proposers: [{entry}]\naggregator: {entry}\nlayers: 2\nmax_tokens: 4\n",
+        f"proposers: [{entry}]\naggregator: {entry}\nlayers: 2\nmax_tokens: 2\n",
         encoding="utf-8",
     )
     port = _free_port()

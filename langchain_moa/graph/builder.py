@@ -35,6 +35,7 @@ from langchain_moa.graph.nodes import Aggregator, Begin, Final, Join, Proposer, 
 from langchain_moa.graph.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT, RANK_PROMPT, Prompt
 from langchain_moa.graph.review import RankedAggregator, Reviewer, ReviewJoin
 from langchain_moa.graph.sequential import SequentialAggregator
+from langchain_moa.graph.staircase import StaircaseAggregator
 from langchain_moa.graph.state import AGGREGATOR_NODE, BEGIN_NODE, MoAInput, MoAOutput, MoAState
 from langchain_moa.graph.throttle import Throttles
 from langchain_moa.stacks import (
@@ -47,6 +48,7 @@ from langchain_moa.stacks import (
     build_stack,
     model_label,
 )
+from langchain_moa.stacks.strategy import Staircase
 
 T = TypeVar("T")
 
@@ -173,17 +175,25 @@ def compile_moa_graph(
     reviewed = isinstance(spec.strategy, RankThenSynthesize)
     # Where the proposer layers lead: the review, or the aggregator.
     after = _review_names(names[-1]) if reviewed else [AGGREGATOR_NODE]
-    _branch(builder, BEGIN_NODE, "reused", names[0], [AGGREGATOR_NODE])
+    # Staircase streams its last proposer layer inside the aggregator: no nodes of its own.
+    staircase = isinstance(spec.strategy, Staircase)
+    wired = len(stack.layers) - staircase
+    onward = [*names[1:wired], [AGGREGATOR_NODE]]
+    _branch(
+        builder, BEGIN_NODE, "reused", names[0] if wired else [AGGREGATOR_NODE], [AGGREGATOR_NODE]
+    )
     check = _agreement(spec)
     references_prompt = spec.prompt or AGGREGATE_AND_SYNTHESIZE_PROMPT
+    streamed: dict[str, Any] = {}
     for number, models in enumerate(stack.layers, start=1):
         join = f"layer{number}/join"
         policy, clocks = spec.policy(number), LayerClocks()
-        for index, (node_name, model) in enumerate(zip(names[number - 1], models, strict=True)):
-            proposer = Proposer(
+        proposers = [
+            Proposer(
                 number, index, node_name, model, references_prompt, policy, clocks=clocks, **common
             )
-            builder.add_node(node_name, _node(proposer, proposer.acall, node_name))
+            for index, (node_name, model) in enumerate(zip(names[number - 1], models, strict=True))
+        ]
         last = number == len(stack.layers)
         joined = Join(
             number,
@@ -193,14 +203,19 @@ def compile_moa_graph(
             agreement=None if last else check,
             later_calls=sum(len(layer) for layer in stack.layers[number:]),
         )
+        if number > wired:
+            streamed = {"proposers": tuple(proposers), "join": joined}
+            break
+        for proposer in proposers:
+            builder.add_node(proposer.name, _node(proposer, proposer.acall, proposer.name))
         builder.add_node(join, _node(joined, joined.acall, join))
         builder.add_edge(names[number - 1], join)
         if last:
             _fan(builder, join, after)
         elif check is None:
-            _fan(builder, join, names[number])
+            _fan(builder, join, onward[number - 1])
         else:
-            _branch(builder, join, "stopped", names[number], after)
+            _branch(builder, join, "stopped", onward[number - 1], after)
     final_layer = len(stack.layers) + 1
     if reviewed:
         _add_review(builder, stack, names, spec, common)
@@ -216,6 +231,7 @@ def compile_moa_graph(
         policy=spec.aggregator_policy(),
         fallbacks=tuple(stack.fallbacks),
         best_proposer_fallback=spec.best_proposer_fallback,
+        **streamed,
         **common,
     )
     builder.add_node(AGGREGATOR_NODE, _node(final, final.acall, AGGREGATOR_NODE))
@@ -232,6 +248,9 @@ def _branch(
     builder: StateGraph, source: str, key: str, onward: list[str], shortcut: list[str]
 ) -> None:
     """``source`` goes to ``shortcut`` when the state's ``key`` is set, else ``onward``."""
+    if onward == shortcut:
+        _fan(builder, source, onward)
+        return
 
     def route(state: MoAState) -> list[str]:
         return shortcut if state.get(key) else onward
@@ -280,6 +299,10 @@ def _final_node(strategy: Strategy, **parts: Any) -> Final:
     """The node that writes the answer, as the strategy has it."""
     if type(strategy).final_node is not Strategy.final_node:
         return strategy.final_node(**parts)
+    if isinstance(strategy, Staircase):
+        return StaircaseAggregator(
+            **parts, step_tokens=strategy.step_tokens, max_partial_steps=strategy.max_partial_steps
+        )
     if isinstance(strategy, SelfMoASeq):
         return SequentialAggregator(**parts, window=strategy.window)
     if isinstance(strategy, RankThenSynthesize):

@@ -123,8 +123,34 @@ class RankThenSynthesize(Strategy):
     name: ClassVar[str] = "rank-then-synthesize"
 
 
+class Staircase(Strategy):
+    """Staircase streaming (Wang et al., 2025, arXiv 2510.05059), experimental.
+
+    The aggregator starts writing before the last proposer layer has finished:
+    it reads the first ``step_tokens`` of each proposal (marked unfinished),
+    writes up to ``step_tokens`` of the answer, then continues it as more of
+    the proposals arrive, until a last step finishes the answer with the
+    complete proposals. The paper reports up to 93% lower time to first token
+    at equal quality. It runs the last proposer layer inside the aggregator's
+    node (their records keep their ``layerN/<model>`` names); every step is a
+    call of its own, recorded as ``aggregator/step-N``, the last as
+    ``aggregator``. Each step reads every reference again: it costs more input
+    tokens than ``synthesize``.
+    """
+
+    name: ClassVar[str] = "staircase"
+
+    step_tokens: Annotated[StrictInt, Field(ge=1)] = 32
+    """Tokens each still-running proposal must have grown by before the next step
+    (chunks of a stream, a token each on OpenAI-compatible servers); also the most
+    a step before the last writes before the proposals are read again."""
+    max_partial_steps: Annotated[StrictInt, Field(ge=0)] | None = None
+    """At most this many steps on unfinished proposals, then the answer waits for
+    the complete ones; None for no limit, 0 is plain synthesis."""
+
+
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (Synthesize, Rank, SelfMoA, SelfMoASeq, RankThenSynthesize)
+    cls.name: cls for cls in (Synthesize, Rank, SelfMoA, SelfMoASeq, RankThenSynthesize, Staircase)
 }
 """The built-in strategies by name."""
 

@@ -1,0 +1,714 @@
+"""Staircase streaming (Wang et al., 2025, arXiv 2510.05059): the answer starts early.
+
+The final node runs the last proposer layer itself, every proposal streamed at
+once, and writes the answer in steps. Step ``k`` waits until every proposal
+still being written has grown by ``step_tokens`` since step ``k - 1`` read it
+(or has ended), shows the aggregator what there is so far, marked unfinished,
+with the answer written so far, and lets it write up to ``step_tokens`` more.
+Once every proposal is complete, a last step finishes the answer with the
+complete references. Each step's tokens go to a streaming caller as they
+arrive, so the first token no longer waits for the slowest proposer.
+
+Continuing an answer. An OpenAI-compatible server (llama.cpp's included) starts
+a new assistant turn after a trailing assistant message rather than continuing
+it, so a step is sent the answer so far as the assistant's turn and then a user
+turn asking it to go on from where it stops (``CONTINUE_PROMPT``). Small models
+often start such a reply by repeating the answer so far; while a step's reply
+is still a copy of it (whitespace aside) its chunks are held back, and a
+complete copy is dropped, so the stream carries only what is new.
+
+A step that ends by itself (before ``step_tokens``) has finished the answer:
+the proposers still writing are stopped, and their records keep what they had
+written, with a note. With tools bound, after early stop, or when the turn's
+references are reused, the node is the plain aggregator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Generator
+from contextlib import aclosing, closing
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import cast
+
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    BaseMessageChunk,
+    HumanMessage,
+)
+from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_stream_writer
+
+from langchain_moa.accounting import BadResponseError, ModelCall, describe_error
+from langchain_moa.graph.limits import acall_within, call_within
+from langchain_moa.graph.nodes import (
+    Aggregator,
+    Join,
+    LayerFailedError,
+    Proposer,
+    Start,
+    _emit,
+    _streaming,
+    logger,
+)
+from langchain_moa.graph.prompts import Prompt
+from langchain_moa.graph.state import (
+    ANSWER_CHUNK,
+    CALL_END,
+    CALL_ERROR,
+    MoAState,
+    carries_answer,
+)
+
+PARTIAL_NOTE = (
+    "Some responses below are still being written: those end with {marker}, and only "
+    "their beginning is shown. Start your response from what they say so far.\n\n"
+)
+"""Put before the aggregator's prompt text in a step that reads unfinished proposals."""
+
+UNFINISHED = "[unfinished]"
+"""Ends a reference that is still being written."""
+
+CONTINUE_PROMPT = (
+    "Continue your response from exactly where it stops, as if you had not been "
+    "interrupted. Do not repeat any of it and do not start over. If it is already "
+    "complete, reply with nothing."
+)
+"""The user turn after the answer so far, in every step but the first."""
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def _after(text: str, prefix: str) -> str:
+    """``text`` past its first ``len(_squash(prefix))`` non-space characters."""
+    remaining = len(_squash(prefix))
+    for position, char in enumerate(text):
+        if remaining == 0:
+            return text[position:]
+        remaining -= not char.isspace()
+    return ""
+
+
+class Echo:
+    """Holds back a continuation's chunks while they only repeat the answer so far.
+
+    Whitespace is ignored in the comparison. A complete copy is dropped (and the
+    rest of the chunk that completes it passed on); a reply that departs from
+    the answer so far before copying all of it is passed on whole.
+    """
+
+    def __init__(self, written: str) -> None:
+        """Compare against ``written``, the answer so far ("" passes everything)."""
+        self.target = _squash(written)
+        self.checking = bool(self.target)
+        self.held: list[BaseMessageChunk] = []
+        self.text = ""
+
+    def feed(self, chunk: BaseMessageChunk) -> list[BaseMessageChunk]:
+        """The chunks that may go out now (none while it still looks like a copy)."""
+        if not self.checking:
+            return [chunk]
+        self.held.append(chunk)
+        self.text += chunk.text
+        probe = _squash(self.text)
+        if len(probe) < len(self.target) and self.target.startswith(probe):
+            return []
+        self.checking = False
+        if probe.startswith(self.target):
+            rest = _after(self.text, self.target)
+            # The model restated the answer so far: only what follows it is new.
+            return [AIMessageChunk(content=rest)] if rest.strip() else []
+        return self.held
+
+
+@dataclass
+class Proposal:
+    """One proposer's stream, as the steps see it."""
+
+    proposer: Proposer
+    start: Start
+    note: str | None = None
+    message: BaseMessageChunk | None = None
+    tokens: int = 0
+    first_token: float | None = None
+    done: bool = False
+    record: ModelCall | None = None
+
+    @property
+    def text(self) -> str:
+        """What it has written so far."""
+        return "" if self.message is None else self.message.text
+
+    @property
+    def ok(self) -> bool:
+        """Whether it finished with an answer."""
+        return self.record is not None and self.record["error"] is None
+
+    def whole(self) -> BaseMessage:
+        """Its message once the stream ended.
+
+        Raises:
+            BadResponseError: it streamed nothing.
+        """
+        if self.message is None:
+            msg = f"{self.proposer.name}: the model streamed nothing"
+            raise BadResponseError(msg)
+        return self.message
+
+
+class Board:
+    """The proposals in flight: what each has written, and who waits for more.
+
+    Sync runs stream proposals in threads and wait on the condition; async
+    runs stream them in tasks of the node's loop and wait on the event.
+    """
+
+    def __init__(self, proposals: list[Proposal], *, is_async: bool = False) -> None:
+        """Watch ``proposals``."""
+        self.proposals = proposals
+        self.condition = threading.Condition()
+        self.changed = asyncio.Event() if is_async else None
+        self.halted = threading.Event()
+
+    def _notify(self) -> None:
+        self.condition.notify_all()
+        if self.changed is not None:
+            self.changed.set()
+
+    def grew(self, proposal: Proposal, chunk: BaseMessageChunk) -> bool:
+        """Add a chunk; False once the proposal was closed (stopped, or too late)."""
+        with self.condition:
+            if proposal.done or self.halted.is_set():
+                return False
+            proposal.message = chunk if proposal.message is None else proposal.message + chunk
+            if carries_answer(chunk):
+                proposal.tokens += 1
+                proposal.first_token = proposal.first_token or time.perf_counter()
+            self._notify()
+            return True
+
+    def close(self, proposal: Proposal, record: Callable[[], ModelCall]) -> ModelCall | None:
+        """Write the proposal's record once; None when it was closed already."""
+        with self.condition:
+            if proposal.done:
+                return None
+            proposal.done, proposal.record = True, record()
+            self._notify()
+            return proposal.record
+
+    def ready(self, read: list[int], step_tokens: int) -> bool:
+        """Whether every proposal still running has ``step_tokens`` more than ``read``."""
+        return all(
+            p.done or p.tokens >= seen + step_tokens
+            for p, seen in zip(self.proposals, read, strict=True)
+        )
+
+    def finished(self) -> bool:
+        """Whether every proposal has ended."""
+        return all(p.done for p in self.proposals)
+
+    def wait(self, ready: Callable[[], bool]) -> None:
+        """Block until ``ready()`` (sync runs)."""
+        with self.condition:
+            self.condition.wait_for(ready)
+
+    async def await_(self, ready: Callable[[], bool]) -> None:
+        """Wait until ``ready()`` (async runs)."""
+        assert self.changed is not None  # noqa: S101 - async boards have one
+        while not ready():
+            self.changed.clear()
+            await self.changed.wait()
+
+
+@dataclass
+class Steps:
+    """The answer as the steps have written it."""
+
+    read: list[int]
+    """Each proposal's tokens when the last step read it."""
+    written: str = ""
+    calls: list[ModelCall] = field(default_factory=list)
+    number: int = 0
+    finished: bool = False
+    """Whether a step ended the answer by itself, before the proposals did."""
+
+
+@dataclass
+class Step:
+    """One call of the aggregator: what it reads, and what it added to the answer."""
+
+    node: StaircaseAggregator
+    """The node as it makes this step (its name and prompt)."""
+    state: MoAState
+    """What it reads: the references shown."""
+    config: RunnableConfig
+    start: Start
+    echo: Echo
+    """Holds back a repeat of the answer so far."""
+    cap: int | None
+    """The most tokens it writes; None for the last step."""
+    messages: list[BaseMessage] = field(default_factory=list)
+    note: str | None = None
+    added: str = ""
+    tokens: int = 0
+    raw: BaseMessageChunk | None = None
+    """Its whole reply, as streamed (usage, when reported)."""
+    capped: bool = False
+    first_token: float | None = None
+    error: Exception | None = None
+
+
+@dataclass(frozen=True)
+class StaircaseAggregator(Aggregator):
+    """The aggregator of ``staircase``: runs the last proposer layer and answers in steps."""
+
+    proposers: tuple[Proposer, ...] = ()
+    """The last proposer layer's nodes (their models, names and limits)."""
+    join: Join = field(default_factory=lambda: Join(0, 1))
+    """The last layer's join: ``min_proposers``, the reference filter and order."""
+    step_tokens: int = 32
+    """Tokens each running proposal grows by between steps; the most a partial step writes."""
+    max_partial_steps: int | None = None
+    """Steps on unfinished proposals at most; None for no limit."""
+
+    def plain(self, state: MoAState) -> bool:
+        """Whether this run is the plain aggregator's.
+
+        So it is when there is no layer to stream (the turn's references are
+        reused, or an earlier layer stopped early) and when tools are bound: a
+        tool call cannot be written in steps.
+        """
+        return bool(
+            not self.proposers or state.get("reused") or state.get("stopped") or state.get("tools")
+        )
+
+    # --- the proposals ------------------------------------------------------------------
+
+    def settle(
+        self,
+        board: Board,
+        proposal: Proposal,
+        state: MoAState,
+        config: RunnableConfig,
+        error: BaseException | None,
+        *,
+        note: str | None = None,
+    ) -> None:
+        """Record a proposal's end and announce it (nothing if it was closed already)."""
+        proposer = proposal.proposer
+
+        def record() -> ModelCall:
+            return proposer.record(
+                *proposal.start,
+                message=None if error is not None else proposal.message,
+                error=error,
+                note="; ".join(filter(None, [proposal.note, note])) or None,
+                first_token=proposal.first_token,
+                state=state,
+            )
+
+        call = board.close(proposal, record)
+        if call is None:
+            return
+        if error is not None:
+            logger.warning("%s failed: %s", proposer.name, describe_error(error))
+        else:
+            proposer.clock(state).answered()
+        _emit(config, CALL_ERROR if error else CALL_END, call)
+
+    def propose(
+        self, board: Board, proposal: Proposal, state: MoAState, config: RunnableConfig
+    ) -> None:
+        """Stream one proposal onto the board (sync runs: in a thread of its own)."""
+        proposer, error = proposal.proposer, None
+        try:
+            inputs, proposal.note = proposer.inputs(state)
+
+            def call() -> BaseMessage:
+                stream = proposer.model.stream(inputs, proposer.config(config))
+                with closing(cast("Generator[BaseMessageChunk, None, None]", stream)) as chunks:
+                    for chunk in chunks:
+                        if not board.grew(proposal, chunk):
+                            break
+                return proposal.whole()
+
+            proposer.run(proposer.model, call, proposer.clock(state))
+        except Exception as caught:  # noqa: BLE001 - recorded; min_proposers decides
+            error = caught
+        self.settle(board, proposal, state, config, error)
+
+    async def apropose(
+        self, board: Board, proposal: Proposal, state: MoAState, config: RunnableConfig
+    ) -> None:
+        """``propose``, as a task of the node's loop."""
+        proposer, error = proposal.proposer, None
+        try:
+            inputs, proposal.note = await proposer.ainputs(state)
+
+            async def call() -> BaseMessage:
+                stream = proposer.model.astream(inputs, proposer.config(config))
+                async with aclosing(
+                    cast("AsyncGenerator[BaseMessageChunk, None]", stream)
+                ) as chunks:
+                    async for chunk in chunks:
+                        if not board.grew(proposal, chunk):
+                            break
+                return proposal.whole()
+
+            await proposer.arun(proposer.model, call, proposer.clock(state))
+        except Exception as caught:  # noqa: BLE001 - recorded; min_proposers decides
+            error = caught
+        self.settle(board, proposal, state, config, error)
+
+    def stop_proposals(self, board: Board, state: MoAState, config: RunnableConfig) -> None:
+        """Stop the proposals still streaming: the answer was finished without them.
+
+        One that wrote something keeps it, with a note (nothing failed); one that
+        wrote nothing yet has no answer and is recorded as cancelled.
+        """
+        board.halted.set()
+        for proposal in board.proposals:
+            if proposal.done:
+                continue
+            note = (
+                f"stopped after {proposal.tokens} tokens: the answer was finished "
+                "before this proposal"
+            )
+            error = asyncio.CancelledError(note) if proposal.message is None else None
+            self.settle(board, proposal, state, config, error, note=note)
+
+    def quorum(self, board: Board) -> None:
+        """Give up when too few proposals can still succeed, as the join would.
+
+        Raises:
+            LayerFailedError: fewer than ``min_proposers`` succeeded or are running.
+        """
+        alive = sum(not p.done or p.ok for p in board.proposals)
+        if alive >= self.join.min_proposers:
+            return
+        failures = "; ".join(
+            f"{c['node']}: {c['reason']}: {c['error']}"
+            for c in (p.record for p in board.proposals)
+            if c is not None and c["error"]
+        )
+        msg = (
+            f"layer {self.join.layer}: {alive} of {len(board.proposals)} proposers can still "
+            f"succeed, min_proposers is {self.join.min_proposers}. Failures: {failures}"
+        )
+        raise LayerFailedError(msg)
+
+    def partial(self, steps: Steps) -> bool:
+        """Whether the next step may read unfinished proposals."""
+        return self.max_partial_steps is None or steps.number < self.max_partial_steps
+
+    # --- the steps ----------------------------------------------------------------------
+
+    def step_node(self, number: int, *, partial: bool) -> StaircaseAggregator:
+        """The node as it makes step ``number``: named ``aggregator/step-N``.
+
+        Every step is the aggregator's model at its place in the layer, so they
+        share its index (their order is the order they ran in).
+        """
+        prompt: Prompt = self.prompt
+        if partial and isinstance(prompt, str):
+            prompt = PARTIAL_NOTE.format(marker=UNFINISHED) + prompt
+        return replace(self, name=f"{self.name}/step-{number}", prompt=prompt)
+
+    def step_state(self, state: MoAState, board: Board, steps: Steps) -> MoAState:
+        """What a partial step reads: every proposal so far, the unfinished ones marked."""
+        with board.condition:
+            steps.read = [p.tokens for p in board.proposals]
+            shown = [
+                (p.proposer.name, p.text if p.done else f"{p.text} {UNFINISHED}")
+                for p in board.proposals
+                if p.ok or (not p.done and p.text.strip())
+            ]
+        return {
+            **state,
+            "references": [text for _, text in shown],
+            "reference_nodes": [node for node, _ in shown],
+        }
+
+    @staticmethod
+    def messages(
+        node: StaircaseAggregator, state: MoAState, written: str
+    ) -> tuple[list[BaseMessage], str | None]:
+        """A step's messages: the references, the conversation, then the answer so far."""
+        messages, note = node.inputs(state)
+        if written:
+            messages = [*messages, AIMessage(content=written), HumanMessage(CONTINUE_PROMPT)]
+        return messages, note
+
+    def begin_step(
+        self, state: MoAState, config: RunnableConfig, steps: Steps, *, last: bool
+    ) -> Step:
+        """Start the next step: announce it and build its messages.
+
+        A partial step is ``aggregator/step-N`` and writes ``step_tokens`` at
+        most; the last is ``aggregator`` and writes to the end.
+        """
+        steps.number += 1
+        node = self.step_node(steps.number, partial=not last)
+        if last:
+            node = replace(node, name=self.name)
+        cap = None if last else self.step_tokens
+        step = Step(node, state, config, node.started(state, config), Echo(steps.written), cap)
+        step.messages, step.note = self.messages(node, state, steps.written)
+        return step
+
+    def take(self, step: Step, chunk: BaseMessageChunk, steps: Steps) -> bool:
+        """Take one streamed chunk, send on what is new; True once ``cap`` tokens are out."""
+        step.raw = chunk if step.raw is None else step.raw + chunk
+        for piece in step.echo.feed(chunk):
+            if not carries_answer(piece):
+                continue
+            out = piece if step.added else _joined(steps.written, piece)
+            if _streaming(step.config):
+                get_stream_writer()({"event": ANSWER_CHUNK, "chunk": out})
+            step.first_token = step.first_token or time.perf_counter()
+            step.added += out.text
+            step.tokens += 1
+        step.capped = step.cap is not None and step.tokens >= step.cap
+        return step.capped
+
+    def stream_step(self, step: Step, steps: Steps) -> BaseMessage:
+        """One step's call (sync): its new tokens streamed out as they come."""
+        config = step.node.config(step.config)
+        stream = self.model.stream(step.messages, config, **self.kwargs(step.config))
+        with closing(cast("Generator[BaseMessageChunk, None, None]", stream)) as chunks:
+            for chunk in chunks:
+                if self.take(step, chunk, steps):
+                    break
+        return AIMessage(content=step.added)
+
+    async def astream_step(self, step: Step, steps: Steps) -> BaseMessage:
+        """``stream_step``, for async runs."""
+        config = step.node.config(step.config)
+        stream = self.model.astream(step.messages, config, **self.kwargs(step.config))
+        async with aclosing(cast("AsyncGenerator[BaseMessageChunk, None]", stream)) as chunks:
+            async for chunk in chunks:
+                if self.take(step, chunk, steps):
+                    break
+        return AIMessage(content=step.added)
+
+    def run_step(self, step: Step, steps: Steps) -> None:
+        """A step's call within the aggregator's limits (sync); a failure is kept on it."""
+        try:
+            call = partial(self.stream_step, step, steps)
+            call_within(
+                self.throttles.wrap(self.model, call), timeout_s=self.policy.timeout_s, clock=None
+            )
+        except Exception as caught:  # noqa: BLE001 - recorded by stepped
+            step.error = caught
+
+    async def arun_step(self, step: Step, steps: Steps) -> None:
+        """``run_step``, for async runs."""
+        try:
+            call = partial(self.astream_step, step, steps)
+            await acall_within(
+                self.throttles.awrap(self.model, call), timeout_s=self.policy.timeout_s, clock=None
+            )
+        except Exception as caught:  # noqa: BLE001 - recorded by stepped
+            step.error = caught
+
+    def stepped(self, step: Step, steps: Steps) -> ModelCall:
+        """Record a step: the text it added to the answer, the usage of its whole reply.
+
+        A step stopped at ``step_tokens`` closed its stream before the provider
+        reported usage: its usage is unknown, and its note says why. What a
+        failed step sent out stays in the answer (a stream cannot take it back).
+        """
+        usage = getattr(step.raw, "usage_metadata", None)
+        note = step.note
+        if step.capped and not usage:
+            note = "; ".join(filter(None, [note, "stopped at step_tokens: no usage reported"]))
+        error = step.error
+        message = None if error else AIMessage(content=step.added, usage_metadata=usage)
+        call = step.node.record(
+            *step.start,
+            message=message,
+            error=error,
+            note=note,
+            first_token=step.first_token,
+            state=step.state,
+        )
+        steps.calls.append(call)
+        steps.written += step.added
+        if error is not None:
+            logger.warning("%s failed: %s", step.node.name, describe_error(error))
+        _emit(step.config, CALL_ERROR if error else CALL_END, call)
+        return call
+
+    def after_partial(self, step: Step, steps: Steps) -> bool:
+        """Record a partial step; whether partial steps go on after it.
+
+        A failed step ends them (the last step, with every fallback when nothing
+        went out yet, takes over). A step that ended by itself, with an answer
+        written, finished it: it is the aggregator's last call, named so.
+        """
+        steps.finished = (
+            step.error is None and not step.capped and bool((steps.written + step.added).strip())
+        )
+        if steps.finished:
+            step.node = replace(step.node, name=self.name)
+        return self.stepped(step, steps)["error"] is None
+
+    def partial_step(
+        self, state: MoAState, config: RunnableConfig, board: Board, steps: Steps
+    ) -> bool:
+        """One step on unfinished proposals (sync); whether more may follow."""
+        step = self.begin_step(self.step_state(state, board, steps), config, steps, last=False)
+        self.run_step(step, steps)
+        return self.after_partial(step, steps)
+
+    async def apartial_step(
+        self, state: MoAState, config: RunnableConfig, board: Board, steps: Steps
+    ) -> bool:
+        """``partial_step``, for async runs."""
+        step = self.begin_step(self.step_state(state, board, steps), config, steps, last=False)
+        await self.arun_step(step, steps)
+        return self.after_partial(step, steps)
+
+    def joined(self, state: MoAState, board: Board) -> tuple[MoAState, dict]:
+        """The complete proposals as the join passes them on, and its update.
+
+        Raises:
+            LayerFailedError: fewer than ``min_proposers`` answered.
+        """
+        records = [p.record for p in board.proposals if p.record is not None]
+        update, _ = self.join.joined({**state, "calls": records})
+        return {**state, **update}, {"calls": records, "dropped": update["dropped"]}
+
+    def answer(self, steps: Steps, base: dict) -> dict:
+        """The update with the answer the steps wrote, and every call."""
+        answer = AIMessage(content=steps.written)
+        calls = [*base["calls"], *steps.calls]
+        return {**base, "calls": calls, "answer": answer, "messages": [answer]}
+
+    def ended(self, step: Step, steps: Steps, full: MoAState, base: dict) -> dict:
+        """The update after the last step (recorded here).
+
+        Raises:
+            AggregatorFailedError: the last step failed with part of the answer out
+                (``Final.last_resort``: no other model may finish it).
+        """
+        self.stepped(step, steps)
+        if step.error is not None:
+            failed = [c for c in steps.calls if c["error"] is not None]
+            return self.last_resort(full, step.config, failed, streamed=True)
+        return self.answer(steps, base)
+
+    def last_step(
+        self, state: MoAState, config: RunnableConfig, board: Board, steps: Steps
+    ) -> dict:
+        """With every proposal complete: finish the answer, or write it as MoA would."""
+        full, base = self.joined(state, board)
+        if not steps.written:
+            # Nothing went out yet: the plain aggregator, with its fallbacks.
+            update = Aggregator.__call__(self, full, config)
+            return {**update, **base, "calls": [*base["calls"], *steps.calls, *update["calls"]]}
+        step = self.begin_step(full, config, steps, last=True)
+        self.run_step(step, steps)
+        return self.ended(step, steps, full, base)
+
+    async def alast_step(
+        self, state: MoAState, config: RunnableConfig, board: Board, steps: Steps
+    ) -> dict:
+        """``last_step``, for async runs."""
+        full, base = self.joined(state, board)
+        if not steps.written:
+            update = await Aggregator.acall(self, full, config)
+            return {**update, **base, "calls": [*base["calls"], *steps.calls, *update["calls"]]}
+        step = self.begin_step(full, config, steps, last=True)
+        await self.arun_step(step, steps)
+        return self.ended(step, steps, full, base)
+
+    def finished_early(self, state: MoAState, config: RunnableConfig, board: Board,
+                       steps: Steps) -> dict:  # fmt: skip
+        """The update when a partial step finished the answer: the proposals are stopped."""
+        self.stop_proposals(board, state, config)
+        records = [p.record for p in board.proposals if p.record is not None]
+        return self.answer(steps, {"calls": records})
+
+    # --- the node -----------------------------------------------------------------------
+
+    def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
+        """The node (sync): each proposal streamed in a thread, the steps here."""
+        if self.plain(state):
+            return super().__call__(state, config)
+        board = Board([Proposal(p, p.started(state, config)) for p in self.proposers])
+        for proposal in board.proposals:
+            # Daemon threads: a stopped proposal ends at its next chunk, unwaited for.
+            context = contextvars.copy_context()
+            args = (self.propose, board, proposal, state, config)
+            threading.Thread(target=context.run, args=args, daemon=True).start()
+        steps = Steps(read=[0] * len(board.proposals))
+        try:
+            while self.partial(steps):
+                board.wait(lambda: board.finished() or board.ready(steps.read, self.step_tokens))
+                self.quorum(board)
+                if board.finished() or not self.partial_step(state, config, board, steps):
+                    break
+                if steps.finished:
+                    return self.finished_early(state, config, board, steps)
+            board.wait(board.finished)
+        finally:
+            board.halted.set()
+        return self.last_step(state, config, board, steps)
+
+    async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
+        """The node (async): each proposal streamed in a task, the steps here."""
+        if self.plain(state):
+            return await super().acall(state, config)
+        board = Board(
+            [Proposal(p, p.started(state, config)) for p in self.proposers], is_async=True
+        )
+        tasks = [
+            asyncio.create_task(self.apropose(board, p, state, config)) for p in board.proposals
+        ]
+        steps = Steps(read=[0] * len(board.proposals))
+        try:
+            while self.partial(steps):
+                await board.await_(
+                    lambda: board.finished() or board.ready(steps.read, self.step_tokens)
+                )
+                self.quorum(board)
+                if board.finished() or not await self.apartial_step(state, config, board, steps):
+                    break
+                if steps.finished:
+                    return self.finished_early(state, config, board, steps)
+            await board.await_(board.finished)
+        finally:
+            board.halted.set()
+            for task in tasks:
+                task.cancel()
+            # A cancelled proposal's task ends in CancelledError: it was stopped, not failed.
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return await self.alast_step(state, config, board, steps)
+
+
+def _joined(written: str, chunk: BaseMessageChunk) -> BaseMessageChunk:
+    """A step's first chunk, with the space that joins it to the answer so far.
+
+    Chat models begin a reply without one, so a continuation would run into the
+    last word.
+    """
+    text = chunk.content
+    if (
+        written
+        and not written[-1].isspace()
+        and isinstance(text, str)
+        and text
+        and not text[0].isspace()
+        and text[0] not in ".,;:!?)]}%'\""
+    ):
+        return AIMessageChunk(content=f" {text}")
+    return chunk

@@ -1,0 +1,294 @@
+"""Staircase streaming: the aggregator writes in steps while the last layer still streams."""
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+
+import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+
+from langchain_moa import ChatMoA, get_calls
+from langchain_moa.graph.nodes import LayerFailedError
+from langchain_moa.graph.staircase import CONTINUE_PROMPT, UNFINISHED, Echo
+from langchain_moa.stacks import StackSpec
+from langchain_moa.stacks.strategy import Staircase
+from tests.unit_tests.scripted import ScriptedChatModel
+
+
+def _words(prefix: str, count: int) -> str:
+    return " ".join(f"{prefix}{i}" for i in range(1, count + 1))
+
+
+def _aggregator(words: int = 6, **kwargs) -> ScriptedChatModel:
+    """Step n replies ``sN.1 sN.2 ...``: which step wrote a word can be read off it."""
+    steps = itertools.count(1)
+    return ScriptedChatModel(
+        model_name="agg", reply=lambda _: _words(f"s{next(steps)}.", words), **kwargs
+    )
+
+
+def _stack(
+    aggregator: ScriptedChatModel | None = None,
+    *,
+    slow_error: str | None = None,
+    layers: int = 2,
+    **options,
+) -> tuple[ChatMoA, list[ScriptedChatModel], ScriptedChatModel]:
+    fast = [
+        ScriptedChatModel(model_name=name, reply=_words(f"{name}", 8), token_delay_s=0.005)
+        for name in ("a", "b")
+    ]
+    slow = ScriptedChatModel(
+        model_name="slow", reply=_words("z", 30), token_delay_s=0.03, error=slow_error
+    )
+    proposers = [*fast, slow]
+    aggregator = aggregator or _aggregator()
+    moa = ChatMoA(
+        proposers=proposers,
+        aggregator=aggregator,
+        layers=layers,
+        strategy=Staircase(step_tokens=4),
+        **options,
+    )
+    return moa, proposers, aggregator
+
+
+def _system(messages: Sequence[BaseMessage]) -> str:
+    return messages[0].text
+
+
+def _stream(moa: ChatMoA, mode: str) -> tuple[list[AIMessageChunk], AIMessageChunk]:
+    question = [HumanMessage("q")]
+    if mode == "sync":
+        chunks = list(moa.stream(question))
+    else:
+
+        async def collect() -> list[AIMessageChunk]:
+            return [chunk async for chunk in moa.astream(question)]
+
+        chunks = asyncio.run(collect())
+    return chunks, sum(chunks[1:], chunks[0])
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_answer_starts_before_the_slowest_proposer_ends(mode) -> None:
+    moa, proposers, aggregator = _stack()
+    _, answer = _stream(moa, mode)
+    slow = proposers[-1].log[0]
+    first_step = aggregator.log[0]
+    assert first_step["start"] < slow["end"]
+    assert first_step["chunk_times"][0] < slow["end"]
+    # Steps while the slow one streams, then the last step once it has finished.
+    assert len(aggregator.log) >= 3
+    assert aggregator.log[-1]["start"] > slow["end"]
+    calls = get_calls(answer)
+    nodes = [c["node"] for c in calls]
+    assert nodes[:3] == ["layer1/a", "layer1/b", "layer1/slow"]
+    steps = nodes[3:]
+    assert steps == [f"aggregator/step-{n}" for n in range(1, len(steps))] + ["aggregator"]
+    assert all(c["error"] is None for c in calls)
+    # Time to first token of every streamed call, the answer's in the accounting.
+    assert all(c["ttft_s"] is not None for c in calls)
+    ttft = answer.response_metadata["accounting"]["total"]["ttft_s"]
+    assert ttft is not None
+    assert ttft < calls[2]["latency_s"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_streamed_chunks_are_the_steps_own_tokens(mode) -> None:
+    moa, _, aggregator = _stack()
+    chunks, answer = _stream(moa, mode)
+    texts = [c.text for c in chunks if c.text]
+    assert "".join(texts) == answer.text
+    words = answer.text.split()
+    # Each partial step stops after step_tokens of its 6 words; the last writes all 6.
+    steps = len(aggregator.log)
+    expected = [f"s{n}.{i}" for n in range(1, steps) for i in range(1, 5)]
+    expected += [f"s{steps}.{i}" for i in range(1, 7)]
+    assert words == expected
+    # A token a chunk: the stream carries the model's chunks, not a finished text cut up.
+    assert [t.strip() for t in texts] == expected
+    calls = get_calls(answer)
+    assert [c["text"].split() for c in calls[3:]] == [
+        expected[4 * n : 4 * n + 4] for n in range(steps - 1)
+    ] + [expected[-6:]]
+
+
+def test_steps_read_prefixes_marked_unfinished_then_the_complete_answers() -> None:
+    moa, proposers, aggregator = _stack()
+    moa.invoke([HumanMessage("q")])
+    first, last = aggregator.log[0]["messages"], aggregator.log[-1]["messages"]
+    slow_text = proposers[-1].reply
+    assert UNFINISHED in _system(first)
+    # The slow proposal's first words only, marked.
+    assert "z1 z2 z3 z4" in _system(first)
+    assert slow_text not in _system(first)
+    assert isinstance(first[-1], HumanMessage)
+    assert first[-1].text == "q"
+    # The last step reads every proposal whole, and continues the answer so far.
+    assert UNFINISHED not in _system(last)
+    for proposer in proposers:
+        assert f". {proposer.reply}" in _system(last)
+    assert isinstance(last[-2], AIMessage)
+    assert last[-2].text.split()[:4] == ["s1.1", "s1.2", "s1.3", "s1.4"]
+    assert last[-1].text == CONTINUE_PROMPT
+
+
+def test_invoke_records_every_step_and_its_accounting() -> None:
+    moa, _, aggregator = _stack()
+    answer = moa.invoke([HumanMessage("q")])
+    calls = get_calls(answer)
+    assert answer.response_metadata["strategy"] == "staircase"
+    layers = answer.response_metadata["accounting"]["layers"]
+    assert [layer["calls"] for layer in layers] == [3, len(aggregator.log)]
+    partial = [c for c in calls if "/step-" in c["node"]]
+    # A partial step closes its stream at step_tokens: no usage came, and its note says so.
+    assert all(c["usage"] is None for c in partial)
+    assert all("no usage reported" in c["note"] for c in partial)
+    last = calls[-1]
+    assert last["node"] == "aggregator"
+    assert last["usage"] is not None
+    assert last["references"] == ["layer1/a", "layer1/b", "layer1/slow"]
+    assert partial[0]["references"] == ["layer1/a", "layer1/b", "layer1/slow"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_failed_proposer_is_recorded_and_the_others_go_on(mode) -> None:
+    moa, _, _ = _stack(slow_error="boom")
+    _, answer = _stream(moa, mode)
+    calls = get_calls(answer)
+    slow = next(c for c in calls if c["node"] == "layer1/slow")
+    assert slow["error"] == "RuntimeError: boom"
+    assert slow["reason"] == "other"
+    assert calls[-1]["node"] == "aggregator"
+    assert calls[-1]["references"] == ["layer1/a", "layer1/b"]
+    assert answer.response_metadata["degraded"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_too_few_proposers_fail_the_layer(mode) -> None:
+    moa, _, aggregator = _stack(slow_error="boom", min_proposers=3)
+    with pytest.raises(LayerFailedError, match=r"layer 1: 2 of 3 .*layer1/slow: other"):
+        _stream(moa, mode)
+    assert aggregator.log == []
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_step_that_ends_by_itself_finishes_the_answer(mode) -> None:
+    # Two words, fewer than step_tokens: the first step wrote the whole answer.
+    moa, proposers, aggregator = _stack(_aggregator(words=2))
+    _, answer = _stream(moa, mode)
+    assert answer.text == "s1.1 s1.2"
+    assert len(aggregator.log) == 1
+    calls = get_calls(answer)
+    assert calls[-1]["node"] == "aggregator"
+    slow = next(c for c in calls if c["node"] == "layer1/slow")
+    assert slow["error"] is None
+    assert "stopped after" in slow["note"]
+    assert slow["text"].startswith("z1 z2 z3 z4")
+    assert slow["text"] != proposers[-1].reply
+
+
+def test_fast_proposers_make_it_the_plain_aggregator() -> None:
+    # Every proposal is complete before step_tokens: one call, as synthesize makes it.
+    short = [ScriptedChatModel(model_name=n, reply="x y") for n in ("a", "b")]
+    aggregator = _aggregator()
+    moa = ChatMoA(proposers=short, aggregator=aggregator, strategy=Staircase(step_tokens=4))
+    answer = moa.invoke([HumanMessage("q")])
+    assert len(aggregator.log) == 1
+    assert [c["node"] for c in get_calls(answer)][-1] == "aggregator"
+    assert UNFINISHED not in _system(aggregator.log[0]["messages"])
+
+
+def test_only_the_last_proposer_layer_is_streamed_inside_the_aggregator() -> None:
+    # With early stop on: layer 1's answers disagree, so layer 2 is streamed.
+    moa, proposers, _ = _stack(layers=3, early_stop={"method": "final_answer"})
+    nodes = set(moa.graph.get_graph().nodes)
+    assert {"layer1/a", "layer1/join"} <= nodes
+    assert not {"layer2/a", "layer2/slow", "layer2/join"} & nodes
+    answer = moa.invoke([HumanMessage("q")])
+    calls = get_calls(answer)
+    assert [c["layer"] for c in calls[:6]] == [1, 1, 1, 2, 2, 2]
+    assert {c["node"] for c in calls if c["layer"] == 2} == {"layer2/a", "layer2/b", "layer2/slow"}
+    # Layer 2 read layer 1's answers.
+    assert proposers[0].reply in _system(proposers[0].log[1]["messages"])
+    assert calls[-1]["layer"] == 3
+    assert answer.response_metadata["early_stop"] is None
+
+
+def test_early_stop_skips_the_streamed_layer() -> None:
+    same = [ScriptedChatModel(model_name=n, reply="#### 18") for n in ("a", "b")]
+    aggregator = _aggregator()
+    moa = ChatMoA(
+        proposers=same,
+        aggregator=aggregator,
+        layers=3,
+        strategy=Staircase(step_tokens=4),
+        early_stop={"method": "final_answer"},
+    )
+    answer = moa.invoke([HumanMessage("q")])
+    assert answer.response_metadata["early_stop"]["layer"] == 1
+    assert [c["node"] for c in get_calls(answer)] == ["layer1/a", "layer1/b", "aggregator"]
+    assert all(len(m.log) == 1 for m in same)
+
+
+def test_a_one_layer_stack_streams_from_begin_and_reuses_references() -> None:
+    moa, proposers, aggregator = _stack(fanout="per_turn")
+    assert not any(n.startswith("layer1/") for n in moa.graph.get_graph().nodes)
+    state = moa.graph.invoke(
+        {
+            "messages": [HumanMessage("q")],
+            "reuse": {"turn": 1, "references": ["r1", "r2"], "nodes": ["layer1/a", "layer1/b"]},
+        }
+    )
+    assert state["reused"]
+    assert all(m.log == [] for m in proposers)
+    assert len(aggregator.log) == 1
+    assert "1. r1\n2. r2" in _system(aggregator.log[0]["messages"])
+
+
+def test_options_are_checked_and_selectable_by_name() -> None:
+    spec = StackSpec(
+        proposers=["openai:gpt-4o"],
+        aggregator="openai:gpt-4o",
+        strategy={"name": "staircase", "step_tokens": 8, "max_partial_steps": 2},
+    )
+    assert spec.strategy == Staircase(step_tokens=8, max_partial_steps=2)
+    with pytest.raises(ValueError, match="step_tokens"):
+        StackSpec(
+            proposers=["openai:gpt-4o"],
+            aggregator="openai:gpt-4o",
+            strategy={"name": "staircase", "step_tokens": 0},
+        )
+
+
+def test_max_partial_steps_bounds_the_steps() -> None:
+    moa, _, _ = _stack()
+    aggregator = _aggregator()
+    moa = ChatMoA(
+        **{
+            **moa.fields(),
+            "aggregator": aggregator,
+            "strategy": Staircase(step_tokens=4, max_partial_steps=1),
+        }
+    )
+    answer = moa.invoke([HumanMessage("q")])
+    assert [c["node"] for c in get_calls(answer)][3:] == ["aggregator/step-1", "aggregator"]
+    assert len(aggregator.log) == 2
+
+
+def _chunks(*texts: str) -> list[AIMessageChunk]:
+    return [AIMessageChunk(content=t) for t in texts]
+
+
+def test_echo_drops_a_restated_answer_and_passes_what_follows() -> None:
+    echo = Echo("It is 24.")
+    out = [piece.text for c in _chunks("It", " is", " 24", ". So", " 48") for piece in echo.feed(c)]
+    assert out == [" So", " 48"]
+
+
+def test_echo_passes_a_reply_that_departs_from_the_answer() -> None:
+    echo = Echo("It is 24.")
+    out = [piece.text for c in _chunks("It", " was", " 5") for piece in echo.feed(c)]
+    assert out == ["It", " was", " 5"]
+    assert [p.text for p in Echo("").feed(AIMessageChunk(content="x"))] == ["x"]

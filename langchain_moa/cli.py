@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -34,9 +35,11 @@ from langchain_moa.serve import (
 )
 from langchain_moa.stacks import (
     PRESETS,
+    STRATEGIES,
     DeadlineStart,
     ReferenceFilter,
     ReferenceFormat,
+    ReferenceOrder,
     StackSpec,
     load_stack,
 )
@@ -46,6 +49,7 @@ from langchain_moa.stacks.presets import (
     LOCAL_PROPOSERS,
     PAPER_MAX_TOKENS,
 )
+from langchain_moa.stacks.spec import AgreementMethod
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -142,6 +146,30 @@ def _parser() -> argparse.ArgumentParser:
         "--reference-filter",
         choices=get_args(ReferenceFilter),
         help="drop references that disagree with the majority (Cluster & Filter)",
+    )
+    strategies = chat.add_argument_group("strategy (over a --config file's own)")
+    strategies.add_argument(
+        "--strategy",
+        type=_strategy,
+        metavar="NAME|JSON",
+        help=f"how the answers become one: {', '.join(STRATEGIES)} (default synthesize, "
+        'the paper), or a table with options: \'{"name": "self-moa-seq", "window": 2}\'',
+    )
+    strategies.add_argument(
+        "--reference-order",
+        choices=get_args(ReferenceOrder),
+        help="the proposers' order (default) or shuffled per query (position bias)",
+    )
+    strategies.add_argument(
+        "--early-stop",
+        choices=get_args(AgreementMethod),
+        help="end the proposer layers once a layer's answers agree: equal final answers, "
+        "or embeddings alike (the agreement extra)",
+    )
+    strategies.add_argument(
+        "--early-stop-threshold",
+        type=float,
+        help="with --early-stop embedding: the least cosine similarity (default 0.9)",
     )
     chat.add_argument(
         "--show-layers", action="store_true", help="print each proposer's answer as it arrives"
@@ -352,13 +380,38 @@ POLICY_FLAGS = (
     "max_input_tokens",
     "reference_format",
     "reference_filter",
+    "strategy",
+    "reference_order",
 )
-"""The policy flags' stack fields: they apply to every kind of stack."""
+"""The policy and strategy flags' stack fields: they apply to every kind of stack."""
+
+
+def _strategy(text: str) -> Any:
+    """A strategy's name, or its table of options as JSON."""
+    if not text.lstrip().startswith("{"):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        msg = f"not a JSON table: {error}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _policies(args: argparse.Namespace) -> dict[str, Any]:
+    """The policy and strategy flags that were given, as stack fields."""
+    given = _set(args, *POLICY_FLAGS)
+    if args.early_stop_threshold is not None and args.early_stop is None:
+        _fail("--early-stop-threshold needs --early-stop embedding")
+    if args.early_stop is not None:
+        given["early_stop"] = {"method": args.early_stop}
+        if args.early_stop_threshold is not None:
+            given["early_stop"]["threshold"] = args.early_stop_threshold
+    return given
 
 
 def _model(args: argparse.Namespace) -> ChatMoA:
     """The stack the flags describe, as a ``StackSpec`` and then a ``ChatMoA``."""
-    policies = _set(args, *POLICY_FLAGS)
+    policies = _policies(args)
     if args.config and policies:
         # The file's spec under the flags, checked again as one spec.
         spec = load_stack(args.config)

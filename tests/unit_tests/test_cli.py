@@ -96,6 +96,36 @@ def test_policy_flags_become_stack_fields(monkeypatch) -> None:
     assert moa.stack.aggregator.request_timeout == 20
 
 
+def test_strategy_flags_become_stack_fields(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+    args = cli._parser().parse_args(
+        ["chat", "q", "--model", "openai:a", "--strategy", '{"name": "self-moa-seq", "window": 2}',
+         "--reference-order", "shuffle", "--early-stop", "embedding",
+         "--early-stop-threshold", "0.8"]
+    )  # fmt: skip
+    spec = cli._model(args).stack.spec
+    assert (spec.strategy.name, spec.strategy.window, spec.reference_order) == (
+        "self-moa-seq", 2, "shuffle"
+    )  # fmt: skip
+    assert (spec.early_stop.method, spec.early_stop.threshold) == ("embedding", 0.8)
+    path = tmp_path / "stack.yaml"
+    path.write_text("proposers: [openai:a]\naggregator: openai:a\nstrategy: rank\n")
+    args = cli._parser().parse_args(["chat", "q", "--config", str(path), "--strategy", "self-moa"])
+    assert cli._model(args).stack.spec.strategy.name == "self-moa"
+
+
+def test_bad_strategy_flags_are_named(capsys) -> None:
+    for flags, error in [
+        (["--strategy", "{oops"], "--strategy: not a JSON table"),
+        (["--early-stop-threshold", "0.5"], "--early-stop-threshold needs --early-stop"),
+        (["--strategy", "vote"], "strategy: unknown strategy 'vote'"),
+    ]:
+        with pytest.raises(SystemExit) as caught:
+            cli.main(["chat", "q", "--model", "openai:a", *flags])
+        assert caught.value.code == 2
+        assert error in capsys.readouterr().err
+
+
 def test_policy_flags_apply_over_a_stack_file(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "unused")
     path = tmp_path / "stack.toml"

@@ -4,7 +4,9 @@ The final node runs the last proposer layer itself, every proposal streamed at
 once, and writes the answer in steps. Step ``k`` waits until every proposal
 still being written has grown by ``step_tokens`` since step ``k - 1`` read it
 (or has ended), shows the aggregator what there is so far, marked unfinished,
-with the answer written so far, and lets it write up to ``step_tokens`` more.
+with the answer written so far, and lets it write ``step_tokens`` more (then on
+to the end of its sentence, twice as many at most, so that the next step picks
+up a new sentence rather than half a word or number).
 Once every proposal is complete, a last step finishes the answer with the
 complete references. Each step's tokens go to a streaming caller as they
 arrive, so the first token no longer waits for the slowest proposer.
@@ -275,7 +277,8 @@ class StaircaseAggregator(Aggregator):
     join: Join = field(default_factory=lambda: Join(0, 1))
     """The last layer's join: ``min_proposers``, the reference filter and order."""
     step_tokens: int = 32
-    """Tokens each running proposal grows by between steps; the most a partial step writes."""
+    """Tokens each running proposal grows by between steps; what a partial step writes
+    (then on to the end of its sentence, twice as many at most)."""
     max_partial_steps: int | None = None
     """Steps on unfinished proposals at most; None for no limit."""
 
@@ -452,8 +455,8 @@ class StaircaseAggregator(Aggregator):
     ) -> Step:
         """Start the next step: announce it and build its messages.
 
-        A partial step is ``aggregator/step-N`` and writes ``step_tokens`` at
-        most; the last is ``aggregator`` and writes to the end.
+        A partial step is ``aggregator/step-N`` and writes about ``step_tokens``;
+        the last is ``aggregator`` and writes to the end.
         """
         steps.number += 1
         node = self.step_node(steps.number, partial=not last)
@@ -476,7 +479,10 @@ class StaircaseAggregator(Aggregator):
             step.first_token = step.first_token or time.perf_counter()
             step.added += out.text
             step.tokens += 1
-        step.capped = step.cap is not None and step.tokens >= step.cap
+        if step.cap is not None and step.tokens >= step.cap:
+            # Past step_tokens, a step goes on to the end of its sentence (twice as far at
+            # most): a continuation picks up a new sentence far better than a cut word.
+            step.capped = step.tokens >= 2 * step.cap or _sentence_ends(step.added)
         return step.capped
 
     def stream_step(self, step: Step, steps: Steps) -> BaseMessage:
@@ -693,6 +699,14 @@ class StaircaseAggregator(Aggregator):
             # A cancelled proposal's task ends in CancelledError: it was stopped, not failed.
             await asyncio.gather(*tasks, return_exceptions=True)
         return await self.alast_step(state, config, board, steps)
+
+
+def _sentence_ends(text: str) -> bool:
+    """Whether ``text`` ends a sentence or a line (``0.`` may be a number going on)."""
+    end = text.rstrip(" \t")
+    if end.endswith("\n"):
+        return True
+    return end[-1:] in {".", "!", "?", ":"} and not end[-2:-1].isdigit()
 
 
 def _joined(written: str, chunk: BaseMessageChunk) -> BaseMessageChunk:

@@ -142,8 +142,9 @@ class Staircase(Strategy):
 
     step_tokens: Annotated[StrictInt, Field(ge=1)] = 32
     """Tokens each still-running proposal must have grown by before the next step
-    (chunks of a stream, a token each on OpenAI-compatible servers); also the most
-    a step before the last writes before the proposals are read again."""
+    (chunks of a stream, a token each on OpenAI-compatible servers); also what a step
+    before the last writes, then on to the end of its sentence (twice as many at
+    most), before the proposals are read again."""
     max_partial_steps: Annotated[StrictInt, Field(ge=0)] | None = None
     """At most this many steps on unfinished proposals, then the answer waits for
     the complete ones; None for no limit, 0 is plain synthesis."""

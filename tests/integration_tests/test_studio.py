@@ -160,7 +160,10 @@ async def proposer_nodes(client: LangGraphClient) -> list[str]:
     schemas = await client.assistants.get_schemas(assistant["assistant_id"])
     given = {"messages", "tools", "tool_choice", "reuse"}
     assert set(schemas["input_schema"]["properties"]) == given
-    returned = {"messages", "answer", "calls", "dropped", "reused"}
+    returned = {
+        *("messages", "answer", "calls", "dropped", "reused"),
+        *("stopped", "ranking", "shuffle_seed"),
+    }
     assert set(schemas["output_schema"]["properties"]) == returned
     assert {"messages", "calls"} <= set(schemas["state_schema"]["properties"])
     return proposers

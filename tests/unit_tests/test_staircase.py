@@ -20,11 +20,17 @@ def _words(prefix: str, count: int) -> str:
 
 
 def _aggregator(words: int = 6, **kwargs) -> ScriptedChatModel:
-    """Step n replies ``sN.1 sN.2 ...``: which step wrote a word can be read off it."""
+    """Step n replies ``sNa sNb sNc sNd. sNe ...``: a sentence ends at its 4th word.
+
+    Which step wrote a word can be read off it.
+    """
     steps = itertools.count(1)
-    return ScriptedChatModel(
-        model_name="agg", reply=lambda _: _words(f"s{next(steps)}.", words), **kwargs
-    )
+
+    def reply(_: list) -> str:
+        number = next(steps)
+        return " ".join(f"s{number}{'abcdef'[i]}{'.' if i == 3 else ''}" for i in range(words))
+
+    return ScriptedChatModel(model_name="agg", reply=reply, **kwargs)
 
 
 def _stack(
@@ -103,8 +109,9 @@ def test_streamed_chunks_are_the_steps_own_tokens(mode) -> None:
     words = answer.text.split()
     # Each partial step stops after step_tokens of its 6 words; the last writes all 6.
     steps = len(aggregator.log)
-    expected = [f"s{n}.{i}" for n in range(1, steps) for i in range(1, 5)]
-    expected += [f"s{steps}.{i}" for i in range(1, 7)]
+    expected = [f"s{n}{letter}" for n in range(1, steps) for letter in "abcd"]
+    expected += [f"s{steps}{letter}" for letter in "abcdef"]
+    expected = [f"{word}." if word.endswith("d") else word for word in expected]
     assert words == expected
     # A token a chunk: the stream carries the model's chunks, not a finished text cut up.
     assert [t.strip() for t in texts] == expected
@@ -130,7 +137,7 @@ def test_steps_read_prefixes_marked_unfinished_then_the_complete_answers() -> No
     for proposer in proposers:
         assert f". {proposer.reply}" in _system(last)
     assert isinstance(last[-2], AIMessage)
-    assert last[-2].text.split()[:4] == ["s1.1", "s1.2", "s1.3", "s1.4"]
+    assert last[-2].text.split()[:4] == ["s1a", "s1b", "s1c", "s1d."]
     assert last[-1].text == CONTINUE_PROMPT
 
 
@@ -178,7 +185,7 @@ def test_a_step_that_ends_by_itself_finishes_the_answer(mode) -> None:
     # Two words, fewer than step_tokens: the first step wrote the whole answer.
     moa, proposers, aggregator = _stack(_aggregator(words=2))
     _, answer = _stream(moa, mode)
-    assert answer.text == "s1.1 s1.2"
+    assert answer.text == "s1a s1b"
     assert len(aggregator.log) == 1
     calls = get_calls(answer)
     assert calls[-1]["node"] == "aggregator"

@@ -13,11 +13,15 @@ arrive, so the first token no longer waits for the slowest proposer.
 
 Continuing an answer. An OpenAI-compatible server (llama.cpp's included) starts
 a new assistant turn after a trailing assistant message rather than continuing
-it, so a step is sent the answer so far as the assistant's turn and then a user
-turn asking it to go on from where it stops (``CONTINUE_PROMPT``). Small models
-often start such a reply by repeating the answer so far; while a step's reply
-is still a copy of it (whitespace aside) its chunks are held back, and a
-complete copy is dropped, so the stream carries only what is new.
+it. So a step's system message ends with the answer so far and a request to
+write only what comes next (``CONTINUE_PROMPT``), and the conversation still
+ends with the user's question. (Tried on SmolLM2-135M: the answer so far as an
+assistant turn followed by a user turn asking to continue drew "I'm ready to
+assist..." or a verbatim repeat; in the system message it drew the answer's
+next part or a fresh start.) Small models often start such a reply by
+repeating the answer so far; while a step's reply is still a copy of it
+(whitespace aside) its chunks are held back, and a complete copy is dropped,
+so the stream carries only what is new.
 
 A step that ends by itself (before ``step_tokens``) has finished the answer:
 the proposers still writing are stopped, and their records keep what they had
@@ -42,7 +46,7 @@ from langchain_core.messages import (
     AIMessageChunk,
     BaseMessage,
     BaseMessageChunk,
-    HumanMessage,
+    SystemMessage,
 )
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
@@ -78,11 +82,12 @@ UNFINISHED = "[unfinished]"
 """Ends a reference that is still being written."""
 
 CONTINUE_PROMPT = (
-    "Continue your response from exactly where it stops, as if you had not been "
-    "interrupted. Do not repeat any of it and do not start over. If it is already "
-    "complete, reply with nothing."
+    "Your response to the user has already begun with the text below. Write only what "
+    "comes next, continuing it from exactly where it stops, without repeating it.\n\n"
+    "{written}"
 )
-"""The user turn after the answer so far, in every step but the first."""
+"""Put at the end of the system message in every step but the first (``{written}``:
+the answer so far)."""
 
 
 def _squash(text: str) -> str:
@@ -447,7 +452,7 @@ class StaircaseAggregator(Aggregator):
         """A step's messages: the references, the conversation, then the answer so far."""
         messages, note = node.inputs(state)
         if written:
-            messages = [*messages, AIMessage(content=written), HumanMessage(CONTINUE_PROMPT)]
+            messages = _with_system(messages, CONTINUE_PROMPT.format(written=written))
         return messages, note
 
     def begin_step(
@@ -699,6 +704,14 @@ class StaircaseAggregator(Aggregator):
             # A cancelled proposal's task ends in CancelledError: it was stopped, not failed.
             await asyncio.gather(*tasks, return_exceptions=True)
         return await self.alast_step(state, config, board, steps)
+
+
+def _with_system(messages: list[BaseMessage], text: str) -> list[BaseMessage]:
+    """``messages`` with ``text`` at the end of the leading system message (or one made)."""
+    first = messages[0] if messages else None
+    if isinstance(first, SystemMessage) and isinstance(first.content, str):
+        return [first.model_copy(update={"content": f"{first.content}\n\n{text}"}), *messages[1:]]
+    return [SystemMessage(content=text), *messages]
 
 
 def _sentence_ends(text: str) -> bool:

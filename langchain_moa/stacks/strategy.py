@@ -54,7 +54,8 @@ class Strategy(BaseModel):
 
     def options(self) -> dict[str, Any]:
         """The name and the options that were set: what metadata and caches key on."""
-        given = self.model_dump(exclude_defaults=True)
+        # Not model_dump: a chat model given as an option would be serialized (and warn).
+        given = {k: getattr(self, k) for k in sorted(self.model_fields_set)}
         return {"name": self.name, **{k: v if _plain(v) else repr(v) for k, v in given.items()}}
 
 

@@ -330,6 +330,11 @@ def account(
     )
 
 
+FALLBACK_NODES = ("fallback-", "best-proposer")
+"""How the nodes of the aggregator's stand-ins end (``aggregator/fallback-1``...): an
+answer one of them wrote is degraded, where a step of the aggregator's own is not."""
+
+
 def degradations(calls: Sequence[ModelCall]) -> list[str]:
     """Why an answer is not what the whole stack would have written, one reason a line.
 
@@ -344,7 +349,7 @@ def degradations(calls: Sequence[ModelCall]) -> list[str]:
             if call["error"] is not None:
                 what = "failed" if call["text"] is None else "answered badly"
                 reasons.append(f"{call['node']} {what} ({call['reason']})")
-            elif last and call["index"] > 0:
+            elif last and call["node"].rsplit("/", 1)[-1].startswith(FALLBACK_NODES):
                 reasons.append(f"{call['node']} wrote the answer: the aggregator before it failed")
             if call["note"] is not None:
                 reasons.append(f"{call['node']}: {call['note']}")

@@ -95,10 +95,14 @@ def turn_references(messages: Sequence[BaseMessage], model_name: str | None) -> 
         ours = metadata.get("model_provider") == MODEL_PROVIDER and (
             metadata.get("model_name") == model_name
         )
-        # An answer of the aggregator alone (a reuse itself) has no proposer layer.
-        if not ours or len(layers) < 2:  # noqa: PLR2004
+        # The proposers' layers, not a review's; an answer of the aggregator alone (a
+        # reuse itself) has none.
+        proposed = [
+            layer for layer in layers[:-1] if layer and layer[0]["node"].startswith("layer")
+        ]
+        if not ours or not proposed:
             continue
-        last = layers[-2]
+        last = proposed[-1]
         dropped = {d["node"] for d in metadata.get("dropped_references", [])}
         kept = [c for c in last if c["error"] is None and c["node"] not in dropped]
         if kept:
@@ -413,6 +417,9 @@ class ChatMoA(BaseChatModel, StackSpec):
         aggregator_kwargs = dict(aggregator_kwargs)
         # A call option of ours, not the aggregator's: replays a shuffled run's orders.
         seed = aggregator_kwargs.pop("shuffle_seed", None)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            msg = f"shuffle_seed must be an integer, got {seed!r}"
+            raise ValueError(msg)
         if stop := stop or self.stop:
             aggregator_kwargs["stop"] = stop
         configurable = {STREAM_ANSWER: stream, AGGREGATOR_KWARGS: aggregator_kwargs}

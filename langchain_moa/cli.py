@@ -15,7 +15,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 
-from langchain_moa.accounting import format_summary
+from langchain_moa.accounting import format_summary, known_secret
 from langchain_moa.chat_models import ChatMoA
 from langchain_moa.eval import cli as eval_cli
 from langchain_moa.graph import (
@@ -326,6 +326,9 @@ def serve_command(args: argparse.Namespace) -> int:
         _fail(str(error))
     variable = args.api_key_env or SERVE_API_KEY_ENV
     api_key = os.environ.get(variable) or None
+    if api_key is not None:
+        # Whatever the variable is called, anything that echoes the token gets it masked.
+        known_secret(api_key)
     if args.api_key_env and api_key is None:
         _fail(f"--api-key-env {variable}: the variable is not set")
     app = create_app(

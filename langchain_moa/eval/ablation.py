@@ -85,6 +85,12 @@ def grid(
     if not proposers:
         msg = "the ablation grid needs at least one proposer"
         raise ValueError(msg)
+    if "strategies" in axes and layers < 3:  # noqa: PLR2004 - two proposer layers
+        msg = (
+            "the strategies axis needs layers >= 3 (--layers 3): its early-stop rows end "
+            "the stack before its last proposer layer, and with one there is none to skip"
+        )
+        raise ValueError(msg)
     n = len(proposers)
 
     def moa(layer_models: Sequence[BaseChatModel], final: BaseChatModel, **kw: Any) -> ChatMoA:

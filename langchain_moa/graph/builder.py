@@ -43,6 +43,7 @@ from langchain_moa.stacks import (
     RankThenSynthesize,
     SelfMoASeq,
     Stack,
+    StackError,
     StackSpec,
     Strategy,
     build_stack,
@@ -264,8 +265,13 @@ def _agreement(spec: StackSpec) -> agreement.Agreement | None:
     """Early stop's test of a layer's answers, or None without early stop."""
     if spec.early_stop is None:
         return None
-    options = spec.early_stop.model_dump(exclude={"method"}, exclude_none=True)
-    return agreement.from_options(spec.early_stop.method, **options)
+    # Not model_dump: it would turn a pydantic Embeddings (OpenAIEmbeddings...) into a dict.
+    options = {k: v for k, v in spec.early_stop if k != "method" and v is not None}
+    try:
+        return agreement.from_options(spec.early_stop.method, **options)
+    except agreement.MissingAgreementExtraError as error:
+        msg = f"early_stop: {error}"
+        raise StackError(msg) from None
 
 
 def _review_names(last_layer: Sequence[str]) -> list[str]:
@@ -283,16 +289,39 @@ def _add_review(
     """Rank-then-synthesize's review layer: a reviewer per model of the last layer."""
     layer = len(stack.layers) + 1
     reviewers = _review_names(names[-1])
-    policy = spec.policy(len(stack.layers))
+    policy, clocks = spec.policy(len(stack.layers)), LayerClocks()
     for index, (node_name, model) in enumerate(zip(reviewers, stack.layers[-1], strict=True)):
-        # Its own answers, in whichever layer the proposers stopped, are not shown to it.
-        own = frozenset(layer_names[index] for layer_names in names if index < len(layer_names))
-        reviewer = Reviewer(layer, index, node_name, model, "", policy, own=own, **common)
+        own = _own_nodes(model, index, stack.layers, names)
+        reviewer = Reviewer(
+            layer, index, node_name, model, "", policy, clocks=clocks, own=own, **common
+        )
         builder.add_node(node_name, _node(reviewer, reviewer.acall, node_name))
     join = "review/join"
     builder.add_node(join, _node(ReviewJoin(layer), None, join))
     builder.add_edge(reviewers, join)
     builder.add_edge(join, AGGREGATOR_NODE)
+
+
+def _own_nodes(
+    model: BaseChatModel,
+    index: int,
+    layers: Sequence[Sequence[BaseChatModel]],
+    names: Sequence[Sequence[str]],
+) -> frozenset[str]:
+    """The nodes whose answers are ``model``'s own, in whichever layer the proposers stopped.
+
+    The same instance, else the same model by name; where a layer samples one
+    model several times (Self-MoA), the draw in the same place.
+    """
+    own: set[str] = set()
+    for models, layer_names in zip(layers, names, strict=True):
+        same = [j for j, m in enumerate(models) if m is model] or [
+            j for j, m in enumerate(models) if model_label(m) == model_label(model)
+        ]
+        if len(same) > 1:
+            same = [index] if index in same else []
+        own.update(layer_names[j] for j in same)
+    return frozenset(own)
 
 
 def _final_node(strategy: Strategy, **parts: Any) -> Final:

@@ -531,7 +531,7 @@ class Final(ModelNode):
         call = ModelCall(
             turn=turn(state),
             layer=self.layer,
-            index=len(calls),
+            index=self.index + len(calls),
             node=f"{self.name}/best-proposer",
             model=author,
             text=answer.text,

@@ -44,12 +44,30 @@ RANKED_SYNTHESIS_NOTE = (
 )
 """Put before the aggregator's prompt when the review gave a ranking."""
 
-_LABEL = re.compile(r"Response\s+([A-Z])\b")
+_LABEL = re.compile(r"Response\s+([A-Z]+)\b")
+
+
+def letters(position: int) -> str:
+    """``A``, ``B``... ``Z``, ``AA``, ``AB``...: as spreadsheet columns are named."""
+    name = ""
+    position += 1
+    while position:
+        position, rest = divmod(position - 1, 26)
+        name = string.ascii_uppercase[rest] + name
+    return name
+
+
+def position_of(name: str) -> int:
+    """The position `letters` names."""
+    number = 0
+    for letter in name:
+        number = number * 26 + string.ascii_uppercase.index(letter) + 1
+    return number - 1
 
 
 def label(position: int) -> str:
     """The anonymous label of the answer at ``position``: ``Response A``, ``B``..."""
-    return f"Response {string.ascii_uppercase[position]}"
+    return f"Response {letters(position)}"
 
 
 def parse_ranking(reply: str, count: int) -> list[int] | None:
@@ -63,8 +81,8 @@ def parse_ranking(reply: str, count: int) -> list[int] | None:
     if marker < 0:
         return None
     order: list[int] = []
-    for letter in _LABEL.findall(reply[marker:]):
-        position = string.ascii_uppercase.index(letter)
+    for name in _LABEL.findall(reply[marker:]):
+        position = position_of(name)
         if position < count and position not in order:
             order.append(position)
     return order or None

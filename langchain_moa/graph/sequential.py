@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import cast
 
+from langchain_core.messages import AnyMessage
 from langchain_core.runnables import RunnableConfig
 
 from langchain_moa.graph.nodes import Aggregator
-from langchain_moa.graph.state import STREAM_ANSWER, MoAState
+from langchain_moa.graph.prompts import tool_turns_as_text
+from langchain_moa.graph.state import AGGREGATOR_KWARGS, STREAM_ANSWER, MoAState
 
 
 def windows(count: int, window: int) -> list[range]:
@@ -46,7 +49,8 @@ class SequentialAggregator(Aggregator):
         Steps before the last are recorded as ``aggregator/step-N``; the last is
         the aggregator's answer, under its own name.
         """
-        index = (number - 1) * (1 + len(self.fallbacks))
+        # Room for each step's fallbacks and its last resort: indexes stay distinct.
+        index = (number - 1) * (2 + len(self.fallbacks))
         name = self.name if last else f"{self.name}/step-{number}"
         return replace(self, name=name, index=index)
 
@@ -63,15 +67,26 @@ class SequentialAggregator(Aggregator):
             shown_nodes = [carried[0], *shown_nodes] if shown_nodes else []
         stepped: MoAState = {**state, "references": shown, "reference_nodes": shown_nodes}
         if not last:
-            # Only the answer may call tools: a step's synthesis is text for the next.
+            # Only the answer may call tools: a step's synthesis is text for the next,
+            # and a provider refuses tool turns in a call that defines no tools.
+            readable = tool_turns_as_text(state["messages"], state.get("tools", []))
+            stepped["messages"] = cast("list[AnyMessage]", readable)
             stepped.pop("tools", None)
             stepped.pop("tool_choice", None)
         return stepped
 
     @staticmethod
     def quiet(config: RunnableConfig) -> RunnableConfig:
-        """The config of a step before the last: its synthesis is not streamed out."""
-        configurable = {**(config.get("configurable") or {}), STREAM_ANSWER: False}
+        """The config of a step before the last: its synthesis is not streamed out.
+
+        Nor does it take the final answer's call options (``stop``, a caller's
+        ``max_tokens``): they would cut a synthesis that is only read.
+        """
+        configurable = {
+            **(config.get("configurable") or {}),
+            STREAM_ANSWER: False,
+            AGGREGATOR_KWARGS: {},
+        }
         return {**config, "configurable": configurable}
 
     def plan(self, state: MoAState) -> Sequence[range]:

@@ -39,7 +39,6 @@ from langchain_moa.accounting import BadResponseError, CallTimeoutError, redact
 from langchain_moa.chat_models import ChatMoA
 from langchain_moa.graph import AggregatorFailedError, LayerFailedError
 from langchain_moa.graph.state import check_conversation
-from langchain_moa.local import LocalExtraMissingError
 from langchain_moa.serve import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CONCURRENCY,
@@ -162,7 +161,8 @@ class ServedStacks:
             try:
                 # Off the event loop: building imports provider packages and compiles a graph.
                 built = await asyncio.to_thread(self._builders[name])
-            except (StackError, LocalExtraMissingError, FileNotFoundError) as error:
+            except (StackError, ImportError, FileNotFoundError) as error:
+                # ImportError: a provider's package or an extra (LocalExtraMissingError) missing.
                 # Not kept: the next request tries again (the operator may fix it).
                 message = redact(f"model {name!r} cannot be served: {error}")
                 logger.warning("%s", message)
@@ -358,6 +358,9 @@ class _Api:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ApiError(400, f"The request body is not valid JSON: {error}") from None
+        except RecursionError:
+            # json.loads recurses per nesting level: "[[[[..." within the size limit.
+            raise ApiError(400, "The request body is nested too deeply") from None
 
     def parse(self, payload: Any) -> ChatCompletionRequest:
         """The request, checked.

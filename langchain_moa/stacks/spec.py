@@ -620,14 +620,17 @@ class StackSpec(BaseModel):
                     _fail(f"proposer_layers[{number}]: empty: every layer needs a proposer")
         if self.aggregator is None:
             _fail("aggregator: missing: name the model that writes the final answer")
-        layers = self.layer_entries()
-        smallest = min(len(layer) for layer in layers)
-        if self.min_proposers > smallest:
+        sizes = [len(layer) for layer in self.layer_entries()]
+        samples = getattr(self.strategy, "samples", None)
+        if samples is not None:
+            # Self-MoA's draws replace each layer's models.
+            sizes = [samples] * len(sizes)
+        if self.min_proposers > min(sizes):
             _fail(
                 f"min_proposers: {self.min_proposers} is more than the smallest layer's "
-                f"{smallest} proposer(s)"
+                f"{min(sizes)} proposer(s)"
             )
-        self._policy_rules([len(layer) for layer in layers])
+        self._policy_rules(sizes)
 
     def _policy_rules(self, sizes: list[int]) -> None:
         """``layer_policies`` has one policy per proposer layer, each within its layer."""

@@ -258,7 +258,7 @@ def test_model_strings_are_resolved(monkeypatch) -> None:
             {"proposers": ["P"], "aggregator": "AGG", "aggregation": "vote"},
             (
                 "aggregation: unknown strategy 'vote'; choose from rank, rank-then-synthesize, "
-                "self-moa, self-moa-seq, synthesize"
+                "self-moa, self-moa-seq, staircase, synthesize"
             ),
         ),
         (

@@ -529,7 +529,7 @@ BAD_CONFIGS = [
         "proposers: [openai:a]\naggregator: openai:b\naggregation: vote\n",
         (
             "aggregation: unknown strategy 'vote'; choose from rank, rank-then-synthesize, "
-            "self-moa, self-moa-seq, synthesize"
+            "self-moa, self-moa-seq, staircase, synthesize"
         ),
     ),
     ("proposers: [openai:a]\naggregator: openai:b\nprompt: 3\n", "prompt: expected a string"),

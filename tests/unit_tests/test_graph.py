@@ -186,7 +186,7 @@ def test_unknown_aggregation_is_an_error() -> None:
     with pytest.raises(
         StackError,
         match=r"^strategy: unknown strategy .vote.; choose from rank, rank-then-synthesize, "
-        r"self-moa, self-moa-seq, synthesize$",
+        r"self-moa, self-moa-seq, staircase, synthesize$",
     ):
         build_moa_graph([_models("a")], ScriptedChatModel(), strategy="vote")
 

@@ -1,11 +1,12 @@
 """Strategies beyond the paper, reference order and early stop: prompts and control flow."""
 
 import asyncio
+import warnings
 from collections.abc import Sequence
 
 import pytest
-from langchain_core.embeddings import Embeddings
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_openai import ChatOpenAI
 
 from langchain_moa import ChatMoA, StackError, get_calls
@@ -381,3 +382,101 @@ def test_strategies_by_name_in_a_stack_file(tmp_path) -> None:
     )
     with pytest.raises(StackError, match=r"strategy: self-moa: n: extra inputs are not permitted"):
         load_stack(path)
+
+
+# --- found in review --------------------------------------------------------------------
+
+
+def test_per_turn_reuse_with_a_review_reads_the_proposals_not_the_reviews() -> None:
+    a = _reviewing("a", "answer of a", "1. Response A")
+    b = _reviewing("b", "answer of b", "1. Response A")
+    aggregator = ScriptedChatModel(
+        model_name="agg",
+        reply=lambda m: (
+            "done"
+            if isinstance(m[-1], ToolMessage)
+            else AIMessage("", tool_calls=[{"name": "look", "args": {}, "id": "1"}])
+        ),
+    )
+    moa = ChatMoA(
+        proposers=[a, b],
+        aggregator=aggregator,
+        layers=2,
+        fanout="per_turn",
+        strategy="rank-then-synthesize",
+    ).bind_tools([{"type": "function", "function": {"name": "look", "parameters": {}}}])
+    first = moa.invoke([HumanMessage("q")])
+    second = moa.invoke([HumanMessage("q"), first, ToolMessage("seen", tool_call_id="1")])
+    assert second.response_metadata["reused_references"] is True
+    (call,) = get_calls(second)
+    assert sorted(call["references"]) == ["layer1/a", "layer1/b"]
+    assert "FINAL RANKING" not in _system(aggregator.log[-1]["messages"])
+
+
+def test_self_moa_seq_steps_are_no_degradation_and_a_last_resort_keeps_its_place() -> None:
+    moa, _ = _seq_stack(4, 2)
+    answer, _ = _answers(moa)
+    assert answer.response_metadata["degraded"] is False
+    failing = ScriptedChatModel(model_name="agg", error="down")
+    moa = ChatMoA(
+        proposers=[ScriptedChatModel(model_name="p", reply="x")],
+        aggregator=failing,
+        layers=2,
+        best_proposer_fallback=True,
+        strategy=SelfMoASeq(window=2, samples=3, model=ScriptedChatModel(model_name="p")),
+    )
+    answer, calls = _answers(moa)
+    final = [c for c in calls if c["layer"] == 2]
+    assert len({c["index"] for c in final}) == len(final)
+    assert final[-1]["node"] == "aggregator/best-proposer"
+    assert answer.response_metadata["degraded"] is True
+
+
+def test_early_stop_takes_a_pydantic_embeddings_and_a_strategy_a_chat_model() -> None:
+    layers = _layers(["same", "same"], ["z", "z"])
+    moa = ChatMoA(
+        proposer_layers=layers,
+        aggregator=ScriptedChatModel(model_name="agg"),
+        early_stop={"method": "embedding", "embeddings": DeterministicFakeEmbedding(size=8)},
+        strategy=SelfMoA(model=ScriptedChatModel(model_name="same-model", reply="same")),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        answer, _ = _answers(moa)
+    assert answer.response_metadata["early_stop"]["layer"] == 1
+    assert moa.strategy.options()["model"].startswith("ScriptedChatModel(")
+
+
+def test_reviewers_leave_out_their_own_answers_by_model_when_layers_differ() -> None:
+    a = _reviewing("a", "#### 42", "1. Response A")
+    b = _reviewing("b", "#### 42", "1. Response A")
+    moa = ChatMoA(
+        proposer_layers=[[a, b], [b, a]],
+        aggregator=ScriptedChatModel(model_name="agg"),
+        strategy="rank-then-synthesize",
+        early_stop={"method": "final_answer"},
+    )
+    answer, calls = _answers(moa)
+    assert answer.response_metadata["early_stop"]["layer"] == 1
+    reviews = {c["node"]: c["references"] for c in calls if c["node"].startswith("review/")}
+    assert reviews == {"review/b": ["layer1/a"], "review/a": ["layer1/b"]}
+
+
+def test_self_moa_samples_must_meet_min_proposers_and_labels_go_past_z() -> None:
+    with pytest.raises(StackError, match=r"^min_proposers: 3 is more than the smallest layer's 2"):
+        StackSpec(
+            proposers=["openai:a"] * 3,
+            aggregator="openai:a",
+            min_proposers=3,
+            strategy={"name": "self-moa", "samples": 2},
+        )
+    assert [label(i) for i in (0, 25, 26, 27, 701, 702)] == [
+        "Response A", "Response Z", "Response AA", "Response AB", "Response ZZ", "Response AAA"
+    ]  # fmt: skip
+    assert parse_ranking("FINAL RANKING:\n1. Response AB\n2. Response A", 30) == [27, 0]
+
+
+def test_a_shuffle_seed_must_be_an_integer() -> None:
+    moa, _ = _shuffled(reference_order="shuffle")
+    with pytest.raises(ValueError, match=r"^shuffle_seed must be an integer, got '7'$"):
+        moa.invoke([HumanMessage("q")], shuffle_seed="7")

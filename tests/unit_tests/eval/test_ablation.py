@@ -66,6 +66,11 @@ def test_strategies_axis_compares_every_strategy_with_early_stop_and_shuffle() -
     assert by_name["self-moa-seq"].strategy.window == 2
 
 
+def test_strategies_axis_needs_two_proposer_layers() -> None:
+    with pytest.raises(ValueError, match=r"^the strategies axis needs layers >= 3"):
+        ablation.grid([ScriptedChatModel()], ScriptedChatModel(), axes=["strategies"])
+
+
 def test_single_proposer_draws_differ_by_seed_or_skip_the_cache() -> None:
     model = ChatOpenAI(model="m", base_url="http://127.0.0.1:9/v1", api_key="x", seed=5)
     assert [m.seed for m in draws(model, 3)] == [6, 7, 8]

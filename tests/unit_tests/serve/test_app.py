@@ -285,6 +285,13 @@ def test_malformed_json_is_a_400():
     assert "not valid JSON" in error["message"]
 
 
+def test_json_nested_too_deeply_is_a_400():
+    body = b"[" * 100_000 + b"]" * 100_000
+    with _client() as client:
+        response = client.post(URL, content=body, headers={"content-type": "application/json"})
+    assert "nested too deeply" in _error(response, 400)["message"]
+
+
 def test_too_many_messages_is_a_400():
     question = {**QUESTION, "messages": [{"role": "user", "content": "hi"}] * 3}
     with _client(max_messages=2) as client:

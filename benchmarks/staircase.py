@@ -16,10 +16,19 @@ Every answer is streamed: the time to first token is measured at the client
 (the first chunk with text) and read from the answer's accounting
 (``response_metadata["accounting"]["total"]["ttft_s"]``).
 
+With ``--scheduled`` it measures time alone, where the models really run side
+by side: every model is a client of the benchmark's scheduled server
+(``langchain_moa.bench.server``, in a child process), whose replies are
+``--max-tokens`` words at a fixed pace after a fixed wait. No CPU is shared
+between the calls, as with models on separate GPUs or providers, and there is
+no answer to score.
+
 Usage::
 
     .venv/bin/python benchmarks/staircase.py [--limit 8] [--max-tokens 128]
         [--step-tokens 16] [--threads 1] [--out FILE.json]
+    .venv/bin/python benchmarks/staircase.py --scheduled [--limit 8] [--max-tokens 256]
+        [--tokens-per-s 50] [--step-tokens 16]
 """
 
 from __future__ import annotations
@@ -39,7 +48,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, HumanMessage
 
 from langchain_moa import ChatMoA, LlamaServer, get_calls
+from langchain_moa.bench.process import ServerProcess
+from langchain_moa.bench.server import Behaviour
 from langchain_moa.eval.gsm8k import INSTRUCTION, load_problems, score
+from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
 from langchain_moa.stacks import ModelConfig
 from langchain_moa.stacks.presets import LOCAL_TEMPERATURE, local_spec
 from langchain_moa.stacks.strategy import Staircase, Strategy, Synthesize
@@ -58,13 +70,31 @@ def stacks(
         server.chat_model(**cast("ModelConfig", entry).settings(defaults))
         for server, entry in zip(servers, entries, strict=True)
     ]
-    strategies: dict[str, Strategy] = {
-        "synthesize": Synthesize(),
-        "staircase": Staircase(step_tokens=step_tokens),
-    }
     return {
         name: ChatMoA(proposers=models[:-1], aggregator=models[-1], layers=2, strategy=strategy)
-        for name, strategy in strategies.items()
+        for name, strategy in strategies(step_tokens).items()
+    }
+
+
+def strategies(step_tokens: int) -> dict[str, Strategy]:
+    """The two strategies compared."""
+    return {"synthesize": Synthesize(), "staircase": Staircase(step_tokens=step_tokens)}
+
+
+def scheduled_stacks(base_url: str, *, proposers: int, step_tokens: int) -> dict[str, ChatMoA]:
+    """The two stacks with every model a client of the scheduled server."""
+
+    def model(name: str) -> BaseChatModel:
+        return openai_compatible_model(name, base_url=base_url, api_key=NO_KEY, max_retries=0)
+
+    return {
+        name: ChatMoA(
+            proposers=[model(f"model.p{i}") for i in range(proposers)],
+            aggregator=model("model.agg"),
+            layers=2,
+            strategy=strategy,
+        )
+        for name, strategy in strategies(step_tokens).items()
     }
 
 
@@ -103,11 +133,21 @@ def summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, float | int | None]:
         "ttft_client_s": median("ttft_client_s"),
         "ttft_s": median("ttft_s"),
         "latency_s": median("latency_s"),
-        "accuracy_strict": 100 * sum(r["correct_strict"] for r in runs) / len(runs),
-        "accuracy_flexible": 100 * sum(r["correct_flexible"] for r in runs) / len(runs),
+        "accuracy_strict": _percent(runs, "correct_strict"),
+        "accuracy_flexible": _percent(runs, "correct_flexible"),
         "aggregator_calls": statistics.mean(r["aggregator_calls"] for r in runs),
         "failures": sum(r["failures"] for r in runs),
     }
+
+
+def _percent(runs: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    if not all(key in r for r in runs):
+        return None
+    return 100 * sum(r[key] for r in runs) / len(runs)
+
+
+def _pc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}%"
 
 
 def _s(value: float | None) -> str:
@@ -128,8 +168,8 @@ def markdown(summaries: Mapping[str, Mapping[str, Any]]) -> str:
     for name, s in summaries.items():
         lines.append(
             f"| {name} | {s['runs']} | {_s(s['ttft_client_s'])} | {_s(s['ttft_s'])} "
-            f"| {_s(s['latency_s'])} | {s['accuracy_strict']:.0f}% "
-            f"| {s['accuracy_flexible']:.0f}% | {s['aggregator_calls']:.1f} | {s['failures']} |"
+            f"| {_s(s['latency_s'])} | {_pc(s['accuracy_strict'])} "
+            f"| {_pc(s['accuracy_flexible'])} | {s['aggregator_calls']:.1f} | {s['failures']} |"
         )
     base, stair = summaries.get("synthesize"), summaries.get("staircase")
     if base and stair and base["ttft_client_s"] and stair["ttft_client_s"] is not None:
@@ -140,19 +180,34 @@ def markdown(summaries: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the comparison; print the table (and write every run with ``--out``)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--limit", type=int, default=8, help="GSM8K problems (the first ones)")
-    parser.add_argument("--proposers", type=int, default=3, help="proposers (one layer)")
-    parser.add_argument("--max-tokens", type=int, default=128, help="longest reply of each call")
-    parser.add_argument("--step-tokens", type=int, default=16, help="staircase's step_tokens")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads of each server")
-    parser.add_argument("--out", metavar="PATH", help="also write every run as JSON")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
-    problems = load_problems()[: args.limit]
-    runs: dict[str, list[dict[str, Any]]] = {"synthesize": [], "staircase": []}
+def compare(
+    moas: Mapping[str, ChatMoA], problems: Sequence[Mapping[str, Any]], *, scored: bool
+) -> dict[str, list[dict[str, Any]]]:
+    """Ask each question of every stack, the order swapped from one to the next."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in moas}
+    for moa in moas.values():
+        ask(moa, WARM_UP)
+    for number, problem in enumerate(problems):
+        names = list(moas) if number % 2 == 0 else list(reversed(moas))
+        for name in names:
+            result = ask(moas[name], f"{problem['question']}\n\n{INSTRUCTION}")
+            if scored:
+                result = score({"id": problem["id"], "target": problem["target"], **result})
+            runs[name].append(result)
+            predicted = f" predicted {result['predicted_flexible']}" if scored else ""
+            print(
+                f"{problem['id']:>3} {name:<10} ttft {_s(result['ttft_client_s']):>9} "
+                f"latency {_s(result['latency_s']):>9}{predicted} (target {problem['target']})",
+                file=sys.stderr,
+                flush=True,
+            )
+    return runs
+
+
+def embedded(
+    args: argparse.Namespace, problems: Sequence[Mapping[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Both strategies on the embedded model, a llama.cpp server per model."""
     with ExitStack() as running:
         servers = [
             running.enter_context(LlamaServer(n_threads=args.threads))
@@ -168,21 +223,40 @@ def main(argv: list[str] | None = None) -> int:
             max_tokens=args.max_tokens,
             step_tokens=args.step_tokens,
         )
-        for moa in moas.values():
-            ask(moa, WARM_UP)
-        for number, problem in enumerate(problems):
-            names = list(moas) if number % 2 == 0 else list(reversed(moas))
-            for name in names:
-                result = ask(moas[name], f"{problem['question']}\n\n{INSTRUCTION}")
-                scored = score({"id": problem["id"], "target": problem["target"], **result})
-                runs[name].append(scored)
-                print(
-                    f"{problem['id']:>3} {name:<10} ttft {_s(result['ttft_client_s']):>9} "
-                    f"latency {_s(result['latency_s']):>9} "
-                    f"predicted {scored['predicted_flexible']} (target {problem['target']})",
-                    file=sys.stderr,
-                    flush=True,
-                )
+        return compare(moas, problems, scored=True)
+
+
+def scheduled(
+    args: argparse.Namespace, problems: Sequence[Mapping[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Both strategies on the scheduled server: time alone."""
+    pace = Behaviour.fixed(0.3, tokens=args.max_tokens, tokens_per_s=args.tokens_per_s)
+    with ServerProcess({"model": pace}) as server:
+        moas = scheduled_stacks(
+            server.base_url, proposers=args.proposers, step_tokens=args.step_tokens
+        )
+        return compare(moas, problems, scored=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison; print the table (and write every run with ``--out``)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--limit", type=int, default=8, help="GSM8K problems (the first ones)")
+    parser.add_argument("--proposers", type=int, default=3, help="proposers (one layer)")
+    parser.add_argument("--max-tokens", type=int, default=128, help="longest reply of each call")
+    parser.add_argument("--step-tokens", type=int, default=16, help="staircase's step_tokens")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of each server")
+    parser.add_argument("--out", metavar="PATH", help="also write every run as JSON")
+    parser.add_argument(
+        "--scheduled", action="store_true", help="time alone, on the scheduled server"
+    )
+    parser.add_argument(
+        "--tokens-per-s", type=float, default=50.0, help="the scheduled server's pace"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    problems = load_problems()[: args.limit]
+    runs = (scheduled if args.scheduled else embedded)(args, problems)
     summaries = {name: summary(results) for name, results in runs.items()}
     settings = {
         "limit": args.limit,
@@ -190,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         "max_tokens": args.max_tokens,
         "step_tokens": args.step_tokens,
         "threads": args.threads,
-        "temperature": LOCAL_TEMPERATURE,
+        "temperature": None if args.scheduled else LOCAL_TEMPERATURE,
+        "scheduled": args.scheduled,
+        "tokens_per_s": args.tokens_per_s if args.scheduled else None,
     }
     print(markdown(summaries))
     if args.out:

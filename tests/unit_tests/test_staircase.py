@@ -9,7 +9,7 @@ from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage
 
 from langchain_moa import ChatMoA, get_calls
 from langchain_moa.graph.nodes import LayerFailedError
-from langchain_moa.graph.staircase import CONTINUE_PROMPT, UNFINISHED, Echo
+from langchain_moa.graph.staircase import CONTINUE_PROMPT, UNFINISHED, Echo, _sentence_ends
 from langchain_moa.stacks import StackSpec
 from langchain_moa.stacks.strategy import Staircase
 from tests.unit_tests.scripted import ScriptedChatModel
@@ -123,7 +123,7 @@ def test_streamed_chunks_are_the_steps_own_tokens(mode) -> None:
 
 def test_steps_read_prefixes_marked_unfinished_then_the_complete_answers() -> None:
     moa, proposers, aggregator = _stack()
-    moa.invoke([HumanMessage("q")])
+    answer = moa.invoke([HumanMessage("q")])
     first, last = aggregator.log[0]["messages"], aggregator.log[-1]["messages"]
     slow_text = proposers[-1].reply
     assert UNFINISHED in _system(first)
@@ -137,9 +137,10 @@ def test_steps_read_prefixes_marked_unfinished_then_the_complete_answers() -> No
     for proposer in proposers:
         assert f". {proposer.reply}" in _system(last)
     # The answer so far, to go on from, ends the system message; the question ends the chat.
-    written = CONTINUE_PROMPT.format(written="s1a s1b s1c s1d.")
-    assert _system(last).endswith(written) or written in _system(last)
-    assert _system(aggregator.log[1]["messages"]).endswith(written)
+    written = "".join(c["text"] for c in get_calls(answer)[3:-1])
+    assert _system(last).endswith(CONTINUE_PROMPT.format(written=written))
+    second = CONTINUE_PROMPT.format(written="s1a s1b s1c s1d.")
+    assert _system(aggregator.log[1]["messages"]).endswith(second)
     assert CONTINUE_PROMPT[:30] not in _system(first)
     assert isinstance(last[-1], HumanMessage)
     assert last[-1].text == "q"
@@ -303,3 +304,20 @@ def test_echo_passes_a_reply_that_departs_from_the_answer() -> None:
     out = [piece.text for c in _chunks("It", " was", " 5") for piece in echo.feed(c)]
     assert out == ["It", " was", " 5"]
     assert [p.text for p in Echo("").feed(AIMessageChunk(content="x"))] == ["x"]
+
+
+def test_a_partial_step_runs_on_to_the_end_of_its_sentence() -> None:
+    # No sentence ends in its first 6 words: a step with step_tokens=4 writes 6 words
+    # and its sentence's end, never more than twice step_tokens.
+    steps = itertools.count(1)
+    aggregator = ScriptedChatModel(
+        model_name="agg",
+        reply=lambda _: f"w{next(steps)} " * 5 + "end. more words here and there",
+    )
+    moa, _, _ = _stack(aggregator)
+    answer = moa.invoke([HumanMessage("q")])
+    first = next(c for c in get_calls(answer) if c["node"] == "aggregator/step-1")
+    assert first["text"].split()[-1] == "end."
+    assert _sentence_ends("It is 24 cm.\n")
+    assert not _sentence_ends("It is 0.")
+    assert _sentence_ends("It is one.")

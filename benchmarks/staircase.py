@@ -174,8 +174,9 @@ def markdown(summaries: Mapping[str, Mapping[str, Any]]) -> str:
     base, stair = summaries.get("synthesize"), summaries.get("staircase")
     if base and stair and base["ttft_client_s"] and stair["ttft_client_s"] is not None:
         change = 100 * (1 - stair["ttft_client_s"] / base["ttft_client_s"])
+        which = "lower" if change >= 0 else "higher"
         lines.append(
-            f"\nstaircase's median TTFT (client) is {change:.0f}% lower than synthesize's."
+            f"\nstaircase's median TTFT (client): {abs(change):.0f}% {which} than synthesize's."
         )
     return "\n".join(lines)
 

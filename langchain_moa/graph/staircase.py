@@ -534,20 +534,18 @@ class StaircaseAggregator(Aggregator):
         """Record a step: the text it added to the answer, the usage of its whole reply.
 
         A step stopped at ``step_tokens`` closed its stream before the provider
-        reported usage: its usage is unknown, and its note says why. What a
-        failed step sent out stays in the answer (a stream cannot take it back).
+        reported usage: its usage is None (unknown; a note would mark every
+        staircase answer degraded). What a failed step sent out stays in the
+        answer (a stream cannot take it back).
         """
         usage = getattr(step.raw, "usage_metadata", None)
-        note = step.note
-        if step.capped and not usage:
-            note = "; ".join(filter(None, [note, "stopped at step_tokens: no usage reported"]))
         error = step.error
         message = None if error else AIMessage(content=step.added, usage_metadata=usage)
         call = step.node.record(
             *step.start,
             message=message,
             error=error,
-            note=note,
+            note=step.note,
             first_token=step.first_token,
             state=step.state,
         )

@@ -25,8 +25,11 @@ so the stream carries only what is new.
 
 A step that ends by itself (before ``step_tokens``) has finished the answer:
 the proposers still writing are stopped, and their records keep what they had
-written, with a note. With tools bound, after early stop, or when the turn's
-references are reused, the node is the plain aggregator.
+written, with a note. After early stop, or when the turn's references are
+reused, the node is the plain aggregator. With tools bound the layer is still
+streamed here, but there are no partial steps (a tool call cannot be written
+in steps): the aggregator answers once, with tools, from the complete
+references.
 """
 
 from __future__ import annotations
@@ -290,13 +293,11 @@ class StaircaseAggregator(Aggregator):
     def plain(self, state: MoAState) -> bool:
         """Whether this run is the plain aggregator's.
 
-        So it is when there is no layer to stream (the turn's references are
-        reused, or an earlier layer stopped early) and when tools are bound: a
-        tool call cannot be written in steps.
+        So it is when there is no layer to stream: the turn's references are
+        reused, or an earlier layer stopped early. Tools are not a reason: the
+        builder left the last layer to this node, so it must still run it.
         """
-        return bool(
-            not self.proposers or state.get("reused") or state.get("stopped") or state.get("tools")
-        )
+        return bool(not self.proposers or state.get("reused") or state.get("stopped"))
 
     # --- the proposals ------------------------------------------------------------------
 
@@ -413,8 +414,14 @@ class StaircaseAggregator(Aggregator):
         )
         raise LayerFailedError(msg)
 
-    def partial(self, steps: Steps) -> bool:
-        """Whether the next step may read unfinished proposals."""
+    def partial(self, state: MoAState, steps: Steps) -> bool:
+        """Whether the next step may read unfinished proposals.
+
+        Never with tools bound: a tool call cannot be written in steps, so the
+        last step (the plain aggregator, tools bound) answers alone.
+        """
+        if state.get("tools"):
+            return False
         return self.max_partial_steps is None or steps.number < self.max_partial_steps
 
     # --- the steps ----------------------------------------------------------------------
@@ -661,7 +668,7 @@ class StaircaseAggregator(Aggregator):
             threading.Thread(target=context.run, args=args, daemon=True).start()
         steps = Steps(read=[0] * len(board.proposals))
         try:
-            while self.partial(steps):
+            while self.partial(state, steps):
                 board.wait(lambda: board.finished() or board.ready(steps.read, self.step_tokens))
                 self.quorum(board)
                 if board.finished() or not self.partial_step(state, config, board, steps):
@@ -685,7 +692,7 @@ class StaircaseAggregator(Aggregator):
         ]
         steps = Steps(read=[0] * len(board.proposals))
         try:
-            while self.partial(steps):
+            while self.partial(state, steps):
                 await board.await_(
                     lambda: board.finished() or board.ready(steps.read, self.step_tokens)
                 )

@@ -321,3 +321,24 @@ def test_a_partial_step_runs_on_to_the_end_of_its_sentence() -> None:
     assert _sentence_ends("It is 24 cm.\n")
     assert not _sentence_ends("It is 0.")
     assert _sentence_ends("It is one.")
+
+
+def _add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_with_tools_bound_the_layer_runs_and_one_step_answers_with_tools(mode) -> None:
+    moa, proposers, aggregator = _stack()
+    bound = moa.bind_tools([_add])
+    question = [HumanMessage("q")]
+    answer = bound.invoke(question) if mode == "sync" else asyncio.run(bound.ainvoke(question))
+    calls = get_calls(answer)
+    assert [c["node"] for c in calls] == ["layer1/a", "layer1/b", "layer1/slow", "aggregator"]
+    assert all(len(p.log) == 1 for p in proposers)
+    # One call, after every proposal, with the tools and every complete reference.
+    assert len(aggregator.log) == 1
+    assert aggregator.log[0]["kwargs"].get("tools")
+    assert UNFINISHED not in _system(aggregator.log[0]["messages"])
+    assert calls[-1]["references"] == ["layer1/a", "layer1/b", "layer1/slow"]

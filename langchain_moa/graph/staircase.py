@@ -55,7 +55,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 
 from langchain_moa.accounting import BadResponseError, ModelCall, describe_error
-from langchain_moa.graph.limits import acall_within, call_within
+from langchain_moa.graph.limits import abandoned, acall_within, call_within
 from langchain_moa.graph.nodes import (
     Aggregator,
     Join,
@@ -274,6 +274,15 @@ class Step:
     capped: bool = False
     first_token: float | None = None
     error: Exception | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    """Guards ``added`` and the stream against a sync call left running past its timeout."""
+    closed: bool = False
+    """Set once the step is recorded: nothing more goes out or into ``added``."""
+
+    def close(self) -> None:
+        """Let nothing more out: a sync call abandoned at its timeout still runs."""
+        with self.lock:
+            self.closed = True
 
 
 @dataclass(frozen=True)
@@ -480,22 +489,32 @@ class StaircaseAggregator(Aggregator):
         return step
 
     def take(self, step: Step, chunk: BaseMessageChunk, steps: Steps) -> bool:
-        """Take one streamed chunk, send on what is new; True once ``cap`` tokens are out."""
-        step.raw = chunk if step.raw is None else step.raw + chunk
-        for piece in step.echo.feed(chunk):
-            if not carries_answer(piece):
-                continue
-            out = piece if step.added else _joined(steps.written, piece)
-            if _streaming(step.config):
-                get_stream_writer()({"event": ANSWER_CHUNK, "chunk": out})
-            step.first_token = step.first_token or time.perf_counter()
-            step.added += out.text
-            step.tokens += 1
-        if step.cap is not None and step.tokens >= step.cap:
-            # Past step_tokens, a step goes on to the end of its sentence (twice as far at
-            # most): a continuation picks up a new sentence far better than a cut word.
-            step.capped = step.tokens >= 2 * step.cap or _sentence_ends(step.added)
-        return step.capped
+        """Take one streamed chunk, send on what is new; True once ``cap`` tokens are out.
+
+        True at once when the step was closed: a sync call abandoned at its
+        timeout runs on in its thread, and what it writes after it was recorded
+        as failed must reach neither the stream nor the answer.
+        """
+        gone = abandoned()
+        with step.lock:
+            if step.closed or (gone is not None and gone.is_set()):
+                step.closed = True
+                return True
+            step.raw = chunk if step.raw is None else step.raw + chunk
+            for piece in step.echo.feed(chunk):
+                if not carries_answer(piece):
+                    continue
+                out = piece if step.added else _joined(steps.written, piece)
+                if _streaming(step.config):
+                    get_stream_writer()({"event": ANSWER_CHUNK, "chunk": out})
+                step.first_token = step.first_token or time.perf_counter()
+                step.added += out.text
+                step.tokens += 1
+            if step.cap is not None and step.tokens >= step.cap:
+                # Past step_tokens, a step goes on to the end of its sentence (twice as far at
+                # most): a continuation picks up a new sentence far better than a cut word.
+                step.capped = step.tokens >= 2 * step.cap or _sentence_ends(step.added)
+            return step.capped
 
     def stream_step(self, step: Step, steps: Steps) -> BaseMessage:
         """One step's call (sync): its new tokens streamed out as they come."""
@@ -525,6 +544,8 @@ class StaircaseAggregator(Aggregator):
                 self.throttles.wrap(self.model, call), timeout_s=self.policy.timeout_s, clock=None
             )
         except Exception as caught:  # noqa: BLE001 - recorded by stepped
+            # Closed before it is recorded: an abandoned call's later chunks are dropped.
+            step.close()
             step.error = caught
 
     async def arun_step(self, step: Step, steps: Steps) -> None:
@@ -545,6 +566,7 @@ class StaircaseAggregator(Aggregator):
         staircase answer degraded). What a failed step sent out stays in the
         answer (a stream cannot take it back).
         """
+        step.close()
         usage = getattr(step.raw, "usage_metadata", None)
         error = step.error
         message = None if error else AIMessage(content=step.added, usage_metadata=usage)

@@ -2,10 +2,12 @@
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 
 import pytest
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGenerationChunk
 
 from langchain_moa import ChatMoA, get_calls
 from langchain_moa.graph.nodes import LayerFailedError
@@ -342,3 +344,34 @@ def test_with_tools_bound_the_layer_runs_and_one_step_answers_with_tools(mode) -
     assert aggregator.log[0]["kwargs"].get("tools")
     assert UNFINISHED not in _system(aggregator.log[0]["messages"])
     assert calls[-1]["references"] == ["layer1/a", "layer1/b", "layer1/slow"]
+
+
+class _Stalling(ScriptedChatModel):
+    """Step 1 writes a word, stalls past its timeout, then writes on; later steps are quick."""
+
+    calls: int = 0
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator:
+        self.calls += 1
+        number = self.calls
+        self.log.append({"messages": messages, "start": time.perf_counter()})
+        for i, letter in enumerate("abcdef"):
+            time.sleep(0.6 if number == 1 and i == 1 else 0.005)
+            word = f"{' ' if i else ''}s{number}{letter}"
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word))
+
+
+def test_a_step_abandoned_at_its_timeout_sends_nothing_more() -> None:
+    moa, _, _ = _stack(
+        _Stalling(model_name="agg"), timeout_s=0.3, layer_policies=[{"timeout_s": 10}]
+    )
+    chunks = list(moa.stream([HumanMessage("q")]))
+    answer = sum(chunks[1:], chunks[0])
+    time.sleep(0.8)  # step 1's thread writes on meanwhile
+    text = "".join(c.text for c in chunks)
+    assert text.startswith("s1a ")
+    # What step 1 wrote after it was recorded as failed went nowhere.
+    assert "s1b" not in text
+    step = next(c for c in get_calls(answer) if c["node"] == "aggregator/step-1")
+    assert step["reason"] == "timeout"
+    assert text == answer.text

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import random
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
@@ -427,9 +428,12 @@ class StaircaseAggregator(Aggregator):
         """Whether the next step may read unfinished proposals.
 
         Never with tools bound: a tool call cannot be written in steps, so the
-        last step (the plain aggregator, tools bound) answers alone.
+        last step (the plain aggregator, tools bound) answers alone. Never with a
+        reference filter: it judges complete answers, so a partial step could
+        only show the references it would drop, and the answer would start from
+        them.
         """
-        if state.get("tools"):
+        if state.get("tools") or self.join.reference_filter is not None:
             return False
         return self.max_partial_steps is None or steps.number < self.max_partial_steps
 
@@ -447,12 +451,20 @@ class StaircaseAggregator(Aggregator):
         return replace(self, name=f"{self.name}/step-{number}", prompt=prompt)
 
     def step_state(self, state: MoAState, board: Board, steps: Steps) -> MoAState:
-        """What a partial step reads: every proposal so far, the unfinished ones marked."""
+        """What a partial step reads: every proposal so far, the unfinished ones marked.
+
+        With ``shuffle`` they are in the run's order for the layer, the one its
+        join gives the last step (the same whenever every proposal succeeds).
+        """
+        order = list(board.proposals)
+        if self.join.shuffle:
+            seed = f"{state.get('shuffle_seed')}/{self.join.layer}"
+            random.Random(seed).shuffle(order)  # noqa: S311 - an order, not a secret
         with board.condition:
             steps.read = [p.tokens for p in board.proposals]
             shown = [
                 (p.proposer.name, p.text if p.done else f"{p.text} {UNFINISHED}")
-                for p in board.proposals
+                for p in order
                 if p.ok or (not p.done and p.text.strip())
             ]
         return {

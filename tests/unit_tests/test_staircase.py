@@ -2,6 +2,7 @@
 
 import asyncio
 import itertools
+import random
 import time
 from collections.abc import Iterator, Sequence
 
@@ -375,3 +376,30 @@ def test_a_step_abandoned_at_its_timeout_sends_nothing_more() -> None:
     step = next(c for c in get_calls(answer) if c["node"] == "aggregator/step-1")
     assert step["reason"] == "timeout"
     assert text == answer.text
+
+
+def test_partial_steps_show_the_references_in_the_runs_shuffled_order() -> None:
+    def order(seed: int) -> list[int]:
+        positions = [0, 1, 2]
+        random.Random(f"{seed}/1").shuffle(positions)  # noqa: S311 - the join's order
+        return positions
+
+    # A seed whose order for layer 1 is not the proposers' own.
+    seed = next(n for n in range(100) if order(n) != [0, 1, 2])
+    moa, _, _ = _stack(reference_order="shuffle")
+    answer = moa.invoke([HumanMessage("q")], config={"configurable": {"moa_shuffle_seed": seed}})
+    calls = get_calls(answer)
+    shown = calls[-1]["references"]
+    assert shown != ["layer1/a", "layer1/b", "layer1/slow"]
+    partial = [c for c in calls if "/step-" in c["node"]]
+    assert partial
+    assert all(c["references"] == shown for c in partial)
+
+
+def test_with_a_reference_filter_there_are_no_partial_steps() -> None:
+    moa, proposers, aggregator = _stack(reference_filter="cluster")
+    answer = moa.invoke([HumanMessage("q")])
+    assert all(len(p.log) == 1 for p in proposers)
+    assert len(aggregator.log) == 1
+    assert UNFINISHED not in _system(aggregator.log[0]["messages"])
+    assert [c["node"] for c in get_calls(answer)][3:] == ["aggregator"]

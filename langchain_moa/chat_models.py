@@ -114,6 +114,15 @@ def turn_references(messages: Sequence[BaseMessage], model_name: str | None) -> 
     return None
 
 
+def _finish_reason(answer: BaseMessage | None) -> str | None:
+    """Why the model that wrote the answer stopped, as its provider said (None if unsaid)."""
+    if answer is None:
+        return None
+    metadata = answer.response_metadata
+    reason = metadata.get("finish_reason") or metadata.get("stop_reason")
+    return reason if isinstance(reason, str) else None
+
+
 def _identity(model: BaseChatModel) -> dict[str, Any]:
     """What tells one configured model from another (LangChain's cache key parts)."""
     return {"_type": model._llm_type, **model._identifying_params}  # noqa: SLF001
@@ -448,6 +457,8 @@ class ChatMoA(BaseChatModel, StackSpec):
             "early_stop": state.get("stopped"),
             "ranking": state.get("ranking"),
             "shuffle_seed": state.get("shuffle_seed"),
+            # The aggregator's own: "length" says the answer was cut by max_tokens.
+            "finish_reason": _finish_reason(state.get("answer")),
         }
 
     def _result(self, state: dict[str, Any], started: float) -> ChatResult:

@@ -261,8 +261,23 @@ def usage(metadata: UsageMetadata | None) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
 
 
+CUT = frozenset({"length", "max_tokens"})
+"""Finish reasons (OpenAI's, Anthropic's) that say the answer was cut at its token limit."""
+
+
+def finish_reason(provider_reason: Any) -> str:
+    """OpenAI's ``finish_reason`` for an answer: ``"length"`` when it was cut, else ``"stop"``."""
+    return "length" if provider_reason in CUT else "stop"
+
+
 def completion(
-    *, id_: str, model: str, created: int, text: str, metadata: UsageMetadata | None
+    *,
+    id_: str,
+    model: str,
+    created: int,
+    text: str,
+    metadata: UsageMetadata | None,
+    finish: str = "stop",
 ) -> dict[str, Any]:
     """A ``chat.completion`` object with one choice."""
     return {
@@ -275,7 +290,7 @@ def completion(
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": finish,
             }
         ],
         "usage": usage(metadata),

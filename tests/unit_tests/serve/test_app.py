@@ -445,3 +445,40 @@ async def test_a_client_that_leaves_mid_stream_gives_its_slot_back():
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://moa") as client:
         assert (await client.post(URL, json=QUESTION)).status_code == 200
+
+
+class _Cut(ScriptedChatModel):
+    """An aggregator whose provider says it stopped at its token limit."""
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        result = super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        result.generations[0].message.response_metadata["finish_reason"] = "length"
+        return result
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        return self._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+    async def _astream(self, messages, stop=None, run_manager=None, **kwargs):
+        async for part in super()._astream(messages, stop=stop, **kwargs):
+            yield part
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(content="", response_metadata={"finish_reason": "length"})
+        )
+
+
+def test_an_answer_cut_at_its_token_limit_finishes_with_length():
+    moa = _moa(aggregator=_Cut(model_name="agg", reply=ANSWER))
+    assert moa.invoke("q").response_metadata["finish_reason"] == "length"
+    with _client(moa) as client:
+        plain = client.post(URL, json=QUESTION).json()
+        streamed = client.post(URL, json={**QUESTION, "stream": True})
+    assert plain["choices"][0]["finish_reason"] == "length"
+    finishes = [
+        json.loads(e)["choices"][0]["finish_reason"]
+        for e in _events(streamed.text)
+        if e != "[DONE]" and json.loads(e)["choices"]
+    ]
+    assert finishes[-1] == "length"
+    assert set(finishes[:-1]) == {None}
+    with _client() as client:
+        assert client.post(URL, json=QUESTION).json()["choices"][0]["finish_reason"] == "stop"

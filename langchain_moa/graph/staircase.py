@@ -215,6 +215,18 @@ class Board:
             self._notify()
             return proposal.record
 
+    def abandon(self) -> None:
+        """Close every proposal still running, with no record: the node has failed.
+
+        Their threads run on to their next chunk and would otherwise record and
+        announce a call after the node raised.
+        """
+        with self.condition:
+            self.halted.set()
+            for proposal in self.proposals:
+                proposal.done = True
+            self._notify()
+
     def ready(self, read: list[int], step_tokens: int) -> bool:
         """Whether every proposal still running has ``step_tokens`` more than ``read``."""
         return all(
@@ -710,6 +722,9 @@ class StaircaseAggregator(Aggregator):
                 if steps.finished:
                     return self.finished_early(state, config, board, steps)
             board.wait(board.finished)
+        except BaseException:
+            board.abandon()
+            raise
         finally:
             board.halted.set()
         return self.last_step(state, config, board, steps)

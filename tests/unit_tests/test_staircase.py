@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGenerationChunk
 
@@ -387,7 +388,7 @@ def test_partial_steps_show_the_references_in_the_runs_shuffled_order() -> None:
     # A seed whose order for layer 1 is not the proposers' own.
     seed = next(n for n in range(100) if order(n) != [0, 1, 2])
     moa, _, _ = _stack(reference_order="shuffle")
-    answer = moa.invoke([HumanMessage("q")], config={"configurable": {"moa_shuffle_seed": seed}})
+    answer = moa.invoke([HumanMessage("q")], shuffle_seed=seed)
     calls = get_calls(answer)
     shown = calls[-1]["references"]
     assert shown != ["layer1/a", "layer1/b", "layer1/slow"]
@@ -403,3 +404,38 @@ def test_with_a_reference_filter_there_are_no_partial_steps() -> None:
     assert len(aggregator.log) == 1
     assert UNFINISHED not in _system(aggregator.log[0]["messages"])
     assert [c["node"] for c in get_calls(answer)][3:] == ["aggregator"]
+
+
+class _Events(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.events: list[tuple[float, str, str | None]] = []
+
+    def on_custom_event(self, name, data, **kwargs) -> None:
+        self.events.append((time.perf_counter(), name, data.get("node")))
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_after_the_layer_fails_no_proposer_is_recorded_or_announced(mode) -> None:
+    fast = [ScriptedChatModel(model_name=n, reply=_words(n, 40), token_delay_s=0.01) for n in "ab"]
+    bad = ScriptedChatModel(model_name="bad", reply="x", error="boom")
+    moa = ChatMoA(
+        proposers=[*fast, bad],
+        aggregator=_aggregator(),
+        layers=2,
+        strategy=Staircase(step_tokens=4),
+        min_proposers=3,
+    )
+    handler = _Events()
+    config = {"callbacks": [handler]}
+    question = [HumanMessage("q")]
+
+    def run() -> object:
+        if mode == "sync":
+            return moa.invoke(question, config=config)
+        return asyncio.run(moa.ainvoke(question, config=config))
+
+    with pytest.raises(LayerFailedError):
+        run()
+    raised = time.perf_counter()
+    time.sleep(0.3)  # the proposers' threads reach their next chunk meanwhile
+    assert [(name, node) for at, name, node in handler.events if at > raised] == []

@@ -613,12 +613,16 @@ class StaircaseAggregator(Aggregator):
         """Record a partial step; whether partial steps go on after it.
 
         A failed step ends them (the last step, with every fallback when nothing
-        went out yet, takes over). A step that ended by itself, with an answer
-        written, finished it: it is the aggregator's last call, named so.
+        went out yet, takes over); so does a step that added nothing (an empty
+        reply, or only a copy of the answer so far): it cannot have finished an
+        answer it did not write. A step that ended by itself, with text of its
+        own and not cut by the model's token limit, finished it: it is the
+        aggregator's last call, named so.
         """
-        steps.finished = (
-            step.error is None and not step.capped and bool((steps.written + step.added).strip())
-        )
+        if step.error is None and not step.added.strip():
+            msg = f"{step.node.name}: the step added nothing to the answer"
+            step.error = BadResponseError(msg)
+        steps.finished = step.error is None and not step.capped and not _cut(step.raw)
         if steps.finished:
             step.node = replace(step.node, name=self.name)
         return self.stepped(step, steps)["error"] is None
@@ -766,6 +770,20 @@ def _with_system(messages: list[BaseMessage], text: str) -> list[BaseMessage]:
     if isinstance(first, SystemMessage) and isinstance(first.content, str):
         return [first.model_copy(update={"content": f"{first.content}\n\n{text}"}), *messages[1:]]
     return [SystemMessage(content=text), *messages]
+
+
+CUT = frozenset({"length", "max_tokens"})
+"""Finish reasons that say the model's token limit cut the reply (OpenAI's, Anthropic's)."""
+
+
+def _cut(reply: BaseMessageChunk | None) -> bool:
+    """Whether the reply's finish reason, where the provider gave one, is its token limit.
+
+    Such a step stopped mid-answer: it did not end the answer, the next step goes on.
+    """
+    metadata = {} if reply is None else reply.response_metadata
+    reason = metadata.get("finish_reason") or metadata.get("stop_reason")
+    return reason in CUT
 
 
 def _sentence_ends(text: str) -> bool:

@@ -439,3 +439,59 @@ def test_after_the_layer_fails_no_proposer_is_recorded_or_announced(mode) -> Non
     raised = time.perf_counter()
     time.sleep(0.3)  # the proposers' threads reach their next chunk meanwhile
     assert [(name, node) for at, name, node in handler.events if at > raised] == []
+
+
+@pytest.mark.parametrize("empty_step", [1, 2])
+def test_a_step_that_adds_nothing_is_failed_and_the_last_step_takes_over(empty_step) -> None:
+    steps = itertools.count(1)
+
+    def reply(_: list) -> str:
+        number = next(steps)
+        if number == empty_step:
+            return ""
+        return " ".join(f"s{number}{'abcdef'[i]}{'.' if i == 3 else ''}" for i in range(6))
+
+    moa, proposers, aggregator = _stack(ScriptedChatModel(model_name="agg", reply=reply))
+    answer = moa.invoke([HumanMessage("q")])
+    calls = get_calls(answer)
+    empty = next(c for c in calls if c["node"] == f"aggregator/step-{empty_step}")
+    assert "added nothing" in empty["error"]
+    # The proposals were not stopped: the last step read them whole and wrote on.
+    slow = next(c for c in calls if c["node"] == "layer1/slow")
+    assert slow["note"] is None
+    assert slow["text"] == proposers[-1].reply
+    assert calls[-1]["node"] == "aggregator"
+    assert calls[-1]["error"] is None
+    assert answer.text.split()[-1] == f"s{len(aggregator.log)}f"
+
+
+class _Cut(ScriptedChatModel):
+    """Step 1 stops after two words with finish reason ``length``; later steps as usual."""
+
+    calls: int = 0
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator:
+        self.calls += 1
+        number = self.calls
+        self.log.append({"messages": messages, "start": time.perf_counter()})
+        words = 2 if number == 1 else 6
+        for i in range(words):
+            time.sleep(0.005)
+            word = f"{' ' if i else ''}s{number}{'abcdef'[i]}{'.' if i == 3 else ''}"
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word))
+        if number == 1:
+            metadata = {"finish_reason": "length"}
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(content="", response_metadata=metadata)
+            )
+
+
+def test_a_step_cut_by_the_token_limit_does_not_end_the_answer() -> None:
+    moa, proposers, aggregator = _stack(_Cut(model_name="agg"))
+    answer = moa.invoke([HumanMessage("q")])
+    calls = get_calls(answer)
+    assert len(aggregator.log) > 1
+    assert answer.text.startswith("s1a s1b s2a")
+    slow = next(c for c in calls if c["node"] == "layer1/slow")
+    assert slow["text"] == proposers[-1].reply
+    assert [c["node"] for c in calls][3] == "aggregator/step-1"

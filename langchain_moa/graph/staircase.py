@@ -500,8 +500,9 @@ class StaircaseAggregator(Aggregator):
     ) -> Step:
         """Start the next step: announce it and build its messages.
 
-        A partial step is ``aggregator/step-N`` and writes about ``step_tokens``;
-        the last is ``aggregator`` and writes to the end.
+        A partial step is ``aggregator/step-N`` and writes about ``step_tokens``
+        (or ends the answer by itself, under that name); the last, once every
+        proposal is complete, is ``aggregator`` and writes to the end.
         """
         steps.number += 1
         node = self.step_node(steps.number, partial=not last)
@@ -588,12 +589,13 @@ class StaircaseAggregator(Aggregator):
         A step stopped at ``step_tokens`` closed its stream before the provider
         reported usage: its usage is None (unknown; a note would mark every
         staircase answer degraded). What a failed step sent out stays in the
-        answer (a stream cannot take it back).
+        answer (a stream cannot take it back), so its record keeps that text
+        beside its error: the steps' texts put together are the answer.
         """
         step.close()
         usage = getattr(step.raw, "usage_metadata", None)
         error = step.error
-        message = None if error else AIMessage(content=step.added, usage_metadata=usage)
+        message = AIMessage(content=step.added, usage_metadata=usage)
         call = step.node.record(
             *step.start,
             message=message,
@@ -616,15 +618,15 @@ class StaircaseAggregator(Aggregator):
         went out yet, takes over); so does a step that added nothing (an empty
         reply, or only a copy of the answer so far): it cannot have finished an
         answer it did not write. A step that ended by itself, with text of its
-        own and not cut by the model's token limit, finished it: it is the
-        aggregator's last call, named so.
+        own and not cut by the model's token limit, finished it. It keeps the
+        name it was announced under (``aggregator/step-N``): its start and end
+        events must name the same call, and it could not be known to be the
+        last before it ended. No note says so: a note marks an answer degraded.
         """
         if step.error is None and not step.added.strip():
             msg = f"{step.node.name}: the step added nothing to the answer"
             step.error = BadResponseError(msg)
         steps.finished = step.error is None and not step.capped and not _cut(step.raw)
-        if steps.finished:
-            step.node = replace(step.node, name=self.name)
         return self.stepped(step, steps)["error"] is None
 
     def partial_step(

@@ -197,7 +197,9 @@ def test_a_step_that_ends_by_itself_finishes_the_answer(mode) -> None:
     assert answer.text == "s1a s1b"
     assert len(aggregator.log) == 1
     calls = get_calls(answer)
-    assert calls[-1]["node"] == "aggregator"
+    # It keeps the name it was announced under.
+    assert calls[-1]["node"] == "aggregator/step-1"
+    assert calls[-1]["note"] is None
     slow = next(c for c in calls if c["node"] == "layer1/slow")
     assert slow["error"] is None
     assert "stopped after" in slow["note"]
@@ -495,3 +497,48 @@ def test_a_step_cut_by_the_token_limit_does_not_end_the_answer() -> None:
     slow = next(c for c in calls if c["node"] == "layer1/slow")
     assert slow["text"] == proposers[-1].reply
     assert [c["node"] for c in calls][3] == "aggregator/step-1"
+
+
+class _Breaks(ScriptedChatModel):
+    """Step 2 breaks off after two words; the other steps write six."""
+
+    calls: int = 0
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator:
+        self.calls += 1
+        number = self.calls
+        self.log.append({"messages": messages, "start": time.perf_counter()})
+        for i in range(6):
+            if number == 2 and i == 2:
+                msg = "connection reset"
+                raise RuntimeError(msg)
+            time.sleep(0.005)
+            word = f"{' ' if i else ''}s{number}{'abcdef'[i]}{'.' if i == 3 else ''}"
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word))
+
+
+def test_a_failed_steps_record_keeps_the_text_it_sent_out() -> None:
+    moa, _, _ = _stack(_Breaks(model_name="agg"))
+    answer = moa.invoke([HumanMessage("q")])
+    steps = [c for c in get_calls(answer) if c["node"].startswith("aggregator")]
+    failed = next(c for c in steps if c["node"] == "aggregator/step-2")
+    assert failed["error"] == "RuntimeError: connection reset"
+    assert failed["text"] == " s2a s2b"
+    assert "".join(c["text"] for c in steps) == answer.text
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_every_aggregator_call_ends_under_the_name_it_started_with(mode) -> None:
+    for aggregator in (_aggregator(words=2), _aggregator()):
+        moa, _, _ = _stack(aggregator)
+        handler = _Events()
+        config = {"callbacks": [handler]}
+        question = [HumanMessage("q")]
+        if mode == "sync":
+            moa.invoke(question, config=config)
+        else:
+            asyncio.run(moa.ainvoke(question, config=config))
+        events = [(name, node) for _, name, node in handler.events if node.startswith("aggregator")]
+        started = [node for name, node in events if name == "moa_call_start"]
+        ended = [node for name, node in events if name != "moa_call_start"]
+        assert started == ended

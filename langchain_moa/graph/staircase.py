@@ -211,8 +211,12 @@ class Board:
         with self.condition:
             if proposal.done:
                 return None
-            proposal.done, proposal.record = True, record()
-            self._notify()
+            try:
+                proposal.record = record()
+            finally:
+                # Even when recording fails: the node waits for every proposal to be done.
+                proposal.done = True
+                self._notify()
             return proposal.record
 
     def abandon(self) -> None:
@@ -486,19 +490,16 @@ class StaircaseAggregator(Aggregator):
         }
 
     @staticmethod
-    def messages(
-        node: StaircaseAggregator, state: MoAState, written: str
-    ) -> tuple[list[BaseMessage], str | None]:
+    def continued(messages: list[BaseMessage], written: str) -> list[BaseMessage]:
         """A step's messages: the references, the conversation, then the answer so far."""
-        messages, note = node.inputs(state)
         if written:
-            messages = _with_system(messages, CONTINUE_PROMPT.format(written=written))
-        return messages, note
+            return _with_system(messages, CONTINUE_PROMPT.format(written=written))
+        return messages
 
-    def begin_step(
+    def new_step(
         self, state: MoAState, config: RunnableConfig, steps: Steps, *, last: bool
     ) -> Step:
-        """Start the next step: announce it and build its messages.
+        """Announce the next step, its messages still to build.
 
         A partial step is ``aggregator/step-N`` and writes about ``step_tokens``
         (or ends the answer by itself, under that name); the last, once every
@@ -509,8 +510,24 @@ class StaircaseAggregator(Aggregator):
         if last:
             node = replace(node, name=self.name)
         cap = None if last else self.step_tokens
-        step = Step(node, state, config, node.started(state, config), Echo(steps.written), cap)
-        step.messages, step.note = self.messages(node, state, steps.written)
+        return Step(node, state, config, node.started(state, config), Echo(steps.written), cap)
+
+    def begin_step(
+        self, state: MoAState, config: RunnableConfig, steps: Steps, *, last: bool
+    ) -> Step:
+        """Start the next step (sync): announce it and build its messages."""
+        step = self.new_step(state, config, steps, last=last)
+        messages, step.note = step.node.inputs(state)
+        step.messages = self.continued(messages, steps.written)
+        return step
+
+    async def abegin_step(
+        self, state: MoAState, config: RunnableConfig, steps: Steps, *, last: bool
+    ) -> Step:
+        """``begin_step``, for async runs: counting tokens to fit the references may block."""
+        step = self.new_step(state, config, steps, last=last)
+        messages, step.note = await step.node.ainputs(state)
+        step.messages = self.continued(messages, steps.written)
         return step
 
     def take(self, step: Step, chunk: BaseMessageChunk, steps: Steps) -> bool:
@@ -641,7 +658,9 @@ class StaircaseAggregator(Aggregator):
         self, state: MoAState, config: RunnableConfig, board: Board, steps: Steps
     ) -> bool:
         """``partial_step``, for async runs."""
-        step = self.begin_step(self.step_state(state, board, steps), config, steps, last=False)
+        step = await self.abegin_step(
+            self.step_state(state, board, steps), config, steps, last=False
+        )
         await self.arun_step(step, steps)
         return self.after_partial(step, steps)
 
@@ -695,7 +714,7 @@ class StaircaseAggregator(Aggregator):
         if not steps.written:
             update = await Aggregator.acall(self, full, config)
             return {**update, **base, "calls": [*base["calls"], *steps.calls, *update["calls"]]}
-        step = self.begin_step(full, config, steps, last=True)
+        step = await self.abegin_step(full, config, steps, last=True)
         await self.arun_step(step, steps)
         return self.ended(step, steps, full, base)
 
@@ -746,6 +765,8 @@ class StaircaseAggregator(Aggregator):
             asyncio.create_task(self.apropose(board, p, state, config)) for p in board.proposals
         ]
         steps = Steps(read=[0] * len(board.proposals))
+        early: dict | None = None
+        failed = True
         try:
             while self.partial(state, steps):
                 await board.await_(
@@ -755,15 +776,41 @@ class StaircaseAggregator(Aggregator):
                 if board.finished() or not await self.apartial_step(state, config, board, steps):
                     break
                 if steps.finished:
-                    return self.finished_early(state, config, board, steps)
-            await board.await_(board.finished)
+                    early = self.finished_early(state, config, board, steps)
+                    break
+            if early is None:
+                await board.await_(board.finished)
+            failed = False
         finally:
             board.halted.set()
             for task in tasks:
                 task.cancel()
-            # A cancelled proposal's task ends in CancelledError: it was stopped, not failed.
-            await asyncio.gather(*tasks, return_exceptions=True)
-        return await self.alast_step(state, config, board, steps)
+            broken = await _reap(tasks, logged=failed)
+        if broken:
+            # A proposal's task may only end by cancellation: anything else is a fault in
+            # recording it, and an answer built without its record would hide that.
+            raise broken[0]
+        return early if early is not None else await self.alast_step(state, config, board, steps)
+
+
+async def _reap(tasks: list[asyncio.Task[None]], *, logged: bool) -> list[BaseException]:
+    """Wait for the proposals' tasks; what ended them other than cancellation.
+
+    With ``logged`` (the node is failing already, and that error goes up) they
+    are logged rather than returned.
+    """
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    # A cancelled proposal's task ends in CancelledError: it was stopped, not failed.
+    broken = [
+        r
+        for r in results
+        if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
+    ]
+    if logged:
+        for error in broken:
+            logger.error("a proposal's task failed", exc_info=error)
+        return []
+    return broken
 
 
 def _with_system(messages: list[BaseMessage], text: str) -> list[BaseMessage]:

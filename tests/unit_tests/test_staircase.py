@@ -12,8 +12,14 @@ from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGenerationChunk
 
 from langchain_moa import ChatMoA, get_calls
-from langchain_moa.graph.nodes import LayerFailedError
-from langchain_moa.graph.staircase import CONTINUE_PROMPT, UNFINISHED, Echo, _sentence_ends
+from langchain_moa.graph.nodes import LayerFailedError, Proposer
+from langchain_moa.graph.staircase import (
+    CONTINUE_PROMPT,
+    UNFINISHED,
+    Echo,
+    StaircaseAggregator,
+    _sentence_ends,
+)
 from langchain_moa.stacks import StackSpec
 from langchain_moa.stacks.strategy import Staircase
 from tests.unit_tests.scripted import ScriptedChatModel
@@ -542,3 +548,39 @@ def test_every_aggregator_call_ends_under_the_name_it_started_with(mode) -> None
         started = [node for name, node in events if name == "moa_call_start"]
         ended = [node for name, node in events if name != "moa_call_start"]
         assert started == ended
+
+
+def test_async_steps_build_their_prompts_with_ainputs(monkeypatch) -> None:
+    built: list[str] = []
+    original = StaircaseAggregator.ainputs
+
+    async def ainputs(self, state, model=None):
+        built.append(self.name)
+        return await original(self, state, model)
+
+    monkeypatch.setattr(StaircaseAggregator, "ainputs", ainputs)
+    moa, _, aggregator = _stack()
+    answer = asyncio.run(moa.ainvoke([HumanMessage("q")]))
+    steps = [c["node"] for c in get_calls(answer) if c["node"].startswith("aggregator")]
+    assert len(steps) == len(aggregator.log) > 1
+    assert built == steps
+
+
+def test_a_proposal_whose_record_fails_raises_rather_than_hangs(monkeypatch) -> None:
+    original = Proposer.record
+
+    def record(self, *args, **kwargs):
+        if self.name == "layer1/slow":
+            msg = "record broke"
+            raise RuntimeError(msg)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Proposer, "record", record)
+    moa, _, _ = _stack()
+
+    async def run() -> object:
+        return await asyncio.wait_for(moa.ainvoke([HumanMessage("q")]), timeout=10)
+
+    # Before: the node waited for ever on a proposal never marked done.
+    with pytest.raises(RuntimeError, match="record broke"):
+        asyncio.run(run())

@@ -188,6 +188,8 @@ class Board:
         self.condition = threading.Condition()
         self.changed = asyncio.Event() if is_async else None
         self.halted = threading.Event()
+        self.faults: list[BaseException] = []
+        """What failed in recording a proposal, in a thread that cannot raise it (sync runs)."""
 
     def _notify(self) -> None:
         self.condition.notify_all()
@@ -378,7 +380,11 @@ class StaircaseAggregator(Aggregator):
             proposer.run(proposer.model, call, proposer.clock(state))
         except Exception as caught:  # noqa: BLE001 - recorded; min_proposers decides
             error = caught
-        self.settle(board, proposal, state, config, error)
+        try:
+            self.settle(board, proposal, state, config, error)
+        except Exception as fault:  # noqa: BLE001 - raised by the node, as an async run's is
+            with board.condition:
+                board.faults.append(fault)
 
     async def apropose(
         self, board: Board, proposal: Proposal, state: MoAState, config: RunnableConfig
@@ -738,6 +744,7 @@ class StaircaseAggregator(Aggregator):
             args = (self.propose, board, proposal, state, config)
             threading.Thread(target=context.run, args=args, daemon=True).start()
         steps = Steps(read=[0] * len(board.proposals))
+        early: dict | None = None
         try:
             while self.partial(state, steps):
                 board.wait(lambda: board.finished() or board.ready(steps.read, self.step_tokens))
@@ -745,14 +752,21 @@ class StaircaseAggregator(Aggregator):
                 if board.finished() or not self.partial_step(state, config, board, steps):
                     break
                 if steps.finished:
-                    return self.finished_early(state, config, board, steps)
-            board.wait(board.finished)
+                    early = self.finished_early(state, config, board, steps)
+                    break
+            if early is None:
+                board.wait(board.finished)
         except BaseException:
             board.abandon()
             raise
         finally:
             board.halted.set()
-        return self.last_step(state, config, board, steps)
+        with board.condition:
+            faults = list(board.faults)
+        if faults:
+            # An answer built without that proposal's record would hide the fault.
+            raise faults[0]
+        return early if early is not None else self.last_step(state, config, board, steps)
 
     async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
         """The node (async): each proposal streamed in a task, the steps here."""

@@ -566,7 +566,8 @@ def test_async_steps_build_their_prompts_with_ainputs(monkeypatch) -> None:
     assert built == steps
 
 
-def test_a_proposal_whose_record_fails_raises_rather_than_hangs(monkeypatch) -> None:
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_proposal_whose_record_fails_raises_rather_than_hangs(mode, monkeypatch) -> None:
     original = Proposer.record
 
     def record(self, *args, **kwargs):
@@ -579,7 +580,11 @@ def test_a_proposal_whose_record_fails_raises_rather_than_hangs(monkeypatch) -> 
     moa, _, _ = _stack()
 
     async def run() -> object:
-        return await asyncio.wait_for(moa.ainvoke([HumanMessage("q")]), timeout=10)
+        if mode == "sync":
+            call = asyncio.to_thread(moa.invoke, [HumanMessage("q")])
+        else:
+            call = moa.ainvoke([HumanMessage("q")])
+        return await asyncio.wait_for(call, timeout=10)
 
     # Before: the node waited for ever on a proposal never marked done.
     with pytest.raises(RuntimeError, match="record broke"):

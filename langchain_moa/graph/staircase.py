@@ -23,13 +23,15 @@ repeating the answer so far; while a step's reply is still a copy of it
 (whitespace aside) its chunks are held back, and a complete copy is dropped,
 so the stream carries only what is new.
 
-A step that ends by itself (before ``step_tokens``) has finished the answer:
-the proposers still writing are stopped, and their records keep what they had
-written, with a note. After early stop, or when the turn's references are
-reused, the node is the plain aggregator. With tools bound the layer is still
-streamed here, but there are no partial steps (a tool call cannot be written
-in steps): the aggregator answers once, with tools, from the complete
-references.
+A step that ends by itself (before ``step_tokens``), with text of its own and
+not cut by the model's token limit, has finished the answer: the proposers
+still writing are stopped, and their records keep what they had written, with
+a note. A step that added nothing is a failed step; the last step takes over.
+After early stop, or when the turn's references are reused, the node is the
+plain aggregator. With tools bound, or a reference filter, the layer is still
+streamed here but there are no partial steps (a tool call cannot be written in
+steps; the filter judges complete answers): the aggregator answers once, from
+the joined references.
 """
 
 from __future__ import annotations

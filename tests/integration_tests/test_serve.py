@@ -81,7 +81,8 @@ def test_plain_answer_with_usage(client):
     assert answer.model == "local"
     assert answer.choices[0].message.role == "assistant"
     assert answer.choices[0].message.content.strip()
-    assert answer.choices[0].finish_reason == "stop"
+    # 8 tokens may cut the answer: llama.cpp says so, and so does the endpoint.
+    assert answer.choices[0].finish_reason in {"stop", "length"}
     # Four calls' tokens: three proposers and the aggregator.
     assert answer.usage.prompt_tokens > 0
     assert answer.usage.completion_tokens > answer.choices[0].message.content.count(" ")
@@ -101,7 +102,8 @@ def test_streamed_answer_with_usage_at_the_end(client):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip()
     finish = [c.choices[0].finish_reason for c in chunks if c.choices]
-    assert finish[-1] == "stop"
+    assert finish[-1] in {"stop", "length"}
+    assert set(finish[:-1]) == {None}
     assert chunks[-1].choices == []
     assert chunks[-1].usage.prompt_tokens > 0
     assert all(c.usage is None for c in chunks[:-1])

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from langchain_core.callbacks import BaseCallbackManager, dispatch_custom_event
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -67,6 +67,8 @@ from langchain_moa.stacks import Policy, ReferenceFilter, ReferenceFormat
 from langchain_moa.stacks.factory import model_label
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Start = tuple[int, float, float]
 """A call's turn, wall-clock start and monotonic start."""
@@ -778,15 +780,23 @@ class Join:
             for index, c in enumerate(ok)
             if index not in kept
         ]
-        if self.shuffle:
-            # One order per layer and run, replayed from the run's seed.
-            random.Random(f"{state.get('shuffle_seed')}/{self.layer}").shuffle(kept)  # noqa: S311 - an order, not a secret
+        kept = self.ordered(state, kept)
         update = {
             "references": [texts[i] for i in kept],
             "reference_nodes": [ok[i]["node"] for i in kept],
             "dropped": dropped,
         }
         return update, ok
+
+    def ordered(self, state: MoAState, items: list[T]) -> list[T]:
+        """``items`` in the order this layer's references are shown in this run.
+
+        With ``shuffle``, one order per layer and run, replayed from the run's seed.
+        """
+        if self.shuffle:
+            items = list(items)
+            random.Random(f"{state.get('shuffle_seed')}/{self.layer}").shuffle(items)  # noqa: S311 - an order, not a secret
+        return items
 
     def stopped(
         self, state: MoAState, verdict: Verdict, ok: list[ModelCall]

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import random
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
@@ -480,10 +479,7 @@ class StaircaseAggregator(Aggregator):
         With ``shuffle`` they are in the run's order for the layer, the one its
         join gives the last step (the same whenever every proposal succeeds).
         """
-        order = list(board.proposals)
-        if self.join.shuffle:
-            seed = f"{state.get('shuffle_seed')}/{self.join.layer}"
-            random.Random(seed).shuffle(order)  # noqa: S311 - an order, not a secret
+        order = self.join.ordered(state, list(board.proposals))
         with board.condition:
             steps.read = [p.tokens for p in board.proposals]
             shown = [

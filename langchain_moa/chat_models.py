@@ -52,6 +52,7 @@ from langchain_moa.graph.state import (
     Reuse,
     carries_answer,
     check_conversation,
+    finish_reason,
     get_calls,
     role,
 )
@@ -112,15 +113,6 @@ def turn_references(messages: Sequence[BaseMessage], model_name: str | None) -> 
                 nodes=[c["node"] for c in kept],
             )
     return None
-
-
-def _finish_reason(answer: BaseMessage | None) -> str | None:
-    """Why the model that wrote the answer stopped, as its provider said (None if unsaid)."""
-    if answer is None:
-        return None
-    metadata = answer.response_metadata
-    reason = metadata.get("finish_reason") or metadata.get("stop_reason")
-    return reason if isinstance(reason, str) else None
 
 
 def _identity(model: BaseChatModel) -> dict[str, Any]:
@@ -458,7 +450,7 @@ class ChatMoA(BaseChatModel, StackSpec):
             "ranking": state.get("ranking"),
             "shuffle_seed": state.get("shuffle_seed"),
             # The aggregator's own: "length" says the answer was cut by max_tokens.
-            "finish_reason": _finish_reason(state.get("answer")),
+            "finish_reason": finish_reason(state.get("answer")),
         }
 
     def _result(self, state: dict[str, Any], started: float) -> ChatResult:

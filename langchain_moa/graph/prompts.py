@@ -236,7 +236,8 @@ def describe_tools(tools: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _append_system(messages: list[BaseMessage], text: str) -> list[BaseMessage]:
+def append_system(messages: list[BaseMessage], text: str) -> list[BaseMessage]:
+    """``messages`` with ``text`` at the end of the leading system message (or one made)."""
     if messages and isinstance(messages[0], SystemMessage) and isinstance(messages[0].content, str):
         first = messages[0]
         return [first.model_copy(update={"content": f"{first.content}\n\n{text}"}), *messages[1:]]
@@ -268,7 +269,7 @@ def tool_turns_as_text(
             readable.append(HumanMessage(content=f"[{name} returned] {message.text}"))
         else:
             readable.append(message)
-    return _append_system(readable, describe_tools(tools)) if tools else readable
+    return append_system(readable, describe_tools(tools)) if tools else readable
 
 
 class PromptInput(TypedDict):

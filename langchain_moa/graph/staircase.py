@@ -51,7 +51,6 @@ from langchain_core.messages import (
     AIMessageChunk,
     BaseMessage,
     BaseMessageChunk,
-    SystemMessage,
 )
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
@@ -68,13 +67,14 @@ from langchain_moa.graph.nodes import (
     _streaming,
     logger,
 )
-from langchain_moa.graph.prompts import Prompt
+from langchain_moa.graph.prompts import Prompt, append_system
 from langchain_moa.graph.state import (
     ANSWER_CHUNK,
     CALL_END,
     CALL_ERROR,
     MoAState,
     carries_answer,
+    was_cut,
 )
 
 PARTIAL_NOTE = (
@@ -497,7 +497,7 @@ class StaircaseAggregator(Aggregator):
     def continued(messages: list[BaseMessage], written: str) -> list[BaseMessage]:
         """A step's messages: the references, the conversation, then the answer so far."""
         if written:
-            return _with_system(messages, CONTINUE_PROMPT.format(written=written))
+            return append_system(messages, CONTINUE_PROMPT.format(written=written))
         return messages
 
     def new_step(
@@ -647,7 +647,7 @@ class StaircaseAggregator(Aggregator):
         if step.error is None and not step.added.strip():
             msg = f"{step.node.name}: the step added nothing to the answer"
             step.error = BadResponseError(msg)
-        steps.finished = step.error is None and not step.capped and not _cut(step.raw)
+        steps.finished = step.error is None and not step.capped and not was_cut(step.raw)
         return self.stepped(step, steps)["error"] is None
 
     def partial_step(
@@ -823,28 +823,6 @@ async def _reap(tasks: list[asyncio.Task[None]], *, logged: bool) -> list[BaseEx
             logger.error("a proposal's task failed", exc_info=error)
         return []
     return broken
-
-
-def _with_system(messages: list[BaseMessage], text: str) -> list[BaseMessage]:
-    """``messages`` with ``text`` at the end of the leading system message (or one made)."""
-    first = messages[0] if messages else None
-    if isinstance(first, SystemMessage) and isinstance(first.content, str):
-        return [first.model_copy(update={"content": f"{first.content}\n\n{text}"}), *messages[1:]]
-    return [SystemMessage(content=text), *messages]
-
-
-CUT = frozenset({"length", "max_tokens"})
-"""Finish reasons that say the model's token limit cut the reply (OpenAI's, Anthropic's)."""
-
-
-def _cut(reply: BaseMessageChunk | None) -> bool:
-    """Whether the reply's finish reason, where the provider gave one, is its token limit.
-
-    Such a step stopped mid-answer: it did not end the answer, the next step goes on.
-    """
-    metadata = {} if reply is None else reply.response_metadata
-    reason = metadata.get("finish_reason") or metadata.get("stop_reason")
-    return reason in CUT
 
 
 def _sentence_ends(text: str) -> bool:

@@ -145,6 +145,24 @@ def carries_answer(chunk: BaseMessage) -> bool:
     return bool(chunk.content or getattr(chunk, "tool_call_chunks", None))
 
 
+CUT = frozenset({"length", "max_tokens"})
+"""Finish reasons that say a model's token limit cut its reply (OpenAI's, Anthropic's)."""
+
+
+def finish_reason(message: BaseMessage | None) -> str | None:
+    """Why the model that wrote ``message`` stopped, as its provider said (None if unsaid)."""
+    if message is None:
+        return None
+    metadata = message.response_metadata
+    reason = metadata.get("finish_reason") or metadata.get("stop_reason")
+    return reason if isinstance(reason, str) else None
+
+
+def was_cut(message: BaseMessage | None) -> bool:
+    """Whether the provider said its token limit cut ``message`` (where it said anything)."""
+    return finish_reason(message) in CUT
+
+
 CALL_START = "moa_call_start"
 """Custom event: a model call begins (``node``, ``layer``, ``model``)."""
 CALL_END = "moa_call_end"

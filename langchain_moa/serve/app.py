@@ -424,7 +424,7 @@ class _Api:
                 created=int(time.time()),
                 text=answer.text,
                 metadata=answer.usage_metadata if isinstance(answer, AIMessage) else None,
-                finish=finish_reason(answer.response_metadata.get("finish_reason")),
+                finish=finish_reason(answer),
             )
             return JSONResponse(body)
         except Exception as error:  # noqa: BLE001 - every failure is answered as OpenAI's
@@ -516,8 +516,7 @@ async def _streamed(
         except Exception as error:  # noqa: BLE001 - told to the client, then the stream ends
             yield _event(_failure(error).body)
             return
-        reason = answer.response_metadata.get("finish_reason") if answer else None
-        yield event({}, finish_reason(reason))
+        yield event({}, finish_reason(answer))
         if include_usage:
             last = chunk(id_=id_, model=asked.model, created=created, delta=None)
             yield _event({**last, "usage": usage(answer.usage_metadata if answer else None)})

@@ -21,6 +21,8 @@ from langchain_core.messages.ai import UsageMetadata
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from langchain_moa.graph.state import was_cut
+
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 """Message roles taken; ``developer`` is OpenAI's newer name for ``system``."""
 
@@ -261,13 +263,9 @@ def usage(metadata: UsageMetadata | None) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
 
 
-CUT = frozenset({"length", "max_tokens"})
-"""Finish reasons (OpenAI's, Anthropic's) that say the answer was cut at its token limit."""
-
-
-def finish_reason(provider_reason: Any) -> str:
+def finish_reason(answer: BaseMessage | None) -> str:
     """OpenAI's ``finish_reason`` for an answer: ``"length"`` when it was cut, else ``"stop"``."""
-    return "length" if provider_reason in CUT else "stop"
+    return "length" if was_cut(answer) else "stop"
 
 
 def completion(

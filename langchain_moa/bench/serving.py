@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain_moa.bench import EXTRA_HINT, BenchExtraMissingError
+from langchain_moa.sockets import tcp_listener
 
 try:
     import uvicorn
@@ -48,15 +49,6 @@ def _config(app: Any) -> uvicorn.Config:
     )
 
 
-def _bind(port: int) -> socket.socket:
-    # IPPROTO_TCP named, not 0: asyncio sets TCP_NODELAY only on sockets whose
-    # proto says TCP, and accepted ones inherit it. Without it Nagle holds a
-    # reply's body behind its headers until the client's delayed ACK, ~40 ms.
-    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    listening.bind(("127.0.0.1", port))
-    return listening
-
-
 def serve(app: Any, *, port: int = 0, on_ready: Callable[[int], None]) -> None:
     """Serve ``app`` on ``127.0.0.1:<port>`` in this thread until SIGTERM, SIGINT or stdin's end.
 
@@ -65,7 +57,7 @@ def serve(app: Any, *, port: int = 0, on_ready: Callable[[int], None]) -> None:
         port: The port; 0 takes a free one.
         on_ready: Called with the port once the server accepts connections.
     """
-    listening = _bind(port)
+    listening = tcp_listener("127.0.0.1", port)
     server = uvicorn.Server(_config(app))
 
     def stop_at_end_of_stdin() -> None:
@@ -119,7 +111,7 @@ class BackgroundServer:
         Raises:
             RuntimeError: The server did not start within ``START_TIMEOUT_S``.
         """
-        listening = _bind(0)
+        listening = tcp_listener("127.0.0.1", 0)
         self.port = listening.getsockname()[1]
         self._server = uvicorn.Server(_config(self.app))
         self.thread = threading.Thread(

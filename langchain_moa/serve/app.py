@@ -23,7 +23,6 @@ import asyncio
 import json
 import logging
 import secrets
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
@@ -56,6 +55,7 @@ from langchain_moa.serve.openai_format import (
     model_card,
     usage,
 )
+from langchain_moa.sockets import tcp_listener
 from langchain_moa.stacks import LOCAL_MOA, PRESETS, StackError
 
 try:
@@ -535,17 +535,6 @@ async def _close(stream: AsyncIterable[Any]) -> None:
         await closing()
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named, not 0: asyncio sets TCP_NODELAY only on sockets whose
-    # proto says TCP, and accepted ones inherit it. Without it Nagle holds each
-    # streamed event behind the one before until the client's delayed ACK (~40 ms).
-    listening = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listening.bind((host, port))
-    return listening
-
-
 def server_config(app: Any, *, log_level: str = "info") -> uvicorn.Config:
     """Uvicorn's settings for ``app``: long keep-alive, a deep backlog, no lifespan."""
     return uvicorn.Config(
@@ -564,7 +553,7 @@ def server_config(app: Any, *, log_level: str = "info") -> uvicorn.Config:
 
 def run(app: Any, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve ``app`` in the foreground until SIGINT or SIGTERM (the ``moa serve`` command)."""
-    listening = _listening_socket(host, port)
+    listening = tcp_listener(host, port, reuse_address=True)
     logger.info("serving on http://%s:%d/v1", host, listening.getsockname()[1])
     # uvicorn runs its own event loop here: this is the program's entry point.
     uvicorn.Server(server_config(app)).run(sockets=[listening])

@@ -1,6 +1,7 @@
 # Set-up is scripted here so that a fresh clone needs nothing else:
 #   make demo   - create .venv, install everything, answer a question with MoA offline
 #   make test   - the same set-up, then lint, type checks and the whole test suite
+#                 (its browser tests need Debian's chromium: `make browser`, which it runs)
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,7 +19,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
 WHEELS ?= $(HOME)/.cache/langchain-moa/wheels/portable
 LLAMA_WHEEL := $(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION)
 
-.PHONY: install demo test lint unit integration clean
+.PHONY: install browser demo test lint unit integration clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,17 @@ $(VENV)/.installed: pyproject.toml $(LLAMA_WHEEL) | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# The live page's browser tests drive Debian's Chromium through Playwright
+# (Playwright's own browser download reaches a host these machines cannot).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
+
 demo: install
 	$(BIN)/moa chat --show-layers "$(QUESTION)"
 
@@ -47,10 +59,10 @@ lint: install
 unit: install
 	$(BIN)/pytest tests/unit_tests --disable-socket --allow-unix-socket
 
-integration: install
+integration: install browser
 	$(BIN)/pytest tests/integration_tests
 
 test: lint unit integration
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import webbrowser
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, get_args
@@ -259,12 +260,30 @@ SERVE_API_KEY_ENV = "MOA_SERVE_API_KEY"
 def _add_serve_parser(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
-        help="serve MoA stacks as an OpenAI-compatible API (/v1/chat/completions)",
+        help="serve MoA stacks as an OpenAI-compatible API (/v1/chat/completions) and the "
+        "live page (/)",
         description="Serve MoA stacks as OpenAI's chat completions API, each under a model "
         "id: the embedded stack as 'local', the paper's presets (with their keys) under "
         "their names, and every --stack file under its model_name or file name (the serve "
-        "extra).",
+        "extra). The live page at / shows each layer's answers as they finish.",
     )
+    _add_server_arguments(serve)
+    serve.set_defaults(handler=serve_command)
+    ui = commands.add_parser(
+        "ui",
+        help="moa serve, then open its live page in the browser",
+        description="Run moa serve and open its live page (/) in the default browser "
+        "($BROWSER if set): ask a question, watch each layer's answers fill in and the "
+        "final answer stream.",
+    )
+    _add_server_arguments(ui)
+    ui.add_argument(
+        "--no-browser", action="store_true", help="serve the page without opening a browser"
+    )
+    ui.set_defaults(handler=ui_command)
+
+
+def _add_server_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     serve.add_argument(
@@ -298,7 +317,6 @@ def _add_serve_parser(commands: Any) -> None:
         default=DEFAULT_MAX_MESSAGES,
         help=f"the most messages of one request; past it, 400 (default {DEFAULT_MAX_MESSAGES})",
     )
-    serve.set_defaults(handler=serve_command)
 
 
 def _served_files(paths: Sequence[str]) -> dict[str, Callable[[], ChatMoA]]:
@@ -319,6 +337,22 @@ def _served_files(paths: Sequence[str]) -> dict[str, Callable[[], ChatMoA]]:
 
 def serve_command(args: argparse.Namespace) -> int:
     """Run ``moa serve`` until SIGINT or SIGTERM."""
+    return _serve(args)
+
+
+def ui_command(args: argparse.Namespace) -> int:
+    """Run ``moa serve`` and open its live page, until SIGINT or SIGTERM."""
+    return _serve(args, open_page=not args.no_browser)
+
+
+def _open_page(url: str) -> None:
+    print(f"moa ui: opening {url}", file=sys.stderr, flush=True)
+    # The socket listens already: the browser's request waits for the server's loop.
+    if not webbrowser.open(url):
+        print(f"moa ui: no browser found: open {url} yourself", file=sys.stderr, flush=True)
+
+
+def _serve(args: argparse.Namespace, *, open_page: bool = False) -> int:
     try:
         # Lazily: starlette and uvicorn are the serve extra's.
         from langchain_moa.serve.app import create_app, default_stacks, run  # noqa: PLC0415
@@ -345,13 +379,13 @@ def serve_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(
-        f"moa serve: http://{args.host}:{args.port}/v1, "
+        f"moa serve: http://{args.host}:{args.port}/v1 and the live page at /, "
         f"{'bearer token from ' + variable if api_key else 'no token asked for'}",
         file=sys.stderr,
         flush=True,
     )
     try:
-        run(app, host=args.host, port=args.port)
+        run(app, host=args.host, port=args.port, listening=_open_page if open_page else None)
     finally:
         stop_all()
     return 0

@@ -5,7 +5,10 @@
     app = create_app({"local": ChatMoA, "mine": lambda: ChatMoA.from_config("mine.yaml")})
 
 Routes: ``POST /v1/chat/completions`` (plain and streamed), ``GET /v1/models``,
-and ``GET /health`` (no key needed, for load balancers). Requests and
+``GET /health`` (no key needed, for load balancers), and the live page: ``GET /``
+(plain HTML, CSS and JavaScript from ``langchain_moa/serve/page``, no key needed:
+it holds nothing but code) and ``POST /live``, one answer's layer events as
+server-sent events (see ``langchain_moa.serve.live``). Requests and
 answers are OpenAI's (see ``langchain_moa.serve.openai_format`` for what is
 honoured and what refused), and so are errors: ``{"error": {"message",
 "type", "param", "code"}}`` with 400, 401, 404, 413, 429, 503 or 500.
@@ -25,8 +28,10 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,6 +50,7 @@ from langchain_moa.serve import (
     EXTRA_HINT,
     ServeExtraMissingError,
 )
+from langchain_moa.serve.live import ERROR, live_events
 from langchain_moa.serve.openai_format import (
     ChatCompletionRequest,
     chunk,
@@ -63,8 +69,9 @@ try:
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response, StreamingResponse
-    from starlette.routing import Route
+    from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
     from starlette.types import Receive, Scope, Send
 except ImportError as error:  # pragma: no cover - the serve extra is in the test set-up
     msg = f"moa serve needs starlette and uvicorn: {EXTRA_HINT}"
@@ -74,6 +81,9 @@ logger = logging.getLogger(__name__)
 
 StackSource = ChatMoA | Callable[[], ChatMoA]
 """A stack to serve: built already, or how to build it (on its first request)."""
+
+PAGE = Path(__file__).with_name("page")
+"""The live page's files, shipped in the package: nothing is built or downloaded."""
 
 RETRY_AFTER_S = 1
 """What a 429 tells the client to wait: a MoA request frees its slot in seconds."""
@@ -282,6 +292,9 @@ def create_app(
             Route("/v1/chat/completions", api.completions, methods=["POST"]),
             Route("/v1/models", api.models, methods=["GET"]),
             Route("/health", api.health, methods=["GET"]),
+            Route("/live", api.live, methods=["POST"]),
+            Route("/", api.page, methods=["GET"]),
+            Mount("/page", StaticFiles(directory=PAGE), name="page"),
         ],
         exception_handlers={HTTPException: _http_error},
     )
@@ -406,11 +419,7 @@ class _Api:
         try:
             asked = self.parse(await self.read_json(request))
             moa = await self.served.get(asked.model)
-            messages = asked.langchain_messages()
-            try:
-                check_conversation(messages)
-            except ValueError as error:
-                raise ApiError(400, f"messages: {error}", param="messages") from None
+            messages = _conversation(asked)
             options = _call_options(moa, asked)
             if asked.stream:
                 response = await _streamed(moa, asked, messages, options, self.slots.give_back)
@@ -432,6 +441,57 @@ class _Api:
         finally:
             if not handed_over:
                 self.slots.give_back()
+
+    async def page(self, _request: Request) -> Response:
+        """``GET /``: the live page (its script asks ``/v1/models`` and ``/live``)."""
+        return FileResponse(PAGE / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def live(self, request: Request) -> Response:
+        """``POST /live``: one answer's layer events, as server-sent events.
+
+        The body is a chat completion request (``model``, ``messages``,
+        ``max_tokens``...), checked as ``/v1/chat/completions`` checks it,
+        under the same key and the same concurrency limit.
+        """
+        try:
+            self.authorize(request)
+            self.slots.take()
+        except ApiError as error:
+            return error.response()
+        try:
+            asked = self.parse(await self.read_json(request))
+            moa = await self.served.get(asked.model)
+            events = live_events(moa, _conversation(asked), **_call_options(moa, asked))
+        except Exception as error:  # noqa: BLE001 - every failure is answered as OpenAI's
+            self.slots.give_back()
+            return _failure(error).response()
+
+        async def close() -> None:
+            self.slots.give_back()
+
+        # The stream gives the slot back when it ends.
+        return _ClosingStream(_live_stream(events), close)
+
+
+def _conversation(asked: ChatCompletionRequest) -> list[BaseMessage]:
+    """The request's messages, refused with 400 when there is nothing to answer."""
+    messages = asked.langchain_messages()
+    try:
+        check_conversation(messages)
+    except ValueError as error:
+        raise ApiError(400, f"messages: {error}", param="messages") from None
+    return messages
+
+
+async def _live_stream(events: AsyncGenerator[dict[str, Any]]) -> AsyncIterator[str]:
+    """The events as server-sent events; a failure is the last (the status was 200 already)."""
+    try:
+        # Closed with the response: a page that left cancels the stack's calls.
+        async with aclosing(events):
+            async for event in events:
+                yield _event(event)
+    except Exception as error:  # noqa: BLE001 - told to the page, which shows it
+        yield _event({"event": ERROR, **_failure(error).body})
 
 
 def _completion_id() -> str:
@@ -551,9 +611,35 @@ def server_config(app: Any, *, log_level: str = "info") -> uvicorn.Config:
     )
 
 
-def run(app: Any, *, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve ``app`` in the foreground until SIGINT or SIGTERM (the ``moa serve`` command)."""
-    listening = tcp_listener(host, port, reuse_address=True)
-    logger.info("serving on http://%s:%d/v1", host, listening.getsockname()[1])
+def run(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    listening: Callable[[str], Any] | None = None,
+) -> None:
+    """Serve ``app`` in the foreground until SIGINT or SIGTERM (the ``moa serve`` command).
+
+    Args:
+        app: The ASGI app.
+        host: The address to listen on.
+        port: The port (0: a free one).
+        listening: Called with the live page's address once the socket listens
+            (``moa ui`` opens a browser there).
+    """
+    sock = tcp_listener(host, port, reuse_address=True)
+    bound = sock.getsockname()[1]
+    logger.info("serving on http://%s:%d/v1", host, bound)
+    if listening is not None:
+        listening(page_url(host, bound))
     # uvicorn runs its own event loop here: this is the program's entry point.
-    uvicorn.Server(server_config(app)).run(sockets=[listening])
+    uvicorn.Server(server_config(app)).run(sockets=[sock])
+
+
+def page_url(host: str, port: int) -> str:
+    """The live page's address for a browser on this machine."""
+    # A wildcard address listens everywhere but is nowhere to connect to.
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/"

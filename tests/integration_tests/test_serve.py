@@ -10,7 +10,6 @@ is a few tokens long, as the embedded server answers one request at a time.
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,8 +22,8 @@ from langchain_openai import ChatOpenAI
 
 from langchain_moa import ChatMoA
 from langchain_moa.bench.serving import BackgroundServer
-from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
 from langchain_moa.serve.app import create_app
+from tests.integration_tests.embedded import embedded_stack, free_port
 
 # Two minutes in all on 2 cores; more means something hangs.
 pytestmark = pytest.mark.timeout(300)
@@ -34,33 +33,12 @@ KEY = "test-serve-token-0123456789"
 QUESTION = [{"role": "user", "content": "Name a fruit."}]
 
 
-def _stack(server, *, proposers: int, max_tokens: int) -> ChatMoA:
-    """The embedded stack's shape, on models with HTTP clients of their own."""
-    server.start()
-
-    def model(seed: int):
-        return openai_compatible_model(
-            server.model_alias,
-            base_url=server.base_url,
-            api_key=NO_KEY,
-            max_tokens=max_tokens,
-            temperature=0.7,
-            seed=seed,
-        )
-
-    return ChatMoA(
-        proposers=[model(seed) for seed in range(1, proposers + 1)],
-        aggregator=model(0),
-        layers=2,
-    )
-
-
 @pytest.fixture(scope="module")
 def served(server):
     app = create_app(
         {
-            "local": _stack(server, proposers=3, max_tokens=8),
-            "tiny": _stack(server, proposers=1, max_tokens=2),
+            "local": embedded_stack(server, proposers=3, max_tokens=8),
+            "tiny": embedded_stack(server, proposers=1, max_tokens=2),
         },
         api_key=KEY,
     )
@@ -174,12 +152,6 @@ def test_moa_serve_help():
         assert flag in done.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_moa_serve_serves_a_stack_file(server, tmp_path):
     server.start()
     entry = f"{{model: 'openai:{server.model_alias}', base_url: '{server.base_url}'}}"
@@ -188,7 +160,7 @@ def test_moa_serve_serves_a_stack_file(server, tmp_path):
         f"proposers: [{entry}]\naggregator: {entry}\nlayers: 2\nmax_tokens: 2\n",
         encoding="utf-8",
     )
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MY_SERVE_TOKEN": KEY}
     process = subprocess.Popen(
         [MOA, "serve", "--port", str(port), "--stack", str(stack), "--api-key-env",

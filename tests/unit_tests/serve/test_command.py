@@ -28,10 +28,56 @@ def test_presets_and_stack_files_are_served_by_name(served, tmp_path):
     argv = ["serve", "--port", "9", "--stack", str(named), "--stack", str(unnamed)]
     assert cli.main(argv) == 0
     ((app, kwargs),) = served
-    assert kwargs == {"host": "127.0.0.1", "port": 9}
+    assert kwargs == {"host": "127.0.0.1", "port": 9, "listening": None}
     with TestClient(app) as client:
         ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+        page = client.get("/")
     assert ids == ["local", "moa", "moa-lite", "moa-gpt4o", "team", "fast"]
+    assert page.status_code == 200
+
+
+def test_moa_ui_serves_then_opens_the_live_page(served, monkeypatch):
+    opened = []
+    monkeypatch.setattr(cli.webbrowser, "open", lambda url: opened.append(url) or True)
+    assert cli.main(["ui", "--port", "9"]) == 0
+    ((app, kwargs),) = served
+    assert kwargs["port"] == 9
+    # Opened once the socket listens: run() calls back with the bound port.
+    assert opened == []
+    kwargs["listening"](app_module.page_url("127.0.0.1", 9))
+    assert opened == ["http://127.0.0.1:9/"]
+    with TestClient(app) as client:
+        ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert ids[0] == "local"
+
+
+def test_moa_ui_without_a_browser_only_serves(served, monkeypatch, capsys):
+    monkeypatch.setattr(cli.webbrowser, "open", lambda url: pytest.fail(f"opened {url}"))
+    assert cli.main(["ui", "--no-browser"]) == 0
+    ((_, kwargs),) = served
+    assert kwargs["listening"] is None
+    assert "live page" in capsys.readouterr().err
+
+
+def test_moa_ui_says_where_the_page_is_when_no_browser_opens(served, monkeypatch, capsys):
+    monkeypatch.setattr(cli.webbrowser, "open", lambda url: False)
+    assert cli.main(["ui"]) == 0
+    ((_, kwargs),) = served
+    kwargs["listening"]("http://127.0.0.1:8000/")
+    assert "open http://127.0.0.1:8000/ yourself" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:80/"),
+        ("0.0.0.0", "http://127.0.0.1:80/"),
+        ("::", "http://[::1]:80/"),
+        ("localhost", "http://localhost:80/"),
+    ],
+)
+def test_the_page_address_is_one_a_browser_here_can_reach(host, url):
+    assert app_module.page_url(host, 80) == url
 
 
 def test_two_stacks_under_one_name_are_refused(served, tmp_path, capsys):

@@ -1,0 +1,43 @@
+"""Stacks of the embedded model's shape for the tests that serve them (``moa serve``, the page)."""
+
+import socket
+
+from langchain_openai import ChatOpenAI
+
+from langchain_moa import ChatMoA
+from langchain_moa.local.server import LlamaServer
+from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
+
+
+def embedded_stack(
+    server: LlamaServer, *, proposers: int, max_tokens: int, layers: int = 2
+) -> ChatMoA:
+    """The embedded stack's shape on ``server``, each model with HTTP clients of its own.
+
+    A served app runs in uvicorn's thread, on its own event loop; the server's
+    shared clients may hold connections of the tests' loop.
+    """
+    server.start()
+
+    def model(seed: int) -> ChatOpenAI:
+        return openai_compatible_model(
+            server.model_alias,
+            base_url=server.base_url,
+            api_key=NO_KEY,
+            max_tokens=max_tokens,
+            temperature=0.7,
+            seed=seed,
+        )
+
+    return ChatMoA(
+        proposers=[model(seed) for seed in range(1, proposers + 1)],
+        aggregator=model(0),
+        layers=layers,
+    )
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (a child process binds it next)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,187 @@
+"""The live page's endpoint in process: the layer events, in order, from the library's own."""
+
+import json
+import re
+
+import pytest
+from starlette.testclient import TestClient
+
+from langchain_moa import ChatMoA
+from langchain_moa.graph.state import ANSWER_CHUNK, CALL_END, CALL_ERROR, CALL_START
+from langchain_moa.serve.app import PAGE, create_app
+from langchain_moa.serve.live import ANSWER as ANSWER_EVENT
+from langchain_moa.serve.live import ERROR
+from tests.unit_tests.scripted import ScriptedChatModel
+
+ANSWER = "one two three four five six"
+QUESTION = {"model": "mine", "messages": [{"role": "user", "content": "What is MoA?"}]}
+
+
+@pytest.fixture(autouse=True)
+def no_socket_probe(monkeypatch):
+    monkeypatch.setenv("LANGCHAIN_OPENAI_TCP_KEEPALIVE", "0")
+
+
+def _moa(*, failing=None, aggregator_error=None, min_proposers=1):
+    proposers = [
+        ScriptedChatModel(
+            model_name=f"p{i}",
+            reply=f"proposal number {i}",
+            error="the provider is down" if i == failing else None,
+        )
+        for i in range(3)
+    ]
+    aggregator = ScriptedChatModel(model_name="agg", reply=ANSWER, error=aggregator_error)
+    return ChatMoA(
+        proposers=proposers, aggregator=aggregator, layers=3, min_proposers=min_proposers
+    )
+
+
+def _live(moa, body=QUESTION, **kwargs):
+    with TestClient(create_app({"mine": moa}, **kwargs)) as client:
+        response = client.post("/live", json=body, headers=kwargs.pop("headers", {}))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    return [
+        json.loads(line.removeprefix("data: "))
+        for line in response.text.splitlines()
+        if line.startswith("data: ")
+    ]
+
+
+def test_every_call_is_announced_then_recorded_before_the_answer_streams():
+    events = _live(_moa())
+    kinds = [e["event"] for e in events]
+    proposer_nodes = {f"layer{layer}/p{i}" for layer in (1, 2) for i in range(3)}
+    starts = {e["node"] for e in events if e["event"] == "moa_call_start"}
+    ends = [e for e in events if e["event"] == "moa_call_end"]
+    assert starts == {*proposer_nodes, "aggregator"}
+    assert {e["node"] for e in ends} == {*proposer_nodes, "aggregator"}
+    first_token = kinds.index("moa_answer_chunk")
+    last_proposer = max(i for i, e in enumerate(events) if e.get("node") in proposer_nodes)
+    assert last_proposer < first_token
+    # Layer 2's calls start after layer 1's end: the join waits for the layer.
+    layer1_ends = [i for i, e in enumerate(events) if e.get("node", "").startswith("layer1/")]
+    layer2_starts = [
+        i for i, e in enumerate(events)
+        if e["event"] == "moa_call_start" and e["node"].startswith("layer2/")
+    ]  # fmt: skip
+    assert max(layer1_ends) < min(layer2_starts)
+    # A call's record is the library's ModelCall, as the answer's metadata holds it.
+    record = next(e for e in ends if e["node"] == "layer1/p0")
+    assert record["text"] == "proposal number 0"
+    assert record["usage"]["output_tokens"] == 3
+    assert record["error"] is None
+    assert record["latency_s"] >= 0
+    # The answer's tokens one by one, as the aggregator streamed them: never re-split.
+    chunks = [e["text"] for e in events if e["event"] == "moa_answer_chunk"]
+    assert chunks == ["one", " two", " three", " four", " five", " six"]
+    assert kinds[-1] == "moa_answer"
+    total = events[-1]["metadata"]["accounting"]["total"]
+    assert total["calls"] == 7
+    assert total["failures"] == 0
+    # 6 proposals of 3 words and the 6-word answer.
+    assert total["usage"]["output_tokens"] == 24
+    assert total["critical_path_s"] <= total["latency_s"]
+    assert events[-1]["metadata"]["degradations"] == []
+
+
+def test_a_failing_proposer_is_an_error_event_with_its_reason():
+    events = _live(_moa(failing=1))
+    errors = [e for e in events if e["event"] == "moa_call_error"]
+    assert {e["node"] for e in errors} == {"layer1/p1", "layer2/p1"}
+    assert all(e["error"] == "RuntimeError: the provider is down" for e in errors)
+    assert all(e["reason"] == "other" for e in errors)
+    assert all(e["text"] is None for e in errors)
+    assert events[-1]["event"] == "moa_answer"
+    metadata = events[-1]["metadata"]
+    assert metadata["accounting"]["total"]["failures"] == 2
+    assert metadata["degradations"]
+
+
+def test_a_stack_that_cannot_answer_ends_with_an_error_event():
+    events = _live(_moa(aggregator_error="no capacity"))
+    assert events[-1]["event"] == "moa_error"
+    assert "no capacity" in events[-1]["error"]["message"]
+    # What happened before the failure was shown as it happened.
+    assert sum(e["event"] == "moa_call_end" for e in events) == 6
+
+
+def test_a_layer_below_its_quorum_ends_with_an_error_event():
+    events = _live(_moa(failing=1, min_proposers=3))
+    assert events[-1]["event"] == "moa_error"
+    assert events[-1]["error"]["code"] == "providers_unavailable"
+    assert "layer 1" in events[-1]["error"]["message"]
+
+
+def test_a_conversation_of_several_turns_reaches_the_stack():
+    moa = _moa()
+    body = {
+        "model": "mine",
+        "messages": [
+            {"role": "user", "content": "What is MoA?"},
+            {"role": "assistant", "content": "Layers of models."},
+            {"role": "user", "content": "Why layers?"},
+        ],
+    }
+    events = _live(moa, body)
+    assert events[-1]["event"] == "moa_answer"
+    seen = moa.stack.aggregator.log[-1]["messages"]
+    assert [m.text for m in seen][-3:-1] == ["What is MoA?", "Layers of models."]
+    assert "Why layers?" in seen[-1].text
+
+
+def test_live_checks_the_request_as_the_completions_endpoint_does():
+    with TestClient(create_app({"mine": _moa()}, api_key="a-long-test-key-0123")) as client:
+        assert client.post("/live", json=QUESTION).status_code == 401
+        headers = {"Authorization": "Bearer a-long-test-key-0123"}
+        unknown = client.post("/live", json={**QUESTION, "model": "theirs"}, headers=headers)
+        assert unknown.status_code == 404
+        assert "mine" in unknown.json()["error"]["message"]
+        empty = client.post("/live", json={"model": "mine", "messages": []}, headers=headers)
+        assert empty.status_code == 400
+        assert empty.json()["error"]["param"] == "messages"
+        ends_with_answer = client.post(
+            "/live",
+            json={"model": "mine", "messages": [{"role": "assistant", "content": "hi"}]},
+            headers=headers,
+        )
+        assert ends_with_answer.status_code == 400
+        assert "nothing to answer" in ends_with_answer.json()["error"]["message"]
+        # The page itself holds nothing secret: it loads without the key.
+        assert client.get("/").status_code == 200
+
+
+def test_the_page_and_its_assets_are_served_from_the_package():
+    with TestClient(create_app({"mine": _moa()})) as client:
+        page = client.get("/")
+        script = client.get("/page/page.js")
+        style = client.get("/page/page.css")
+        missing = client.get("/page/nothing.js")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]
+    assert style.status_code == 200
+    assert missing.status_code == 404
+    for asset in ('src="/page/page.js"', 'href="/page/page.css"'):
+        assert asset in page.text
+
+
+def test_the_page_downloads_nothing_from_elsewhere():
+    for path in PAGE.iterdir():
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", text), path.name
+
+
+def test_the_page_sets_model_text_as_text_never_as_html():
+    script = (PAGE / "page.js").read_text(encoding="utf-8")
+    assert "innerHTML" not in script
+    assert "insertAdjacentHTML" not in script
+    assert "textContent" in script
+
+
+def test_the_page_knows_every_event_the_endpoint_sends():
+    script = (PAGE / "page.js").read_text(encoding="utf-8")
+    for name in (CALL_START, CALL_END, CALL_ERROR, ANSWER_CHUNK, ANSWER_EVENT, ERROR):
+        assert f'"{name}"' in script, name

@@ -113,3 +113,19 @@ def test_the_embedded_stack_says_which_extra_to_install(slim_env) -> None:
         )
     assert chat.returncode == 0, chat.stderr
     assert chat.stdout.strip()
+
+
+def test_the_live_page_is_installed_with_the_package(slim_env) -> None:
+    # Nothing is built or downloaded at run time: the wheel carries the page.
+    listing = subprocess.run(
+        [
+            slim_env,
+            "-c",
+            "import pathlib, langchain_moa.serve as s; "
+            "print(sorted(p.name for p in (pathlib.Path(s.__file__).parent / 'page').iterdir()))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert listing.stdout.strip() == "['index.html', 'page.css', 'page.js']"

@@ -71,7 +71,7 @@ def test_moa_ui_says_where_the_page_is_when_no_browser_opens(served, monkeypatch
     ("host", "url"),
     [
         ("127.0.0.1", "http://127.0.0.1:80/"),
-        ("0.0.0.0", "http://127.0.0.1:80/"),
+        ("0.0.0.0", "http://127.0.0.1:80/"),  # noqa: S104 - an address read, not bound
         ("::", "http://[::1]:80/"),
         ("localhost", "http://localhost:80/"),
     ],

@@ -2,15 +2,17 @@
 
 import json
 import re
+import time
 
 import pytest
+from langchain_core.messages import HumanMessage
 from starlette.testclient import TestClient
 
 from langchain_moa import ChatMoA
 from langchain_moa.graph.state import ANSWER_CHUNK, CALL_END, CALL_ERROR, CALL_START
 from langchain_moa.serve.app import PAGE, create_app
 from langchain_moa.serve.live import ANSWER as ANSWER_EVENT
-from langchain_moa.serve.live import ERROR
+from langchain_moa.serve.live import ERROR, live_events
 from tests.unit_tests.scripted import ScriptedChatModel
 
 ANSWER = "one two three four five six"
@@ -185,3 +187,20 @@ def test_the_page_knows_every_event_the_endpoint_sends():
     script = (PAGE / "page.js").read_text(encoding="utf-8")
     for name in (CALL_START, CALL_END, CALL_ERROR, ANSWER_CHUNK, ANSWER_EVENT, ERROR):
         assert f'"{name}"' in script, name
+
+
+async def test_a_reader_that_leaves_cancels_the_stacks_calls():
+    slow = ScriptedChatModel(model_name="slow", reply="late", delay_s=30)
+    fast = ScriptedChatModel(model_name="fast", reply="soon")
+    aggregator = ScriptedChatModel(model_name="agg", reply=ANSWER)
+    moa = ChatMoA(proposers=[fast, slow], aggregator=aggregator, layers=2)
+    events = live_events(moa, [HumanMessage("What is MoA?")])
+    seen = [await anext(events)]
+    while not (seen[-1]["event"] == CALL_END and seen[-1]["node"] == "layer1/fast"):
+        seen.append(await anext(events))
+    started = time.perf_counter()
+    await events.aclose()
+    # The slow proposer's call is cancelled, not waited for; the aggregator never runs.
+    assert time.perf_counter() - started < 5
+    assert "end" not in slow.log[0]
+    assert aggregator.log == []

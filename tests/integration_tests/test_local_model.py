@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
@@ -181,3 +182,28 @@ def test_a_killed_program_leaves_no_server(tmp_path) -> None:
         time.sleep(0.2)
     assert orphan not in llama_server_pids()
     assert not llama_server_pids(mark=mark)
+
+
+def test_the_model_reads_quotes_and_brackets_as_written(server) -> None:
+    # llama-cpp-python's chatml-function-calling format HTML-escapes messages
+    # (see langchain_moa.local.child): 40 apostrophes would reach the model as
+    # 40 "&#39;", about 200 prompt tokens instead of about 20.
+    server.start()
+
+    def prompt_tokens(text: str) -> int:
+        reply = httpx.post(
+            f"{server.base_url}/chat/completions",
+            json={
+                "model": server.model_alias,
+                "messages": [{"role": "user", "content": text}],
+                "max_tokens": 1,
+            },
+            timeout=120,
+        )
+        reply.raise_for_status()
+        return int(reply.json()["usage"]["prompt_tokens"])
+
+    plain = prompt_tokens("x")
+    assert prompt_tokens("x" + "'" * 40) - plain <= 40
+    assert prompt_tokens("x" + "<" * 40) - plain <= 40
+    assert prompt_tokens("x" + "&" * 40) - plain <= 40

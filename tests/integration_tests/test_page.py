@@ -3,10 +3,11 @@
 Playwright drives ``/usr/bin/chromium`` (``make browser`` installs it; Playwright's
 own browser download is never used). The app runs in uvicorn in a thread of
 the test process, as in ``test_serve.py``: the embedded model's stack (three
-proposers) with two proposer layers, so that the page shows a column each,
-on the session's llama.cpp server with short generations, and a stack of the fault server, whose ``http-500`` proposer
-fails on purpose. Screenshots go to ``MOA_TEST_ARTIFACTS`` (by default
-``test-artifacts/`` at the repository root), kept for a reader of the run.
+proposers) with two proposer layers, so that the page shows a column each, on
+the session's llama.cpp server with short generations; and a stack of the
+fault server, whose ``http-500`` proposer fails on purpose. Screenshots go to
+``MOA_TEST_ARTIFACTS`` (by default ``test-artifacts/`` at the repository
+root), kept for a reader of the run.
 """
 
 import os

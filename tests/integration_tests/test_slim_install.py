@@ -121,8 +121,11 @@ def test_the_live_page_is_installed_with_the_package(slim_env) -> None:
         [
             slim_env,
             "-c",
-            "import pathlib, langchain_moa.serve as s; "
-            "print(sorted(p.name for p in (pathlib.Path(s.__file__).parent / 'page').iterdir()))",
+            (
+                "import pathlib, langchain_moa.serve as s; "
+                "page = pathlib.Path(s.__file__).parent / 'page'; "
+                "print(sorted(p.name for p in page.iterdir()))"
+            ),
         ],
         capture_output=True,
         text=True,

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import webbrowser
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -347,9 +348,26 @@ def ui_command(args: argparse.Namespace) -> int:
 
 def _open_page(url: str) -> None:
     print(f"moa ui: opening {url}", file=sys.stderr, flush=True)
-    # The socket listens already: the browser's request waits for the server's loop.
     if not webbrowser.open(url):
         print(f"moa ui: no browser found: open {url} yourself", file=sys.stderr, flush=True)
+
+
+def _on_listening(token: str, *, open_page: bool) -> Callable[[str], None]:
+    """What to do once the socket listens: say where (the port bound, if 0 was asked)."""
+
+    def listening(page: str) -> None:
+        print(
+            f"moa serve: {page}v1 and the live page at {page}, {token}",
+            file=sys.stderr,
+            flush=True,
+        )
+        if open_page:
+            # Not in this thread: webbrowser waits for a console browser (w3m,
+            # lynx) or a $BROWSER command to exit, and the server, which this
+            # thread runs next, must answer it first.
+            threading.Thread(target=_open_page, args=(page,), daemon=True).start()
+
+    return listening
 
 
 def _serve(args: argparse.Namespace, *, open_page: bool = False) -> int:
@@ -378,14 +396,14 @@ def _serve(args: argparse.Namespace, *, open_page: bool = False) -> int:
             f"reach it can spend the stacks' keys (set {SERVE_API_KEY_ENV})",
             file=sys.stderr,
         )
-    print(
-        f"moa serve: http://{args.host}:{args.port}/v1 and the live page at /, "
-        f"{'bearer token from ' + variable if api_key else 'no token asked for'}",
-        file=sys.stderr,
-        flush=True,
-    )
+    token = f"bearer token from {variable}" if api_key else "no token asked for"
     try:
-        run(app, host=args.host, port=args.port, listening=_open_page if open_page else None)
+        run(
+            app,
+            host=args.host,
+            port=args.port,
+            listening=_on_listening(token, open_page=open_page),
+        )
     finally:
         stop_all()
     return 0

@@ -33,6 +33,7 @@ from contextlib import aclosing
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import openai
@@ -50,7 +51,7 @@ from langchain_moa.serve import (
     EXTRA_HINT,
     ServeExtraMissingError,
 )
-from langchain_moa.serve.live import ERROR, live_events
+from langchain_moa.serve.live import ERROR, KEEPALIVE, live_events
 from langchain_moa.serve.openai_format import (
     ChatCompletionRequest,
     chunk,
@@ -84,6 +85,19 @@ StackSource = ChatMoA | Callable[[], ChatMoA]
 
 PAGE = Path(__file__).with_name("page")
 """The live page's files, shipped in the package: nothing is built or downloaded."""
+
+PAGE_HEADERS = {
+    # Asked again each time (a 304 if unchanged): after an upgrade, a browser
+    # must not pair the new page with an old script.
+    "Cache-Control": "no-cache",
+    # Nothing but this server's own files; nothing may frame the page.
+    "Content-Security-Policy": (
+        "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+}
+
+JSON_TYPE = "application/json"
 
 RETRY_AFTER_S = 1
 """What a 429 tells the client to wait: a MoA request frees its slot in seconds."""
@@ -294,10 +308,19 @@ def create_app(
             Route("/health", api.health, methods=["GET"]),
             Route("/live", api.live, methods=["POST"]),
             Route("/", api.page, methods=["GET"]),
-            Mount("/page", StaticFiles(directory=PAGE), name="page"),
+            Mount("/page", _PageFiles(directory=PAGE), name="page"),
         ],
         exception_handlers={HTTPException: _http_error},
     )
+
+
+class _PageFiles(StaticFiles):
+    """The page's script and style, with the page's headers."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(PAGE_HEADERS)
+        return response
 
 
 async def _http_error(_request: Request, error: Exception) -> Response:
@@ -412,6 +435,7 @@ class _Api:
         """``POST /v1/chat/completions``, plain or streamed."""
         try:
             self.authorize(request)
+            _refuse_other_sites(request)
             self.slots.take()
         except ApiError as error:
             return error.response()
@@ -444,33 +468,68 @@ class _Api:
 
     async def page(self, _request: Request) -> Response:
         """``GET /``: the live page (its script asks ``/v1/models`` and ``/live``)."""
-        return FileResponse(PAGE / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(PAGE / "index.html", headers=PAGE_HEADERS)
 
     async def live(self, request: Request) -> Response:
         """``POST /live``: one answer's layer events, as server-sent events.
 
         The body is a chat completion request (``model``, ``messages``,
         ``max_tokens``...), checked as ``/v1/chat/completions`` checks it,
-        under the same key and the same concurrency limit.
+        under the same key and the same concurrency limit. It must be sent as
+        JSON: a form on another site can post text, never JSON, without the
+        browser asking this server first.
         """
         try:
             self.authorize(request)
+            _refuse_other_sites(request)
+            _require_json(request)
             self.slots.take()
         except ApiError as error:
             return error.response()
+        handed_over = False
+
+        async def close() -> None:
+            self.slots.give_back()
+
         try:
             asked = self.parse(await self.read_json(request))
             moa = await self.served.get(asked.model)
             events = live_events(moa, _conversation(asked), **_call_options(moa, asked))
         except Exception as error:  # noqa: BLE001 - every failure is answered as OpenAI's
-            self.slots.give_back()
             return _failure(error).response()
+        else:
+            # The stream gives the slot back when it ends.
+            handed_over = True
+            return _ClosingStream(_live_stream(events), close)
+        finally:
+            if not handed_over:
+                self.slots.give_back()
 
-        async def close() -> None:
-            self.slots.give_back()
 
-        # The stream gives the slot back when it ends.
-        return _ClosingStream(_live_stream(events), close)
+def _require_json(request: Request) -> None:
+    """Refuse a body that is not sent as JSON.
+
+    Raises:
+        ApiError: 415, another content type.
+    """
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != JSON_TYPE:
+        raise ApiError(415, f"Send the request as {JSON_TYPE}", code="unsupported_media_type")
+
+
+def _refuse_other_sites(request: Request) -> None:
+    """Refuse a browser's request from a page of another site.
+
+    Such a page cannot read the answer (no CORS headers are sent), but without
+    this it could still make the server spend the stacks' keys.
+
+    Raises:
+        ApiError: 403, the request's ``Origin`` is not this server.
+    """
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise ApiError(
+            403, "Requests from pages of other sites are refused", code="cross_origin_request"
+        )
 
 
 def _conversation(asked: ChatCompletionRequest) -> list[BaseMessage]:
@@ -489,7 +548,8 @@ async def _live_stream(events: AsyncGenerator[dict[str, Any]]) -> AsyncIterator[
         # Closed with the response: a page that left cancels the stack's calls.
         async with aclosing(events):
             async for event in events:
-                yield _event(event)
+                # A comment: a proxy sees traffic, an event reader sees nothing.
+                yield ": keepalive\n\n" if event["event"] == KEEPALIVE else _event(event)
     except Exception as error:  # noqa: BLE001 - told to the page, which shows it
         yield _event({"event": ERROR, **_failure(error).body})
 

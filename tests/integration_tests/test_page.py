@@ -44,6 +44,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+KEY = "page-test-token-0123456789"
 ANSWER_S = 120_000
 """Milliseconds a turn may take on the embedded model (seconds in practice)."""
 
@@ -87,8 +88,8 @@ def page(browser):
     context.close()
 
 
-def _serve(stacks):
-    background = BackgroundServer(create_app(stacks), name="moa-serve-page")
+def _serve(stacks, **settings):
+    background = BackgroundServer(create_app(stacks, **settings), name="moa-serve-page")
     background.start()
     return background, background.base_url.removesuffix("/v1")
 
@@ -103,21 +104,32 @@ def embedded(server):
 
 
 @pytest.fixture(scope="module")
-def faulty():
+def fault_stack():
     with FaultServer() as faults:
 
         def entry(name):
             return {"model": f"openai:{name}", "base_url": faults.base_url}
 
-        stack = ChatMoA(
+        yield ChatMoA(
             proposers=[entry("ok.p1"), entry("http-500"), entry("ok.p2")],
             aggregator=entry("ok"),
             layers=2,
             max_retries=0,
         )
-        background, url = _serve({"faulty": stack})
-        yield url
-        background.stop()
+
+
+@pytest.fixture(scope="module")
+def faulty(fault_stack):
+    background, url = _serve({"faulty": fault_stack})
+    yield url
+    background.stop()
+
+
+@pytest.fixture(scope="module")
+def keyed(fault_stack):
+    background, url = _serve({"faulty": fault_stack}, api_key=KEY)
+    yield url
+    background.stop()
 
 
 def _screenshot(page: Page, name: str) -> Path:
@@ -204,6 +216,33 @@ def test_a_failing_proposer_shows_its_failure_on_its_card(page, faulty):
     expect(page.locator(".answer-text")).to_contain_text("An answer from")
     expect(page.locator(".summary")).to_contain_text("4 (1 failed)")
     expect(page.locator(".degradations li")).not_to_have_count(0)
+
+
+def test_a_server_with_a_key_asks_for_it_and_a_new_conversation_starts_over(page, keyed):
+    page.goto(keyed)
+    key = page.locator("#key")
+    expect(page.locator("#key-field")).to_be_visible()
+    expect(key).to_be_focused()
+    page.keyboard.type("a-wrong-token-0123456789")
+    page.keyboard.press("Tab")
+    expect(page.locator("#status")).to_contain_text("Incorrect API key")
+    expect(key).to_be_focused()
+    key.fill(KEY)
+    page.keyboard.press("Tab")
+    expect(page.locator("#stack option")).to_have_text(["faulty"])
+    expect(page.locator("#prompt")).to_be_focused()
+    _ask(page, "Why is the sky blue?")
+    _finish(page, 1)
+
+    page.get_by_role("button", name="New conversation").click()
+    expect(page.locator("article.turn")).to_have_count(0)
+    with page.expect_request("**/live") as asked:
+        _ask(page, "And the sea?")
+    assert asked.value.headers["authorization"] == f"Bearer {KEY}"
+    assert [m["content"] for m in asked.value.post_data_json["messages"]] == ["And the sea?"]
+    _finish(page, 1)
+    expect(page.locator(".answer-text")).to_contain_text("An answer from ok to: And the sea?")
+    assert KEY not in page.content()
 
 
 def test_the_page_fits_a_narrow_screen(browser, faulty):

@@ -14,6 +14,7 @@ const ERROR = "moa_error";
 const page = {
   conversation: [],
   key: null,
+  // The AbortController of the question being answered, if one is.
   running: null,
 };
 
@@ -40,14 +41,20 @@ async function errorMessage(response) {
 
 function askForKey(message) {
   $("#key-field").hidden = false;
-  say(message);
+  say(`${message} Enter the server's API key.`);
   $("#key").focus();
 }
 
 async function loadStacks() {
-  const response = await fetch("/v1/models", { headers: headers() });
+  let response;
+  try {
+    response = await fetch("/v1/models", { headers: headers() });
+  } catch (error) {
+    say(`The stacks could not be listed: ${error.message}`);
+    return false;
+  }
   if (response.status === 401) {
-    askForKey("This server asks for an API key: enter it, then ask your question.");
+    askForKey(await errorMessage(response));
     return false;
   }
   if (!response.ok) {
@@ -75,9 +82,14 @@ function seconds(value) {
   return value == null ? "n/a" : `${value.toFixed(1)} s`;
 }
 
+const USD = new Intl.NumberFormat("en-US", {
+  style: "currency",
+  currency: "USD",
+  maximumSignificantDigits: 2,
+});
+
 function dollars(value) {
-  if (value == null) return "cost unknown";
-  return value === 0 ? "$0" : `$${value.toPrecision(2)}`;
+  return value == null ? "cost unknown" : USD.format(value);
 }
 
 function tokens(usage) {
@@ -151,7 +163,7 @@ class Turn {
 
   finished(call, failed) {
     const meta = failed
-      ? `failed (${(call.reason ?? "error").replace("_", " ")}) after ${seconds(call.latency_s)}`
+      ? `failed (${(call.reason ?? "error").replaceAll("_", " ")}) after ${seconds(call.latency_s)}`
       : `${tokens(call.usage)} · ${seconds(call.latency_s)} · ${dollars(call.cost_usd)}`;
     if (isAnswerNode(call.node)) {
       // The aggregator's own call, or one of its fallbacks' tries.
@@ -163,7 +175,10 @@ class Turn {
     const card = this.card(call);
     card.dataset.state = failed ? "failed" : "done";
     $(".card-meta", card).textContent = meta;
-    $(".card-text", card).textContent = failed ? call.error : call.text;
+    const text = $(".card-text", card);
+    text.textContent = failed ? call.error : call.text;
+    // A tab stop only where there is something to scroll to with the keyboard.
+    if (text.scrollHeight > text.clientHeight) text.tabIndex = 0;
     say(`${call.node} ${failed ? "failed" : "answered"}.`);
   }
 
@@ -207,10 +222,10 @@ class Turn {
   failed(message) {
     this.answer.dataset.state = "failed";
     const shown = $(".answer-text", this.answer);
-    shown.textContent = message;
+    // The role first: a screen reader announces an alert's text as it appears.
     shown.setAttribute("role", "alert");
+    shown.textContent = `No answer: ${message}`;
     this.end();
-    say(`No answer: ${message}`);
   }
 
   end() {
@@ -245,84 +260,130 @@ class Turn {
 
 // --- the conversation ---------------------------------------------------------
 
+function parseEvent(block) {
+  const data = block
+    .split("\n")
+    .filter((line) => line.startsWith("data:"))
+    .map((line) => line.slice(5).replace(/^ /, ""));
+  // Comments (": keepalive") and empty blocks carry no event.
+  return data.length ? JSON.parse(data.join("\n")) : null;
+}
+
 // Server-sent events over a POST: EventSource can only GET.
 async function* serverSentEvents(response) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value;
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      for (const line of block.split("\n")) {
-        if (line.startsWith("data: ")) yield JSON.parse(line.slice(6));
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      buffer = (buffer + (value ?? "")).replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const event = parseEvent(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+        if (event) yield event;
+      }
+      if (done) {
+        const last = parseEvent(buffer);
+        if (last) yield last;
+        return;
       }
     }
+  } finally {
+    // However the reading ends: the server stops the stack when the stream closes.
+    reader.cancel().catch(() => {});
   }
 }
 
-async function ask(question) {
+// Asks the question; true once the answer is complete.
+async function ask(question, signal) {
   const turn = new Turn(question);
   const messages = [...page.conversation, { role: "user", content: question }];
-  let outcome = null;
-  const response = await fetch("/live", {
-    method: "POST",
-    headers: headers(),
-    body: JSON.stringify({ model: $("#stack").value, messages }),
-  });
-  if (!response.ok) {
-    const message = await errorMessage(response);
+  try {
+    const response = await fetch("/live", {
+      method: "POST",
+      headers: headers(),
+      body: JSON.stringify({ model: $("#stack").value, messages }),
+      signal,
+    });
+    if (!response.ok) {
+      const message = await errorMessage(response);
+      turn.failed(message);
+      if (response.status === 401) askForKey(message);
+      else say(`No answer: ${message}`);
+      return false;
+    }
+    let outcome = null;
+    for await (const event of serverSentEvents(response)) {
+      turn.handle(event);
+      if (event.event === ANSWER || event.event === ERROR) outcome = event.event;
+    }
+    if (outcome === ANSWER) {
+      // The next turn sends the whole conversation: the server keeps nothing.
+      page.conversation = [...messages, { role: "assistant", content: turn.text }];
+      return true;
+    }
+    if (outcome === null) turn.failed("the connection closed before the answer was complete");
+    say("No answer: see the turn above.");
+    return false;
+  } catch (error) {
+    const message = signal.aborted ? "stopped for a new conversation" : error.message;
     turn.failed(message);
-    if (response.status === 401) askForKey("This server asks for an API key: enter it and ask again.");
-    return;
-  }
-  for await (const event of serverSentEvents(response)) {
-    turn.handle(event);
-    if (event.event === ANSWER || event.event === ERROR) outcome = event.event;
-  }
-  if (outcome === ANSWER) {
-    // The next turn sends the whole conversation: the server keeps nothing.
-    page.conversation = [...messages, { role: "assistant", content: turn.text }];
-  } else if (outcome === null) {
-    turn.failed("the connection closed before the answer was complete");
+    say(`No answer: ${message}`);
+    return false;
   }
 }
 
 async function submit(event) {
   event.preventDefault();
+  if (page.running) return;
   const prompt = $("#prompt");
   const question = prompt.value.trim();
-  if (!question || page.running) return;
-  if ($("#key").value) page.key = $("#key").value;
+  if (!question) {
+    say("Type a question first.");
+    prompt.focus();
+    return;
+  }
+  const key = $("#key").value;
+  if (key && key !== page.key) page.key = key;
   if (!$("#stack").value && !(await loadStacks())) return;
   prompt.value = "";
   $("#send").disabled = true;
-  page.running = ask(question);
+  const controller = new AbortController();
+  page.running = controller;
+  let answered = false;
   try {
-    await page.running;
-  } catch (error) {
-    say(`The request failed: ${error.message}`);
+    answered = await ask(question, controller.signal);
   } finally {
     page.running = null;
     $("#send").disabled = false;
-    prompt.focus();
+    // Nothing typed is lost: a question that got no answer is back in the box.
+    if (!answered && !controller.signal.aborted && !prompt.value) prompt.value = question;
+    if ($("#key-field").hidden || page.key) prompt.focus();
   }
 }
 
 function startOver() {
-  if (page.running) return;
+  // A run still going is stopped: its stream closes, and the server cancels its calls.
+  page.running?.abort();
   page.conversation = [];
   $("#conversation").replaceChildren();
   say("A new conversation.");
   $("#prompt").focus();
 }
 
+async function keyChanged() {
+  page.key = $("#key").value || null;
+  if (await loadStacks()) {
+    say("The key was accepted: ask your question.");
+    $("#prompt").focus();
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   $("#ask").addEventListener("submit", submit);
   $("#new").addEventListener("click", startOver);
+  $("#key").addEventListener("change", keyChanged);
   $("#prompt").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();

@@ -1,6 +1,8 @@
 """``moa serve``'s command line: which stacks it serves, its token, a missing extra."""
 
 import sys
+import threading
+import time
 
 import pytest
 from starlette.testclient import TestClient
@@ -28,7 +30,8 @@ def test_presets_and_stack_files_are_served_by_name(served, tmp_path):
     argv = ["serve", "--port", "9", "--stack", str(named), "--stack", str(unnamed)]
     assert cli.main(argv) == 0
     ((app, kwargs),) = served
-    assert kwargs == {"host": "127.0.0.1", "port": 9, "listening": None}
+    assert kwargs["host"] == "127.0.0.1"
+    assert kwargs["port"] == 9
     with TestClient(app) as client:
         ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
         page = client.get("/")
@@ -36,15 +39,36 @@ def test_presets_and_stack_files_are_served_by_name(served, tmp_path):
     assert page.status_code == 200
 
 
-def test_moa_ui_serves_then_opens_the_live_page(served, monkeypatch):
+def test_moa_serve_says_where_it_listens_and_opens_no_browser(served, monkeypatch, capsys):
+    monkeypatch.setattr(cli.webbrowser, "open", lambda url: pytest.fail(f"opened {url}"))
+    assert cli.main(["serve", "--port", "0"]) == 0
+    ((_, kwargs),) = served
+    # run() calls back with the port it bound (0 asks for a free one).
+    kwargs["listening"]("http://127.0.0.1:43210/")
+    err = capsys.readouterr().err
+    assert "http://127.0.0.1:43210/v1 and the live page at http://127.0.0.1:43210/" in err
+    assert "no token asked for" in err
+
+
+def test_moa_ui_opens_the_page_without_holding_up_the_server(served, monkeypatch):
+    # webbrowser.open waits for a console browser to exit, which waits for the page.
+    called, release = threading.Event(), threading.Event()
     opened = []
-    monkeypatch.setattr(cli.webbrowser, "open", lambda url: opened.append(url) or True)
+
+    def slow_browser(url):
+        opened.append(url)
+        called.set()
+        release.wait(10)
+        return True
+
+    monkeypatch.setattr(cli.webbrowser, "open", slow_browser)
     assert cli.main(["ui", "--port", "9"]) == 0
     ((app, kwargs),) = served
-    assert kwargs["port"] == 9
-    # Opened once the socket listens: run() calls back with the bound port.
-    assert opened == []
+    started = time.perf_counter()
     kwargs["listening"](app_module.page_url("127.0.0.1", 9))
+    assert time.perf_counter() - started < 1
+    assert called.wait(5)
+    release.set()
     assert opened == ["http://127.0.0.1:9/"]
     with TestClient(app) as client:
         ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
@@ -55,8 +79,8 @@ def test_moa_ui_without_a_browser_only_serves(served, monkeypatch, capsys):
     monkeypatch.setattr(cli.webbrowser, "open", lambda url: pytest.fail(f"opened {url}"))
     assert cli.main(["ui", "--no-browser"]) == 0
     ((_, kwargs),) = served
-    assert kwargs["listening"] is None
-    assert "live page" in capsys.readouterr().err
+    kwargs["listening"]("http://127.0.0.1:8000/")
+    assert "the live page at http://127.0.0.1:8000/" in capsys.readouterr().err
 
 
 def test_moa_ui_says_where_the_page_is_when_no_browser_opens(served, monkeypatch, capsys):
@@ -64,7 +88,12 @@ def test_moa_ui_says_where_the_page_is_when_no_browser_opens(served, monkeypatch
     assert cli.main(["ui"]) == 0
     ((_, kwargs),) = served
     kwargs["listening"]("http://127.0.0.1:8000/")
-    assert "open http://127.0.0.1:8000/ yourself" in capsys.readouterr().err
+    err, deadline = "", time.monotonic() + 5
+    # Said by the thread that tried to open it.
+    while "yourself" not in err and time.monotonic() < deadline:
+        err += capsys.readouterr().err
+        time.sleep(0.01)
+    assert "open http://127.0.0.1:8000/ yourself" in err
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,19 @@
 """The live page's endpoint in process: the layer events, in order, from the library's own."""
 
+import asyncio
 import json
 import re
 import time
+from functools import partial
 
+import httpx
 import pytest
 from langchain_core.messages import HumanMessage
 from starlette.testclient import TestClient
 
 from langchain_moa import ChatMoA
 from langchain_moa.graph.state import ANSWER_CHUNK, CALL_END, CALL_ERROR, CALL_START
+from langchain_moa.serve import app as app_module
 from langchain_moa.serve.app import PAGE, create_app
 from langchain_moa.serve.live import ANSWER as ANSWER_EVENT
 from langchain_moa.serve.live import ERROR, live_events
@@ -39,16 +43,20 @@ def _moa(*, failing=None, aggregator_error=None, min_proposers=1):
     )
 
 
-def _live(moa, body=QUESTION, **kwargs):
-    with TestClient(create_app({"mine": moa}, **kwargs)) as client:
-        response = client.post("/live", json=body, headers=kwargs.pop("headers", {}))
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/event-stream")
+def _events(text):
     return [
         json.loads(line.removeprefix("data: "))
-        for line in response.text.splitlines()
+        for line in text.splitlines()
         if line.startswith("data: ")
     ]
+
+
+def _live(moa, body=QUESTION):
+    with TestClient(create_app({"mine": moa})) as client:
+        response = client.post("/live", json=body)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    return _events(response.text)
 
 
 def test_every_call_is_announced_then_recorded_before_the_answer_streams():
@@ -78,6 +86,9 @@ def test_every_call_is_announced_then_recorded_before_the_answer_streams():
     # The answer's tokens one by one, as the aggregator streamed them: never re-split.
     chunks = [e["text"] for e in events if e["event"] == "moa_answer_chunk"]
     assert chunks == ["one", " two", " three", " four", " five", " six"]
+    # The answer's own record comes after its last chunk, before the end.
+    assert kinds.index("moa_call_end", first_token) == len(kinds) - 2
+    assert events[-2]["node"] == "aggregator"
     assert kinds[-1] == "moa_answer"
     total = events[-1]["metadata"]["accounting"]["total"]
     assert total["calls"] == 7
@@ -204,3 +215,111 @@ async def test_a_reader_that_leaves_cancels_the_stacks_calls():
     assert time.perf_counter() - started < 5
     assert "end" not in slow.log[0]
     assert aggregator.log == []
+
+
+def test_the_slot_of_a_live_answer_is_given_back_when_it_ends():
+    with TestClient(create_app({"mine": _moa()}, max_concurrency=1)) as client:
+        for _ in range(3):
+            response = client.post("/live", json=QUESTION)
+            assert response.status_code == 200
+            assert _events(response.text)[-1]["event"] == "moa_answer"
+
+
+def test_live_takes_json_only_and_no_request_from_another_site():
+    with TestClient(create_app({"mine": _moa()})) as client:
+        # A form on any site can post text/plain without asking the server first.
+        as_text = client.post(
+            "/live", content=json.dumps(QUESTION), headers={"content-type": "text/plain"}
+        )
+        assert as_text.status_code == 415
+        assert "application/json" in as_text.json()["error"]["message"]
+        elsewhere = {"origin": "https://example.com"}
+        for path in ("/live", "/v1/chat/completions"):
+            refused = client.post(path, json=QUESTION, headers=elsewhere)
+            assert refused.status_code == 403, path
+            assert refused.json()["error"]["code"] == "cross_origin_request"
+        # The page's own requests carry its origin: this server.
+        same = client.post("/live", json=QUESTION, headers={"origin": "http://testserver"})
+        assert same.status_code == 200
+        assert _events(same.text)[-1]["event"] == "moa_answer"
+
+
+def test_the_page_is_never_stale_and_loads_nothing_from_elsewhere():
+    with TestClient(create_app({"mine": _moa()})) as client:
+        for path in ("/", "/page/page.js", "/page/page.css"):
+            headers = client.get(path).headers
+            assert headers["cache-control"] == "no-cache", path
+            assert "default-src 'self'" in headers["content-security-policy"], path
+
+
+async def test_a_silent_layer_sends_keepalives():
+    slow = ScriptedChatModel(model_name="slow", reply="late", delay_s=0.3)
+    moa = ChatMoA(proposers=[slow], aggregator=ScriptedChatModel(reply="done"), layers=2)
+    kinds = [
+        event["event"] async for event in live_events(moa, [HumanMessage("q")], keepalive_s=0.05)
+    ]
+    assert kinds.count("moa_keepalive") >= 2
+    assert kinds[-1] == "moa_answer"
+
+
+def test_keepalives_are_comments_in_the_stream(monkeypatch):
+    monkeypatch.setattr(app_module, "live_events", partial(live_events, keepalive_s=0.05))
+    slow = ScriptedChatModel(model_name="slow", reply="late", delay_s=0.3)
+    moa = ChatMoA(proposers=[slow], aggregator=ScriptedChatModel(reply="done"), layers=2)
+    with TestClient(create_app({"mine": moa})) as client:
+        text = client.post("/live", json=QUESTION).text
+    assert ": keepalive\n\n" in text
+    assert "moa_keepalive" not in text
+    assert _events(text)[-1]["event"] == "moa_answer"
+
+
+async def test_a_page_that_leaves_cancels_the_stacks_calls_and_frees_its_slot():
+    slow = ScriptedChatModel(model_name="slow", reply="late", delay_s=3)
+    fast = ScriptedChatModel(model_name="fast", reply="soon")
+    aggregator = ScriptedChatModel(model_name="agg", reply=ANSWER)
+    moa = ChatMoA(proposers=[fast, slow], aggregator=aggregator, layers=2)
+    app = create_app({"mine": moa}, max_concurrency=1)
+    body = json.dumps(QUESTION).encode()
+    scope = {
+        "type": "http",
+        # uvicorn's: Starlette then watches for the client leaving while it streams.
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/live",
+        "raw_path": b"/live",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"moa")],
+        "client": ("127.0.0.1", 1),
+        "server": ("moa", 80),
+    }
+    first_answer = asyncio.Event()
+    requests = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive():
+        if requests:
+            return requests.pop(0)
+        await first_answer.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        body = message.get("body", b"")
+        if b"layer1/fast" in body and b"moa_call_end" in body:
+            first_answer.set()
+
+    started = time.perf_counter()
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    assert time.perf_counter() - started < 2
+    await asyncio.sleep(0.1)
+    # The slow proposer was cancelled, not left running; the aggregator never ran.
+    assert "end" not in slow.log[0]
+    assert aggregator.log == []
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert not [t for t in pending if "slow" in repr(t) or "layer1" in repr(t)]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://moa") as client:
+        assert (await client.post("/live", json=QUESTION)).status_code == 200
+    await asyncio.sleep(3)
+    assert "end" not in slow.log[0]

@@ -482,3 +482,48 @@ def test_an_answer_cut_at_its_token_limit_finishes_with_length():
     assert set(finishes[:-1]) == {None}
     with _client() as client:
         assert client.post(URL, json=QUESTION).json()["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_a_client_that_leaves_under_uvicorn_cancels_the_stacks_calls():
+    # uvicorn speaks ASGI 2.3: Starlette then cancels a stream whose client left
+    # with an anyio cancel scope, which cancels every await of the clean-up again.
+    aggregator = ScriptedChatModel(model_name="agg", reply=ANSWER, token_delay_s=0.5)
+    moa = _moa(aggregator=aggregator)
+    app = create_app({"mine": moa}, max_concurrency=1)
+    body = json.dumps({**QUESTION, "stream": True}).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": URL,
+        "raw_path": URL.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("moa", 80),
+    }
+    requests = [{"type": "http.request", "body": body, "more_body": False}]
+    first_token = asyncio.Event()
+
+    async def receive():
+        if requests:
+            return requests.pop(0)
+        await first_token.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        if b'"content":"one"' in message.get("body", b""):
+            first_token.set()
+
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    await asyncio.sleep(0.1)
+    # The aggregator was stopped mid-answer, not left streaming to no one.
+    assert "end" not in aggregator.log[0]
+    await asyncio.sleep(1.5)
+    assert "end" not in aggregator.log[0]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://moa") as client:
+        assert (await client.post(URL, json=QUESTION)).status_code == 200

@@ -14,6 +14,7 @@ from langchain_moa import ChatMoA
 from langchain_moa.openai_compatible import openai_compatible_model
 from langchain_moa.serve.app import _length_option, create_app, default_stacks
 from tests.unit_tests.scripted import ScriptedChatModel
+from tests.unit_tests.serve.asgi import leave_when, post_scope
 
 URL = "/v1/chat/completions"
 ANSWER = "one two three four five six"
@@ -413,20 +414,7 @@ async def test_a_client_that_leaves_mid_stream_gives_its_slot_back():
     aggregator = ScriptedChatModel(model_name="agg", reply=ANSWER, token_delay_s=0.01)
     app = create_app({"mine": _moa(aggregator=aggregator)}, max_concurrency=1)
     body = json.dumps({**QUESTION, "stream": True}).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": URL,
-        "raw_path": URL.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1),
-        "server": ("moa", 80),
-    }
+    scope = post_scope(URL, spec_version="2.4")
     messages = [{"type": "http.request", "body": body, "more_body": False}]
     sent = []
 
@@ -490,35 +478,7 @@ async def test_a_client_that_leaves_under_uvicorn_cancels_the_stacks_calls():
     aggregator = ScriptedChatModel(model_name="agg", reply=ANSWER, token_delay_s=0.5)
     moa = _moa(aggregator=aggregator)
     app = create_app({"mine": moa}, max_concurrency=1)
-    body = json.dumps({**QUESTION, "stream": True}).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": URL,
-        "raw_path": URL.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1),
-        "server": ("moa", 80),
-    }
-    requests = [{"type": "http.request", "body": body, "more_body": False}]
-    first_token = asyncio.Event()
-
-    async def receive():
-        if requests:
-            return requests.pop(0)
-        await first_token.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message):
-        if b'"content":"one"' in message.get("body", b""):
-            first_token.set()
-
-    await asyncio.wait_for(app(scope, receive, send), 10)
+    await leave_when(app, URL, {**QUESTION, "stream": True}, b'"content":"one"')
     await asyncio.sleep(0.1)
     # The aggregator was stopped mid-answer, not left streaming to no one.
     assert "end" not in aggregator.log[0]

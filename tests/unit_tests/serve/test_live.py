@@ -18,6 +18,7 @@ from langchain_moa.serve.app import PAGE, create_app
 from langchain_moa.serve.live import ANSWER as ANSWER_EVENT
 from langchain_moa.serve.live import ERROR, live_events
 from tests.unit_tests.scripted import ScriptedChatModel
+from tests.unit_tests.serve.asgi import leave_when
 
 ANSWER = "one two three four five six"
 QUESTION = {"model": "mine", "messages": [{"role": "user", "content": "What is MoA?"}]}
@@ -279,38 +280,8 @@ async def test_a_page_that_leaves_cancels_the_stacks_calls_and_frees_its_slot():
     aggregator = ScriptedChatModel(model_name="agg", reply=ANSWER)
     moa = ChatMoA(proposers=[fast, slow], aggregator=aggregator, layers=2)
     app = create_app({"mine": moa}, max_concurrency=1)
-    body = json.dumps(QUESTION).encode()
-    scope = {
-        "type": "http",
-        # uvicorn's: Starlette then watches for the client leaving while it streams.
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/live",
-        "raw_path": b"/live",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"moa")],
-        "client": ("127.0.0.1", 1),
-        "server": ("moa", 80),
-    }
-    first_answer = asyncio.Event()
-    requests = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive():
-        if requests:
-            return requests.pop(0)
-        await first_answer.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message):
-        body = message.get("body", b"")
-        if b"layer1/fast" in body and b"moa_call_end" in body:
-            first_answer.set()
-
     started = time.perf_counter()
-    await asyncio.wait_for(app(scope, receive, send), 10)
+    await leave_when(app, "/live", QUESTION, b"layer1/fast", b"moa_call_end")
     assert time.perf_counter() - started < 2
     await asyncio.sleep(0.1)
     # The slow proposer was cancelled, not left running; the aggregator never ran.

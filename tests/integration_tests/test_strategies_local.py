@@ -26,9 +26,19 @@ def _ask(moa: ChatMoA, **kwargs):
 def test_synthesize_and_rank(server) -> None:
     _, calls = _ask(ChatMoA.local(server=server, max_tokens=SHORT))
     assert [c["layer"] for c in calls] == [1, 1, 1, 2]
-    ranked, calls = _ask(ChatMoA.local(server=server, max_tokens=SHORT, strategy="rank"))
-    # The ranker's answer is one of the proposals, verbatim.
-    assert ranked.text in {c["text"] for c in calls if c["layer"] == 1}
+    moa = ChatMoA.local(server=server, max_tokens=SHORT, strategy="rank")
+    ranked = moa.invoke([HumanMessage(QUESTION)])
+    calls = get_calls(ranked)
+    proposals = [c["text"] for c in calls if c["layer"] == 1]
+    assert all(c["error"] is None for c in calls[:-1]), [c["error"] for c in calls]
+    ranker = calls[-1]
+    # The answer is one of the proposals, verbatim.
+    assert ranked.text in proposals
+    if ranker["error"] is not None:
+        # A 135M ranker may write prose instead of a number: said in its record,
+        # and the first proposal is the answer.
+        assert ranker["error"].startswith("ValueError: no response number 1-3 in the reply")
+        assert ranked.text == proposals[0]
 
 
 def test_self_moa_samples_one_model_with_different_seeds(server) -> None:

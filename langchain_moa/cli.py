@@ -373,7 +373,12 @@ def _on_listening(token: str, *, open_page: bool) -> Callable[[str], None]:
 def _serve(args: argparse.Namespace, *, open_page: bool = False) -> int:
     try:
         # Lazily: starlette and uvicorn are the serve extra's.
-        from langchain_moa.serve.app import create_app, default_stacks, run  # noqa: PLC0415
+        from langchain_moa.serve.app import (  # noqa: PLC0415
+            LOOPBACK_HOSTS,
+            create_app,
+            default_stacks,
+            run,
+        )
     except ServeExtraMissingError as error:
         _fail(str(error))
     variable = args.api_key_env or SERVE_API_KEY_ENV
@@ -383,14 +388,17 @@ def _serve(args: argparse.Namespace, *, open_page: bool = False) -> int:
         known_secret(api_key)
     if args.api_key_env and api_key is None:
         _fail(f"--api-key-env {variable}: the variable is not set")
+    loopback = args.host in LOOPBACK_HOSTS
     app = create_app(
         {**default_stacks(), **_served_files(args.stack)},
         api_key=api_key,
         max_concurrency=args.max_concurrency,
         max_body_bytes=args.max_body_bytes,
         max_messages=args.max_messages,
+        # On this machine only: no other site's name may stand for it (DNS rebinding).
+        hosts=LOOPBACK_HOSTS if loopback else None,
     )
-    if api_key is None and args.host not in {"127.0.0.1", "localhost", "::1"}:
+    if api_key is None and not loopback:
         print(
             f"moa serve: warning: listening on {args.host} with no token: anyone who can "
             f"reach it can spend the stacks' keys (set {SERVE_API_KEY_ENV})",

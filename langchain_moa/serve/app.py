@@ -28,7 +28,14 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Mapping,
+)
 from contextlib import aclosing
 from functools import partial
 from pathlib import Path
@@ -68,12 +75,14 @@ from langchain_moa.stacks import LOCAL_MOA, PRESETS, StackError
 try:
     import uvicorn
     from starlette.applications import Starlette
+    from starlette.datastructures import Headers
     from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
     from starlette.requests import Request
     from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
-    from starlette.types import Receive, Scope, Send
+    from starlette.types import ASGIApp, Receive, Scope, Send
 except ImportError as error:  # pragma: no cover - the serve extra is in the test set-up
     msg = f"moa serve needs starlette and uvicorn: {EXTRA_HINT}"
     raise ServeExtraMissingError(msg) from error
@@ -277,6 +286,7 @@ def create_app(
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_messages: int = DEFAULT_MAX_MESSAGES,
+    hosts: Collection[str] | None = None,
 ) -> Starlette:
     """The OpenAI-compatible app serving ``stacks`` by model id.
 
@@ -290,6 +300,10 @@ def create_app(
         max_concurrency: Completions running at once; past it, 429.
         max_body_bytes: The largest request body; past it, 413.
         max_messages: The most messages of one request; past it, 400.
+        hosts: The host names a request may address (its ``Host`` header),
+            any if None; past them, 400. ``moa serve`` on a loopback address
+            takes loopback names only (``LOOPBACK_HOSTS``): a site whose name
+            was made to point at 127.0.0.1 (DNS rebinding) is then refused.
 
     Raises:
         ValueError: ``stacks`` is empty or a limit is below 1.
@@ -311,7 +325,37 @@ def create_app(
             Mount("/page", _PageFiles(directory=PAGE), name="page"),
         ],
         exception_handlers={HTTPException: _http_error},
+        middleware=[] if hosts is None else [Middleware(_HostsOnly, hosts=frozenset(hosts))],
     )
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+"""The names of this machine a browser on it uses."""
+
+
+class _HostsOnly:
+    """Answers only requests that address one of ``hosts``.
+
+    Not Starlette's ``TrustedHostMiddleware``: it reads the name as the text
+    before the first colon, which turns ``[::1]:8000`` into ``[``.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str]) -> None:
+        self.app = app
+        self.hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = Headers(scope=scope).get("host", "")
+            try:
+                name = urlsplit(f"//{host}").hostname
+            except ValueError:
+                name = None
+            if name not in self.hosts:
+                error = ApiError(400, f"This server does not answer for the host {host!r}")
+                await error.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _PageFiles(StaticFiles):

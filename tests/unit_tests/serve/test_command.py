@@ -10,6 +10,9 @@ from starlette.testclient import TestClient
 from langchain_moa import cli
 from langchain_moa.serve import app as app_module
 
+LOCAL = "http://127.0.0.1:8000"
+"""Where a client of ``moa serve`` on its default host reaches it."""
+
 STACK = "proposers: ['openai:gpt-4o-mini']\naggregator: 'openai:gpt-4o-mini'\nlayers: 2\n"
 
 
@@ -32,7 +35,7 @@ def test_presets_and_stack_files_are_served_by_name(served, tmp_path):
     ((app, kwargs),) = served
     assert kwargs["host"] == "127.0.0.1"
     assert kwargs["port"] == 9
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
         page = client.get("/")
     assert ids == ["local", "moa", "moa-lite", "moa-gpt4o", "team", "fast"]
@@ -70,7 +73,7 @@ def test_moa_ui_opens_the_page_without_holding_up_the_server(served, monkeypatch
     assert called.wait(5)
     release.set()
     assert opened == ["http://127.0.0.1:9/"]
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
     assert ids[0] == "local"
 
@@ -131,7 +134,7 @@ def test_the_token_comes_from_the_named_variable(served, monkeypatch):
     monkeypatch.setenv("MY_TOKEN", "token-from-the-environment")
     assert cli.main(["serve", "--api-key-env", "MY_TOKEN"]) == 0
     ((app, _),) = served
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         assert client.get("/v1/models").status_code == 401
         headers = {"Authorization": "Bearer token-from-the-environment"}
         assert client.get("/v1/models", headers=headers).status_code == 200
@@ -141,7 +144,7 @@ def test_the_default_variable_is_read_when_set(served, monkeypatch, capsys):
     monkeypatch.setenv("MOA_SERVE_API_KEY", "the-default-token")
     assert cli.main(["serve"]) == 0
     ((app, _),) = served
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         assert client.get("/v1/models").status_code == 401
     assert "the-default-token" not in capsys.readouterr().err
 
@@ -161,3 +164,25 @@ def test_without_the_serve_extra_the_message_says_what_to_install(monkeypatch, c
         cli.main(["serve"])
     assert raised.value.code == 2
     assert "pip install 'langchain-moa[serve]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
+def test_on_a_loopback_address_only_loopback_names_are_answered(served, host):
+    assert cli.main(["serve", "--host", host]) == 0
+    ((app, _),) = served
+    with TestClient(app, base_url=LOCAL) as client:
+        for name in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "LOCALHOST"):
+            assert client.get("/health", headers={"host": name}).status_code == 200, name
+        # A site's name made to point at 127.0.0.1 (DNS rebinding) is not this server's.
+        for name in ("rebind.example:8000", "127.0.0.1.example", "", "[::1"):
+            refused = client.get("/", headers={"host": name})
+            assert refused.status_code == 400, name
+            assert "does not answer for the host" in refused.json()["error"]["message"]
+
+
+def test_on_every_address_any_name_is_answered(served, monkeypatch):
+    monkeypatch.setenv("MOA_SERVE_API_KEY", "a-long-serve-token-0123")
+    assert cli.main(["serve", "--host", "0.0.0.0"]) == 0  # noqa: S104 - the flag, not a bind
+    ((app, _),) = served
+    with TestClient(app, base_url="http://moa.internal:8000") as client:
+        assert client.get("/health").status_code == 200

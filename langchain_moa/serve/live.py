@@ -173,7 +173,9 @@ async def live_events(
     try:
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), keepalive_s)
+                # A timeout scope, not wait_for: no task made per event (per token).
+                async with asyncio.timeout(keepalive_s):
+                    item = await queue.get()
             except TimeoutError:
                 yield {"event": KEEPALIVE}
                 continue

@@ -194,7 +194,7 @@ class Turn {
     const usage = total.usage;
     const rows = [
       ["Calls", `${total.calls} (${total.failures} failed)`],
-      ["Tokens", usage ? `${usage.input_tokens} in, ${usage.output_tokens} out` : "unknown"],
+      ["Tokens", usage ? tokens(usage) : "unknown"],
       ["Cost", dollars(total.cost_usd)],
       ["Critical path", seconds(total.critical_path_s)],
       ["End to end", seconds(total.latency_s)],

@@ -333,7 +333,12 @@ class ChatMoA(BaseChatModel, StackSpec):
         ``with_structured_output``. Proposers propose in text.
         """
         formatted = [convert_to_openai_tool(tool) for tool in tools]
-        if tool_choice in {"any", "required"} and len(formatted) == 1:
+        # A named choice is a dict: compared as a string only when it is one.
+        if (
+            isinstance(tool_choice, str)
+            and tool_choice in {"any", "required"}
+            and (len(formatted) == 1)
+        ):
             # One tool that must be called is that tool; the named form is also
             # understood by servers without "required" (llama.cpp, older vLLM).
             name = formatted[0]["function"]["name"]

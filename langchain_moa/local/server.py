@@ -32,7 +32,7 @@ from typing import Any, Self
 
 import httpx
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, ModelProfile
+from langchain_core.language_models import BaseChatModel, LanguageModelInput, ModelProfile
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
@@ -378,6 +378,24 @@ class _LlamaServerChatModel(ChatOpenAI):
     def get_token_ids(self, text: str) -> list[int]:
         """The served model's token ids for ``text``."""
         return self._server.tokenize(text)
+
+    def _get_request_payload(
+        self,
+        input_: LanguageModelInput,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> dict:
+        payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+        answer_format = payload.get("response_format")
+        if isinstance(answer_format, dict) and answer_format.get("type") == "json_schema":
+            # llama-cpp-python 0.3's server takes a schema as {"type": "json_object",
+            # "schema": ...} (its ChatCompletionRequestResponseFormat) and refuses
+            # OpenAI's json_schema form; either way it samples under a grammar made
+            # from the schema.
+            schema = (answer_format.get("json_schema") or {}).get("schema") or {}
+            payload["response_format"] = {"type": "json_object", "schema": schema}
+        return payload
 
     def get_num_tokens_from_messages(
         self,

@@ -4,20 +4,25 @@
 
     app = create_app({"local": ChatMoA, "mine": lambda: ChatMoA.from_config("mine.yaml")})
 
-Routes: ``POST /v1/chat/completions`` (plain and streamed), ``GET /v1/models``,
-``GET /health`` (no key needed, for load balancers), and the live page: ``GET /``
-(plain HTML, CSS and JavaScript from ``langchain_moa/serve/page``, no key needed:
-it holds nothing but code) and ``POST /live``, one answer's layer events as
-server-sent events (see ``langchain_moa.serve.live``). Requests and
-answers are OpenAI's (see ``langchain_moa.serve.openai_format`` for what is
-honoured and what refused), and so are errors: ``{"error": {"message",
-"type", "param", "code"}}`` with 400, 401, 404, 413, 429, 503 or 500.
+Routes: ``POST /v1/chat/completions`` and ``POST /v1/responses`` (plain and
+streamed, with tools, structured answers and images: ``langchain_moa.serve.chat``
+and ``langchain_moa.serve.responses``), ``GET /v1/models``, ``GET /health`` (no
+key needed, for load balancers), and the live page: ``GET /`` (plain HTML, CSS
+and JavaScript from ``langchain_moa/serve/page``, no key needed: it holds
+nothing but code) and ``POST /live``, one answer's layer events as server-sent
+events (see ``langchain_moa.serve.live``). Requests and answers are OpenAI's
+(``openai_format`` and ``responses_format`` say what is honoured and what
+refused), and so are errors: ``{"error": {"message", "type", "param",
+"code"}}`` with 400, 401, 403, 404, 413, 415, 429, 503 or 500.
 
 Nothing is kept between requests but the stacks themselves (each built on
-its first request and shared: ``ChatMoA`` runs concurrent requests), so
-instances can scale out behind a load balancer. The concurrency limit is
-each instance's own; past it a request is refused with 429 at once, never
-queued, so that a balancer can send it elsewhere.
+its first request and shared: ``ChatMoA`` runs concurrent requests) and, for
+stacks with ``fanout: per_turn``, the references of answers that called
+tools, so that a tool loop's next steps need not run the proposers again
+(``langchain_moa.serve.turns``: bounded, in memory; another instance just
+runs them). Instances can scale out behind a load balancer. The concurrency
+limit is each instance's own; past it a request is refused with 429 at once,
+never queued, so that a balancer can send it elsewhere.
 """
 
 from __future__ import annotations
@@ -27,30 +32,17 @@ import json
 import logging
 import secrets
 import time
-import uuid
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Callable,
-    Collection,
-    Mapping,
-)
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Mapping
 from contextlib import aclosing
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import httpx
-import openai
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from langchain_moa.accounting import BadResponseError, CallTimeoutError, redact
+from langchain_moa.accounting import redact
 from langchain_moa.chat_models import ChatMoA
-from langchain_moa.graph import AggregatorFailedError, LayerFailedError
-from langchain_moa.graph.state import check_conversation
 from langchain_moa.serve import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CONCURRENCY,
@@ -58,17 +50,18 @@ from langchain_moa.serve import (
     EXTRA_HINT,
     ServeExtraMissingError,
 )
+from langchain_moa.serve.chat import chat_ask, chat_completion
+from langchain_moa.serve.http import ApiError, ClosingStream, failure, sse
 from langchain_moa.serve.live import ERROR, KEEPALIVE, live_events
 from langchain_moa.serve.openai_format import (
     ChatCompletionRequest,
-    chunk,
-    completion,
     describe_validation,
     error_body,
-    finish_reason,
     model_card,
-    usage,
 )
+from langchain_moa.serve.responses import response
+from langchain_moa.serve.responses_format import ResponsesRequest
+from langchain_moa.serve.turns import TurnReferences
 from langchain_moa.sockets import tcp_listener
 from langchain_moa.stacks import LOCAL_MOA, PRESETS, StackError
 
@@ -79,7 +72,7 @@ try:
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
     from starlette.requests import Request
-    from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+    from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -111,41 +104,7 @@ JSON_TYPE = "application/json"
 RETRY_AFTER_S = 1
 """What a 429 tells the client to wait: a MoA request frees its slot in seconds."""
 
-UNAVAILABLE = (
-    LayerFailedError,
-    AggregatorFailedError,
-    CallTimeoutError,
-    BadResponseError,
-    openai.APIError,
-    httpx.HTTPError,
-    ConnectionError,
-    TimeoutError,
-)
-"""Failures of the providers, not of the request: a 503."""
-
-
-class ApiError(Exception):
-    """A request's failure, as the status and OpenAI error object it is answered with."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        kind: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Describe the error answer."""
-        super().__init__(message)
-        self.status = status
-        self.body = error_body(message, kind=kind, param=param, code=code)
-        self.headers = dict(headers or {})
-
-    def response(self) -> JSONResponse:
-        """The error answer."""
-        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
+R = TypeVar("R", bound=BaseModel)
 
 
 def default_stacks() -> dict[str, StackSource]:
@@ -239,46 +198,6 @@ class _Slots:
         self.taken -= 1
 
 
-class _ClosingStream(StreamingResponse):
-    """A streamed answer that runs ``on_close`` however it ends, even never started."""
-
-    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], Any]) -> None:
-        super().__init__(
-            content,
-            media_type="text/event-stream",
-            # Proxies (nginx) must pass each event on as it comes.
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-        self._on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            # A client that left stops the events where they were: close them
-            # now, not whenever the garbage collector finds them.
-            await _close(self.body_iterator)
-            await self._on_close()
-
-
-def _event(data: Mapping[str, Any] | str) -> str:
-    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    return f"data: {payload}\n\n"
-
-
-def _failure(error: Exception) -> ApiError:
-    """What a stack's failure is answered with; it is logged here."""
-    if isinstance(error, ApiError):
-        return error
-    if isinstance(error, UNAVAILABLE):
-        # The message names each provider's failure; keys they echo are masked.
-        message = redact(f"The stack's providers failed: {type(error).__name__}: {error}")
-        logger.warning("%s", message)
-        return ApiError(503, message, kind="server_error", code="providers_unavailable")
-    logger.error("chat completion failed", exc_info=error)
-    return ApiError(500, "The server failed to answer (the error is logged)", kind="server_error")
-
-
 def create_app(
     stacks: Mapping[str, StackSource] | None = None,
     *,
@@ -318,6 +237,7 @@ def create_app(
     return Starlette(
         routes=[
             Route("/v1/chat/completions", api.completions, methods=["POST"]),
+            Route("/v1/responses", api.responses, methods=["POST"]),
             Route("/v1/models", api.models, methods=["GET"]),
             Route("/health", api.health, methods=["GET"]),
             Route("/live", api.live, methods=["POST"]),
@@ -395,6 +315,7 @@ class _Api:
         self.max_messages = max_messages
         self._expected = api_key.encode() if api_key else None
         self.created = int(time.time())
+        self.turns = TurnReferences()
 
     def authorize(self, request: Request) -> None:
         """Check the bearer token, if one is required.
@@ -443,22 +364,24 @@ class _Api:
             # json.loads recurses per nesting level: "[[[[..." within the size limit.
             raise ApiError(400, "The request body is nested too deeply") from None
 
-    def parse(self, payload: Any) -> ChatCompletionRequest:
+    def parse(self, payload: Any, schema: type[R]) -> R:
         """The request, checked.
 
         Raises:
             ApiError: 400 naming the first bad field.
         """
         try:
-            asked = ChatCompletionRequest.model_validate(payload)
+            asked = schema.model_validate(payload)
         except ValidationError as error:
             message, param = describe_validation(error)
             raise ApiError(400, message, param=param) from None
-        if len(asked.messages) > self.max_messages:
+        messages = getattr(asked, "messages", None) or getattr(asked, "input", None)
+        if isinstance(messages, list) and len(messages) > self.max_messages:
+            field = "messages" if isinstance(asked, ChatCompletionRequest) else "input"
             raise ApiError(
                 400,
-                f"messages: {len(asked.messages)} messages, at most {self.max_messages} are taken",
-                param="messages",
+                f"{field}: {len(messages)} messages, at most {self.max_messages} are taken",
+                param=field,
             )
         return asked
 
@@ -476,7 +399,20 @@ class _Api:
         return JSONResponse({"status": "ok"})
 
     async def completions(self, request: Request) -> Response:
-        """``POST /v1/chat/completions``, plain or streamed."""
+        """``POST /v1/chat/completions``, plain or streamed (``langchain_moa.serve.chat``)."""
+        return await self.answer(request, ChatCompletionRequest, chat_completion)
+
+    async def responses(self, request: Request) -> Response:
+        """``POST /v1/responses``, plain or streamed (``langchain_moa.serve.responses``)."""
+        return await self.answer(request, ResponsesRequest, response)
+
+    async def answer(
+        self,
+        request: Request,
+        schema: type[R],
+        endpoint: Callable[..., Any],
+    ) -> Response:
+        """Check, admit and answer a request with ``endpoint``; every failure is OpenAI's."""
         try:
             self.authorize(request)
             _refuse_other_sites(request)
@@ -485,27 +421,15 @@ class _Api:
             return error.response()
         handed_over = False
         try:
-            asked = self.parse(await self.read_json(request))
-            moa = await self.served.get(asked.model)
-            messages = _conversation(asked)
-            options = _call_options(moa, asked)
-            if asked.stream:
-                response = await _streamed(moa, asked, messages, options, self.slots.give_back)
-                # The stream gives the slot back when it ends.
-                handed_over = True
-                return response
-            answer = await moa.ainvoke(messages, **options)
-            body = completion(
-                id_=_completion_id(),
-                model=asked.model,
-                created=int(time.time()),
-                text=answer.text,
-                metadata=answer.usage_metadata if isinstance(answer, AIMessage) else None,
-                finish=finish_reason(answer),
-            )
-            return JSONResponse(body)
+            asked = self.parse(await self.read_json(request), schema)
+            moa = await self.served.get(asked.model)  # type: ignore[attr-defined]
+            turns = self.turns if moa.fanout == "per_turn" else None
+            answered, handed_over = await endpoint(moa, asked, turns, self.slots.give_back)
         except Exception as error:  # noqa: BLE001 - every failure is answered as OpenAI's
-            return _failure(error).response()
+            return failure(error).response()
+        else:
+            # A stream gives the slot back when it ends.
+            return answered
         finally:
             if not handed_over:
                 self.slots.give_back()
@@ -519,8 +443,9 @@ class _Api:
 
         The body is a chat completion request (``model``, ``messages``,
         ``max_tokens``...), checked as ``/v1/chat/completions`` checks it,
-        under the same key and the same concurrency limit. It must be sent as
-        JSON: a form on another site can post text, never JSON, without the
+        under the same key and the same concurrency limit; the page shows text
+        answers, so tools and ``response_format`` are refused. It must be sent
+        as JSON: a form on another site can post text, never JSON, without the
         browser asking this server first.
         """
         try:
@@ -536,18 +461,32 @@ class _Api:
             self.slots.give_back()
 
         try:
-            asked = self.parse(await self.read_json(request))
+            asked = _text_only(self.parse(await self.read_json(request), ChatCompletionRequest))
             moa = await self.served.get(asked.model)
-            events = live_events(moa, _conversation(asked), **_call_options(moa, asked))
+            _, messages, options = chat_ask(asked).prepare(moa)
+            events = live_events(moa, messages, **options)
         except Exception as error:  # noqa: BLE001 - every failure is answered as OpenAI's
-            return _failure(error).response()
+            return failure(error).response()
         else:
             # The stream gives the slot back when it ends.
             handed_over = True
-            return _ClosingStream(_live_stream(events), close)
+            return ClosingStream(_live_stream(events), close)
         finally:
             if not handed_over:
                 self.slots.give_back()
+
+
+def _text_only(asked: ChatCompletionRequest) -> ChatCompletionRequest:
+    """Refuse tools and structured answers: the live page shows text.
+
+    Raises:
+        ApiError: 400 naming ``tools`` or ``response_format``.
+    """
+    if asked.tools or asked.response_format:
+        field = "tools" if asked.tools else "response_format"
+        message = f"{field}: the live page shows text answers; ask /v1/chat/completions"
+        raise ApiError(400, message, param=field)
+    return asked
 
 
 def _require_json(request: Request) -> None:
@@ -576,16 +515,6 @@ def _refuse_other_sites(request: Request) -> None:
         )
 
 
-def _conversation(asked: ChatCompletionRequest) -> list[BaseMessage]:
-    """The request's messages, refused with 400 when there is nothing to answer."""
-    messages = asked.langchain_messages()
-    try:
-        check_conversation(messages)
-    except ValueError as error:
-        raise ApiError(400, f"messages: {error}", param="messages") from None
-    return messages
-
-
 async def _live_stream(events: AsyncGenerator[dict[str, Any]]) -> AsyncIterator[str]:
     """The events as server-sent events; a failure is the last (the status was 200 already)."""
     try:
@@ -593,110 +522,9 @@ async def _live_stream(events: AsyncGenerator[dict[str, Any]]) -> AsyncIterator[
         async with aclosing(events):
             async for event in events:
                 # A comment: a proxy sees traffic, an event reader sees nothing.
-                yield ": keepalive\n\n" if event["event"] == KEEPALIVE else _event(event)
+                yield ": keepalive\n\n" if event["event"] == KEEPALIVE else sse(event)
     except Exception as error:  # noqa: BLE001 - told to the page, which shows it
-        yield _event({"event": ERROR, **_failure(error).body})
-
-
-def _completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
-
-
-def _call_options(moa: ChatMoA, asked: ChatCompletionRequest) -> dict[str, Any]:
-    """The request's settings as options of the final answer's call (the aggregator's)."""
-    options: dict[str, Any] = {}
-    if asked.stop:
-        options["stop"] = asked.stop
-    if asked.temperature is not None:
-        options["temperature"] = asked.temperature
-    if (limit := asked.answer_max_tokens) is not None:
-        options.update(_length_option(moa, limit))
-    return options
-
-
-def _length_option(moa: ChatMoA, limit: int) -> dict[str, Any]:
-    """``max_tokens`` for the aggregator, where its server reads it.
-
-    langchain-openai sends a call's ``max_tokens`` as ``max_completion_tokens``,
-    which some OpenAI-compatible servers ignore (llama.cpp's); models made for
-    them (``openai_compatible_model``, the embedded server's) carry theirs in
-    ``extra_body`` instead, and so does this limit when every aggregator has
-    the same ``extra_body`` (a call's option replaces the model's whole).
-    """
-    attempts = [moa.stack.aggregator, *moa.stack.fallbacks]
-    bodies = [getattr(model, "extra_body", None) for model in attempts]
-    first = bodies[0]
-    if isinstance(first, dict) and "max_tokens" in first and all(b == first for b in bodies):
-        return {"extra_body": {**first, "max_tokens": limit}}
-    return {"max_tokens": limit}
-
-
-async def _streamed(
-    moa: ChatMoA,
-    asked: ChatCompletionRequest,
-    messages: list[BaseMessage],
-    options: dict[str, Any],
-    give_back: Callable[[], None],
-) -> Response:
-    """The answer as server-sent events, or an error answer if it fails before its first token.
-
-    The first chunk is awaited before the response starts: the proposers'
-    layers run then, and their failure is a status code a client can act on
-    (503), not an event in a stream that began with 200.
-    """
-    stream = aiter(moa.astream(messages, **options))
-    try:
-        first = await anext(stream, None)
-    except BaseException:
-        await _close(stream)
-        raise
-    id_, created = _completion_id(), int(time.time())
-    include_usage = asked.include_usage
-
-    def event(delta: dict[str, Any] | None, finish_reason: str | None = None) -> str:
-        return _event(
-            chunk(
-                id_=id_,
-                model=asked.model,
-                created=created,
-                delta=delta,
-                finish_reason=finish_reason,
-                include_usage=include_usage,
-            )
-        )
-
-    async def events() -> AsyncIterator[str]:
-        answer: AIMessageChunk | None = None
-        yield event({"role": "assistant", "content": ""})
-        try:
-            part = first
-            while part is not None:
-                if part.usage_metadata:
-                    answer = part
-                if text := part.text:
-                    # Each chunk as the stack streamed it: never split or merged.
-                    yield event({"content": text})
-                part = await anext(stream, None)
-        except Exception as error:  # noqa: BLE001 - told to the client, then the stream ends
-            yield _event(_failure(error).body)
-            return
-        yield event({}, finish_reason(answer))
-        if include_usage:
-            last = chunk(id_=id_, model=asked.model, created=created, delta=None)
-            yield _event({**last, "usage": usage(answer.usage_metadata if answer else None)})
-        yield _event("[DONE]")
-
-    async def close() -> None:
-        give_back()
-        await _close(stream)
-
-    return _ClosingStream(events(), close)
-
-
-async def _close(stream: AsyncIterable[Any]) -> None:
-    closing = getattr(stream, "aclose", None)
-    if closing is not None:
-        await closing()
+        yield sse({"event": ERROR, **failure(error).body})
 
 
 def server_config(app: Any, *, log_level: str = "info") -> uvicorn.Config:

@@ -1,34 +1,127 @@
-"""OpenAI's chat completions format: the request checked, the answer and errors shaped.
+"""OpenAI's chat completions request, checked; the parts the Responses API shares; errors.
 
 Plain data and pydantic, no web framework: ``langchain_moa.serve.app`` reads
-requests with ``ChatCompletionRequest`` and writes what these functions build.
+requests with ``ChatCompletionRequest`` (and ``ResponsesRequest``, in
+``langchain_moa.serve.responses_format``, with the tools, content parts and
+answer formats checked here), ``langchain_moa.serve.to_langchain`` turns
+them into LangChain messages and ``langchain_moa.serve.from_langchain``
+writes the answers.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from langchain_core.messages import (
-    AIMessage,
-    BaseMessage,
-    HumanMessage,
-    SystemMessage,
-    ToolMessage,
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
 )
-from langchain_core.messages.ai import UsageMetadata
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from langchain_moa.graph.state import was_cut
+from langchain_moa.serve.structured import AnswerFormat
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 """Message roles taken; ``developer`` is OpenAI's newer name for ``system``."""
 
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+"""The image types OpenAI's vision models take."""
 
-def _unsupported(message: str) -> PydanticCustomError:
+_DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)", re.DOTALL)
+_SHOWN = 40
+"""How much of a refused URL an error repeats."""
+_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def unsupported(message: str) -> PydanticCustomError:
+    """A validation error whose message is ``message`` as written (no pydantic prefix)."""
     return PydanticCustomError("unsupported", message)
+
+
+def image_data(url: Any) -> tuple[str, str]:
+    """An image's MIME type and base64 data, from a data URL.
+
+    Only data URLs are taken: the server fetches nothing, so a request cannot
+    make it reach other hosts (or this machine's own services) for a client.
+
+    Raises:
+        PydanticCustomError: not a data URL of a PNG, JPEG, GIF or WebP image in base64.
+    """
+    if not isinstance(url, str):
+        msg = "image_url.url must be a string"
+        raise unsupported(msg)
+    match = _DATA_URL.fullmatch(url)
+    if match is None:
+        shown = url if len(url) <= _SHOWN else f"{url[:_SHOWN]}..."
+        msg = (
+            f"only data URLs are taken ('data:image/png;base64,...'), not {shown!r}: "
+            "this server fetches nothing"
+        )
+        raise unsupported(msg)
+    kind, data = match["type"].lower(), match["data"]
+    if kind not in IMAGE_TYPES:
+        msg = f"{kind} is not an image type served ({', '.join(sorted(IMAGE_TYPES))})"
+        raise unsupported(msg)
+    try:
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        msg = "the data URL's base64 does not decode"
+        raise unsupported(msg) from None
+    return kind, data
+
+
+def text_and_image_parts(value: Any, *, images: bool) -> Any:
+    """Content as a string or OpenAI chat parts: text, and images where allowed.
+
+    Image parts come out as ``{"type": "image", "mime_type", "base64"}``
+    (LangChain's content block), their data URL checked.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        msg = "must be a string or a list of content parts"
+        raise unsupported(msg)
+    allowed = "text and image_url" if images else "text"
+    parts: list[dict[str, str]] = []
+    for index, part in enumerate(value):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url" and images:
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            try:
+                mime_type, data = image_data(url)
+            except PydanticCustomError as error:
+                msg = f"part {index}: {error.message()}"
+                raise unsupported(msg) from None
+            parts.append({"type": "image", "mime_type": mime_type, "base64": data})
+        else:
+            msg = f"part {index}: only {allowed} parts are supported here, not {kind!r}"
+            raise unsupported(msg)
+    return parts
+
+
+def json_arguments(value: str) -> str:
+    """A tool call's arguments, checked to be a JSON object (a 400 naming them otherwise)."""
+    try:
+        parsed = json.loads(value or "{}")
+    except json.JSONDecodeError as error:
+        msg = f"not valid JSON: {error}"
+        raise unsupported(msg) from None
+    if not isinstance(parsed, dict):
+        msg = "must be a JSON object"
+        raise unsupported(msg)
+    return value
 
 
 class FunctionCall(BaseModel):
@@ -39,19 +132,7 @@ class FunctionCall(BaseModel):
     name: str
     arguments: str = "{}"
 
-    @field_validator("arguments")
-    @classmethod
-    def _json_object(cls, value: str) -> str:
-        # Parsed here, so that a bad one is a 400 naming it, not a failure later.
-        try:
-            parsed = json.loads(value or "{}")
-        except json.JSONDecodeError as error:
-            msg = f"not valid JSON: {error}"
-            raise _unsupported(msg) from None
-        if not isinstance(parsed, dict):
-            msg = "must be a JSON object"
-            raise _unsupported(msg)
-        return value
+    _json_object = field_validator("arguments")(json_arguments)
 
 
 class ToolCall(BaseModel):
@@ -64,8 +145,71 @@ class ToolCall(BaseModel):
     function: FunctionCall
 
 
+def function_name(value: str) -> str:
+    """A function's name, as OpenAI takes it (a 400 naming the rule otherwise)."""
+    if not _TOOL_NAME.fullmatch(value):
+        msg = f"{value!r}: a function's name is 1 to 64 letters, digits, '_' or '-'"
+        raise unsupported(msg)
+    return value
+
+
+class FunctionTool(BaseModel):
+    """A function the answer may call (both APIs define one alike)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return function_name(value)
+
+    def openai_tool(self) -> dict[str, Any]:
+        """The tool in the chat completions format ``ChatMoA.bind_tools`` takes."""
+        function: dict[str, Any] = {"name": self.name}
+        if self.description is not None:
+            function["description"] = self.description
+        function["parameters"] = self.parameters or {"type": "object", "properties": {}}
+        if self.strict is not None:
+            function["strict"] = self.strict
+        return {"type": "function", "function": function}
+
+
+TOOL_CHOICES = frozenset({"auto", "none", "required"})
+"""``tool_choice`` strings both APIs take (else a named function)."""
+
+
+def check_tool_choice(choice: Any, tools: list[FunctionTool]) -> None:
+    """Refuse a named ``tool_choice`` that names no tool of the request."""
+    if isinstance(choice, dict) and choice.get("name") not in {tool.name for tool in tools}:
+        names = ", ".join(tool.name for tool in tools) or "none"
+        msg = f"tool_choice names {choice.get('name')!r}, which is not among the tools ({names})"
+        raise unsupported(msg)
+
+
+class ChatTool(BaseModel):
+    """``tools[i]`` of a chat completion request: ``{"type": "function", "function": {...}}``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: str
+    function: FunctionTool
+
+    @field_validator("type")
+    @classmethod
+    def _function(cls, value: str) -> str:
+        if value != "function":
+            msg = f"only function tools are served, not {value!r}"
+            raise unsupported(msg)
+        return value
+
+
 class Message(BaseModel):
-    """One message of the conversation; content is a string or text parts."""
+    """One message of the conversation; content is a string or parts (images for users)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -77,54 +221,22 @@ class Message(BaseModel):
 
     @field_validator("content", mode="before")
     @classmethod
-    def _text_only(cls, value: Any) -> Any:
+    def _parts(cls, value: Any, info: ValidationInfo) -> Any:
         # Checked by hand: a union's error would name each of its members.
-        if value is None or isinstance(value, str):
-            return value
-        if not isinstance(value, list):
-            msg = "must be a string or a list of text parts"
-            raise _unsupported(msg)
-        parts = []
-        for index, part in enumerate(value):
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind != "text" or not isinstance(part.get("text"), str):
-                msg = f"part {index}: only text parts are supported ({{'type': 'text', ...}})"
-                raise _unsupported(msg)
-            parts.append({"type": "text", "text": part["text"]})
-        return parts
+        return text_and_image_parts(value, images=info.data.get("role") == "user")
 
     @model_validator(mode="after")
     def _fits_role(self) -> Message:
         if self.tool_calls and self.role != "assistant":
             msg = f"tool_calls: only assistant messages have them, not {self.role}"
-            raise _unsupported(msg)
+            raise unsupported(msg)
         if self.role == "tool" and not self.tool_call_id:
             msg = "tool_call_id: a tool message needs the id of the call it answers"
-            raise _unsupported(msg)
+            raise unsupported(msg)
         if self.content is None and not (self.role == "assistant" and self.tool_calls):
             msg = f"content: a {self.role} message needs content"
-            raise _unsupported(msg)
+            raise unsupported(msg)
         return self
-
-    def to_langchain(self) -> BaseMessage:
-        """The LangChain message this is."""
-        content: Any = "" if self.content is None else self.content
-        if self.role in {"system", "developer"}:
-            return SystemMessage(content=content)
-        if self.role == "user":
-            return HumanMessage(content=content, name=self.name)
-        if self.role == "tool":
-            return ToolMessage(content=content, tool_call_id=self.tool_call_id or "")
-        calls = [
-            {
-                "name": call.function.name,
-                "args": json.loads(call.function.arguments or "{}"),
-                "id": call.id,
-                "type": "tool_call",
-            }
-            for call in self.tool_calls or []
-        ]
-        return AIMessage(content=content, tool_calls=calls, name=self.name)
 
 
 class StreamOptions(BaseModel):
@@ -135,7 +247,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-_NEUTRAL: Mapping[str, tuple[Any, str]] = {
+NEUTRAL: Mapping[str, tuple[Any, str]] = {
     "n": (1, "only one choice (n=1) is served"),
     "top_p": (1, "not supported: set the stack's models' own sampling instead"),
     "presence_penalty": (0, "not supported"),
@@ -144,25 +256,59 @@ _NEUTRAL: Mapping[str, tuple[Any, str]] = {
     "top_logprobs": (0, "not supported"),
     "logit_bias": ({}, "not supported"),
     "seed": (None, "not supported: each proposer samples with its own seed"),
-    "tools": ([], "not supported: tool calling is not served"),
-    "functions": ([], "not supported: tool calling is not served"),
-    "tool_choice": ("none", "not supported: tool calling is not served"),
-    "function_call": ("none", "not supported: tool calling is not served"),
+    "functions": ([], "deprecated by OpenAI and not served: send tools instead"),
+    "function_call": ("none", "deprecated by OpenAI and not served: send tool_choice instead"),
 }
 """Options taken only at their neutral value (or absent), and why others are refused."""
+
+
+def neutral_only(value: Any, field: str) -> Any:
+    """``value`` if it is absent or neutral; else the refusal that says why."""
+    neutral, why = NEUTRAL[field]
+    if value is not None and value != neutral:
+        raise unsupported(why)
+    return value
+
+
+def chat_answer_format(value: Any) -> AnswerFormat | None:
+    """``response_format`` (chat completions) as the answer's format; text is None."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        msg = "must be an object such as {'type': 'json_object'}"
+        raise unsupported(msg)
+    kind = value.get("type", "text")
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict):
+            msg = "json_schema: {'name': ..., 'schema': {...}} is required with type json_schema"
+            raise unsupported(msg)
+        return checked_format(kind, spec)
+    return checked_format(kind, {})
+
+
+def checked_format(kind: Any, spec: Mapping[str, Any]) -> AnswerFormat | None:
+    """An answer format from its type and (for ``json_schema``) its name, schema and strict."""
+    try:
+        return AnswerFormat.of(kind, spec)
+    except ValueError as error:
+        raise unsupported(str(error)) from None
 
 
 class ChatCompletionRequest(BaseModel):
     """A ``POST /v1/chat/completions`` body.
 
-    Honoured: ``model`` (which stack), ``messages``, ``stream``,
-    ``stream_options.include_usage``, and, for the final answer (the
-    aggregator's call) only, ``max_completion_tokens`` (or ``max_tokens``),
-    ``temperature`` and ``stop``: the proposers keep their stack's settings,
-    so that every request gets the same references. Refused with a 400
-    naming the field: ``n`` other than 1, tools and functions, log-probs,
-    ``seed``, ``top_p``, penalties, ``logit_bias``, a ``response_format``
-    other than text. Fields this API does not know (``user``, ``metadata``,
+    Honoured: ``model`` (which stack), ``messages`` (text, and image parts
+    as data URLs in user messages), ``stream``,
+    ``stream_options.include_usage``, ``tools`` (functions) and
+    ``tool_choice``, ``response_format`` (text, ``json_object``,
+    ``json_schema``), and, for the final answer (the aggregator's call)
+    only, ``max_completion_tokens`` (or ``max_tokens``), ``temperature`` and
+    ``stop``: the proposers keep their stack's settings, so that every
+    request gets the same references. Refused with a 400 naming the field:
+    ``n`` other than 1, the deprecated ``functions`` and ``function_call``,
+    log-probs, ``seed``, ``top_p``, penalties, ``logit_bias``. Fields this
+    API does not know (``user``, ``metadata``, ``parallel_tool_calls``,
     newer ones) are ignored, as clients send them freely.
     """
 
@@ -176,7 +322,9 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     stop: list[str] | None = None
-    response_format: dict[str, Any] | None = None
+    response_format: AnswerFormat | None = None
+    tools: list[ChatTool] | None = None
+    tool_choice: Any = None
     n: int | None = None
     top_p: float | None = None
     presence_penalty: float | None = None
@@ -185,9 +333,7 @@ class ChatCompletionRequest(BaseModel):
     top_logprobs: int | None = None
     logit_bias: dict[str, Any] | None = None
     seed: int | None = None
-    tools: list[Any] | None = None
     functions: list[Any] | None = None
-    tool_choice: Any = None
     function_call: Any = None
 
     @field_validator("stop", mode="before")
@@ -196,21 +342,29 @@ class ChatCompletionRequest(BaseModel):
         # OpenAI takes one string or a list of them.
         return [value] if isinstance(value, str) else value
 
-    @field_validator("response_format")
-    @classmethod
-    def _text_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and value.get("type", "text") != "text":
-            msg = f"only {{'type': 'text'}} is supported, not {value.get('type')!r}"
-            raise _unsupported(msg)
-        return value
+    _format = field_validator("response_format", mode="before")(chat_answer_format)
 
-    @field_validator(*_NEUTRAL)
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or (isinstance(value, str) and value in TOOL_CHOICES):
+            return value
+        function = value.get("function") if isinstance(value, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not (isinstance(value, dict) and value.get("type") == "function" and name):
+            msg = (
+                "must be 'auto', 'none', 'required' or "
+                "{'type': 'function', 'function': {'name': ...}}"
+            )
+            raise unsupported(msg)
+        tools = [tool.function for tool in info.data.get("tools") or []]
+        check_tool_choice({"name": name}, tools)
+        return {"type": "function", "function": {"name": name}}
+
+    @field_validator(*NEUTRAL)
     @classmethod
     def _neutral(cls, value: Any, info: Any) -> Any:
-        neutral, why = _NEUTRAL[info.field_name]
-        if value is not None and value != neutral:
-            raise _unsupported(why)
-        return value
+        return neutral_only(value, info.field_name)
 
     @property
     def answer_max_tokens(self) -> int | None:
@@ -222,9 +376,10 @@ class ChatCompletionRequest(BaseModel):
         """Whether a stream ends with a usage chunk."""
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
 
-    def langchain_messages(self) -> list[BaseMessage]:
-        """The conversation as LangChain messages."""
-        return [message.to_langchain() for message in self.messages]
+    @property
+    def function_tools(self) -> list[dict[str, Any]]:
+        """The tools, in the format ``ChatMoA.bind_tools`` takes."""
+        return [tool.function.openai_tool() for tool in self.tools or []]
 
 
 def field_path(loc: tuple[int | str, ...]) -> str | None:
@@ -251,75 +406,6 @@ def error_body(
 ) -> dict[str, Any]:
     """OpenAI's error object: ``{"error": {"message", "type", "param", "code"}}``."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-def usage(metadata: UsageMetadata | None) -> dict[str, int]:
-    """OpenAI's ``usage`` from an answer's ``usage_metadata`` (every call of the stack)."""
-    if metadata is None:
-        return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    prompt = metadata.get("input_tokens", 0)
-    completion = metadata.get("output_tokens", 0)
-    total = metadata.get("total_tokens", prompt + completion)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
-
-
-def finish_reason(answer: BaseMessage | None) -> str:
-    """OpenAI's ``finish_reason`` for an answer: ``"length"`` when it was cut, else ``"stop"``."""
-    return "length" if was_cut(answer) else "stop"
-
-
-def completion(
-    *,
-    id_: str,
-    model: str,
-    created: int,
-    text: str,
-    metadata: UsageMetadata | None,
-    finish: str = "stop",
-) -> dict[str, Any]:
-    """A ``chat.completion`` object with one choice."""
-    return {
-        "id": id_,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": finish,
-            }
-        ],
-        "usage": usage(metadata),
-    }
-
-
-def chunk(
-    *,
-    id_: str,
-    model: str,
-    created: int,
-    delta: dict[str, Any] | None,
-    finish_reason: str | None = None,
-    include_usage: bool = False,
-) -> dict[str, Any]:
-    """A ``chat.completion.chunk``; ``delta=None`` is the usage chunk, with no choice.
-
-    With ``include_usage``, every chunk has ``usage`` (null but the last's), as OpenAI's do.
-    """
-    body: dict[str, Any] = {
-        "id": id_,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": []
-        if delta is None
-        else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-    }
-    if include_usage:
-        body["usage"] = None
-    return body
 
 
 def model_card(model_id: str, created: int) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from starlette.testclient import TestClient
 
 from langchain_moa import ChatMoA
 from langchain_moa.openai_compatible import openai_compatible_model
-from langchain_moa.serve.app import _length_option, create_app, default_stacks
+from langchain_moa.serve.app import create_app, default_stacks
+from langchain_moa.serve.asking import length_option
 from tests.unit_tests.scripted import ScriptedChatModel
 from tests.unit_tests.serve.asgi import leave_when, post_scope
 
@@ -122,8 +123,8 @@ def test_max_tokens_travels_in_extra_body_where_the_model_keeps_its_own_there():
         "m", base_url="http://127.0.0.1:1/v1", api_key="x", max_tokens=64
     )
     moa = ChatMoA(proposers=[served], aggregator=served, layers=2)
-    assert _length_option(moa, 5) == {"extra_body": {"max_tokens": 5}}
-    assert _length_option(_moa(), 5) == {"max_tokens": 5}
+    assert length_option(moa, 5) == {"extra_body": {"max_tokens": 5}}
+    assert length_option(_moa(), 5) == {"max_tokens": 5}
 
 
 def test_streamed_answer_is_the_stacks_chunks_then_done():
@@ -235,15 +236,63 @@ def test_a_stack_is_built_once_on_its_first_request():
         ({"messages": []}, "messages", "at least 1"),
         ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role", "'user'"),
         (
-            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": "https://a.test/i.png"}}
+                        ],
+                    }
+                ]
+            },
             "messages[0].content",
-            "text parts",
+            "only data URLs",
+        ),
+        (
+            {"messages": [{"role": "system", "content": [{"type": "image_url", "image_url": {}}]}]},
+            "messages[0].content",
+            "only text parts",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]},
+            "messages[0].content",
+            "'input_audio'",
         ),
         ({"n": 2}, "n", "n=1"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "tool"),
+        (
+            {"tools": [{"type": "web_search", "function": {"name": "f"}}]},
+            "tools[0].type",
+            "function",
+        ),
+        (
+            {"tools": [{"type": "function", "function": {"name": "a b"}}]},
+            "tools[0].function.name",
+            "letters",
+        ),
+        ({"functions": [{"name": "f"}]}, "functions", "send tools"),
+        (
+            {
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
+            "tool_choice",
+            "'g'",
+        ),
+        ({"tool_choice": "sometimes"}, "tool_choice", "'required'"),
         ({"temperature": 3}, "temperature", "2"),
         ({"max_tokens": 0}, "max_tokens", "1"),
-        ({"response_format": {"type": "json_object"}}, "response_format", "json_object"),
+        ({"response_format": {"type": "xml"}}, "response_format", "json_schema"),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "a", "schema": {"type": 5}},
+                }
+            },
+            "response_format",
+            "not a valid JSON schema",
+        ),
         (
             {
                 "messages": [
@@ -395,6 +444,7 @@ def test_every_proposer_failing_is_a_503_naming_the_failure_without_the_key(capl
 def test_an_unexpected_failure_is_a_500_that_is_logged_not_told(caplog):
     class Exploding:
         stack = _moa().stack
+        fanout = "every_call"
 
         async def ainvoke(self, messages, **kwargs):
             raise KeyError("a bug with private details")

@@ -15,10 +15,18 @@ Tokens are the answers' ``usage_metadata`` summed over the agent's AI
 messages, checked against every call's own usage (``get_calls``); the model
 calls are the accounting's, checked against the server's own records.
 
+With ``--through-server`` the same two stacks are served by ``moa serve``'s
+app (uvicorn on 127.0.0.1, ids ``every_call`` and ``per_turn``) and the agent's
+model is ``ChatOpenAI`` pointed at it, as an agent framework would use a
+served stack: the tool loop's steps are separate HTTP requests, and the
+server keeps the turn's references between them. The model calls are then
+the scheduled server's records, and the tokens the served answers' ``usage``
+(each the whole stack's).
+
 Usage::
 
     .venv/bin/python benchmarks/fanout.py [--rounds 5] [--layers 2] [--proposers 6]
-        [--tool-calls 3] [--out FILE.json]
+        [--tool-calls 3] [--through-server] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -37,10 +45,12 @@ from typing import Any, get_args
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
 
 from langchain_moa import ChatMoA, get_calls
 from langchain_moa.bench.process import BenchServer, ServerProcess
 from langchain_moa.bench.server import Behaviour
+from langchain_moa.bench.serving import BackgroundServer
 from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
 from langchain_moa.stacks.spec import Fanout
 
@@ -125,16 +135,75 @@ async def run_agent(
     }
 
 
+def serve_stacks(server: BenchServer, *, layers: int, proposers: int) -> BackgroundServer:
+    """``moa serve``'s app serving both modes' stacks (by their names), started."""
+    from langchain_moa.serve.app import create_app  # noqa: PLC0415 - the serve extra
+
+    stacks = {
+        fanout: stack(server.base_url, fanout, layers=layers, proposers=proposers)
+        for fanout in MODES
+    }
+    served = BackgroundServer(create_app(dict(stacks)), name="moa-serve")
+    served.start()
+    return served
+
+
+async def run_served_agent(
+    server: BenchServer, served_url: str, fanout: Fanout, *, number: int
+) -> dict[str, Any]:
+    """One agent run whose model is the stack served at ``served_url``, over HTTP."""
+    model = ChatOpenAI(base_url=served_url, api_key=NO_KEY, model=fanout, max_retries=0)
+    agent = create_agent(model=model, tools=[lookup])
+    server.reset()
+    started = time.perf_counter()
+    result = await agent.ainvoke({"messages": [HumanMessage(question(number))]})
+    wall_s = time.perf_counter() - started
+    records = server.reset()
+    answers = [m for m in result["messages"] if isinstance(m, AIMessage)]
+    usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+    for answer in answers:
+        reported: Mapping[str, Any] = answer.usage_metadata or {}
+        for key in usage:
+            usage[key] += reported.get(key, 0)
+    return {
+        "fanout": fanout,
+        "question": number,
+        # Over HTTP the stack's own accounting stays on the server: its requests count.
+        "model_calls": len(records),
+        "server_requests": len(records),
+        "proposer_requests": sum(r.behaviour == PROPOSER for r in records),
+        "aggregator_requests": sum(r.behaviour == AGENT for r in records),
+        "tool_calls": sum(len(a.tool_calls) for a in answers),
+        "answer": answers[-1].text if answers else "",
+        **usage,
+        "usage_matches_calls": None,
+        "wall_s": wall_s,
+    }
+
+
 async def measure(
-    server: BenchServer, *, rounds: int, layers: int, proposers: int
+    server: BenchServer,
+    *,
+    rounds: int,
+    layers: int,
+    proposers: int,
+    served_url: str | None = None,
 ) -> list[dict[str, Any]]:
-    """``rounds`` runs of each mode, alternating, after one unmeasured run of each."""
+    """``rounds`` runs of each mode, alternating, after one unmeasured run of each.
+
+    With ``served_url``, the agent's model is the stack served there (``serve_stacks``).
+    """
     runs = []
     for number in range(rounds + 1):
         # Swapped each round: neither mode always runs second on a warmer machine.
         order = MODES if number % 2 else MODES[::-1]
         for fanout in order:
-            run = await run_agent(server, fanout, layers=layers, proposers=proposers, number=number)
+            if served_url is None:
+                run = await run_agent(
+                    server, fanout, layers=layers, proposers=proposers, number=number
+                )
+            else:
+                run = await run_served_agent(server, served_url, fanout, number=number)
             if number:  # the first round warms connections and imports
                 runs.append(run)
     return runs
@@ -168,7 +237,8 @@ def problems(
             )
         if run["tool_calls"] != tool_calls or not run["answer"]:
             found.append(f"{name}: {run['tool_calls']} tool calls, answer {run['answer']!r}")
-        if not run["usage_matches_calls"]:
+        # None: served, where the calls' own usage stays on the server.
+        if run["usage_matches_calls"] is False:
             found.append(f"{name}: usage_metadata differs from the sum of its calls' usage")
     return found
 
@@ -209,12 +279,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=2, help="proposer layers")
     parser.add_argument("--proposers", type=int, default=6, help="proposers per layer")
     parser.add_argument("--tool-calls", type=int, default=3, help="tool calls before the answer")
+    parser.add_argument(
+        "--through-server",
+        action="store_true",
+        help="the agent's model is ChatOpenAI over moa serve's app, not ChatMoA in process",
+    )
     parser.add_argument("--out", metavar="PATH", help="also write every run as JSON")
     args = parser.parse_args(argv)
     logging.getLogger("langchain_moa").setLevel(logging.ERROR)
     shape = {"layers": args.layers, "proposers": args.proposers}
     with ServerProcess(behaviours(args.tool_calls)) as server:
-        runs = asyncio.run(measure(server, rounds=args.rounds, **shape))
+        served = serve_stacks(server, **shape) if args.through_server else None
+        try:
+            url = served.base_url if served else None
+            runs = asyncio.run(measure(server, rounds=args.rounds, served_url=url, **shape))
+        finally:
+            if served is not None:
+                served.stop()
     medians = summary(runs)
     print(markdown(medians))
     found = problems(runs, tool_calls=args.tool_calls, **shape)

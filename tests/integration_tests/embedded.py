@@ -5,7 +5,7 @@ import socket
 from langchain_openai import ChatOpenAI
 
 from langchain_moa import ChatMoA
-from langchain_moa.local.server import LlamaServer
+from langchain_moa.local.server import LlamaServer, _LlamaServerChatModel
 from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
 
 
@@ -15,19 +15,24 @@ def embedded_stack(
     """The embedded stack's shape on ``server``, each model with HTTP clients of its own.
 
     A served app runs in uvicorn's thread, on its own event loop; the server's
-    shared clients may hold connections of the tests' loop.
+    shared clients may hold connections of the tests' loop. The models are of
+    the embedded model's own class (its token counts, and llama.cpp's form of
+    a JSON schema), as ``LlamaServer.chat_model`` makes them.
     """
     server.start()
 
     def model(seed: int) -> ChatOpenAI:
-        return openai_compatible_model(
+        built = openai_compatible_model(
             server.model_alias,
             base_url=server.base_url,
             api_key=NO_KEY,
+            model_class=_LlamaServerChatModel,
             max_tokens=max_tokens,
             temperature=0.7,
             seed=seed,
         )
+        built._server = server
+        return built
 
     return ChatMoA(
         proposers=[model(seed) for seed in range(1, proposers + 1)],

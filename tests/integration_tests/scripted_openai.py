@@ -10,6 +10,9 @@ OpenAI's API answers it. What it replies:
   first. Its arguments follow the tool's JSON schema, filled from the
   user's message: integers in order of appearance, quoted text for strings
   (then a phrase made from the message).
+- ``response_format`` ``json_schema``: a JSON object following the schema,
+  filled from the last message as tool arguments are; ``json_object``:
+  ``{"answer": <the scripted text>}``.
 - The last message a tool result: a text answer that quotes it.
 - Otherwise: a text answer that quotes the user's last message.
 
@@ -227,6 +230,12 @@ class ScriptedOpenAI:
                 },
             }
             return {"role": "assistant", "content": None, "tool_calls": [call]}
+        answer_format = request.get("response_format") or {}
+        if answer_format.get("type") == "json_schema":
+            schema = answer_format.get("json_schema", {}).get("schema", {})
+            return {"role": "assistant", "content": json.dumps(tool_arguments(schema, text))}
+        if answer_format.get("type") == "json_object":
+            return {"role": "assistant", "content": json.dumps({"answer": text})}
         if last.get("role") == "tool":
             return {"role": "assistant", "content": f"The tool answered: {text}"}
         answer = self.answer(request) if self.answer is not None else None

@@ -5,7 +5,7 @@ from typing import get_args
 
 import pytest
 
-from benchmarks.fanout import behaviours, problems, run_agent
+from benchmarks.fanout import behaviours, problems, run_agent, run_served_agent, serve_stacks
 from langchain_moa.bench.server import ScheduledServer
 from langchain_moa.stacks.spec import Fanout
 
@@ -51,3 +51,27 @@ async def test_per_turn_runs_the_proposers_once_per_turn(server: ScheduledServer
     shape = {"layers": LAYERS, "proposers": PROPOSERS, "tool_calls": TOOL_CALLS}
     assert problems(list(runs.values()), **shape) == []
     assert server.errors == []
+
+
+async def test_per_turn_through_moa_serve_runs_the_proposers_once_per_turn(
+    server: ScheduledServer,
+) -> None:
+    # The agent's model is ChatOpenAI over moa serve: each step is its own request.
+    served = serve_stacks(server, layers=LAYERS, proposers=PROPOSERS)
+    try:
+        runs = {
+            fanout: await run_served_agent(server, served.base_url, fanout, number=10 + index)
+            for index, fanout in enumerate(get_args(Fanout))
+        }
+    finally:
+        served.stop()
+    every, per_turn = runs["every_call"], runs["per_turn"]
+    steps = TOOL_CALLS + 1
+    assert (per_turn["proposer_requests"], per_turn["aggregator_requests"]) == (
+        PROPOSER_CALLS,
+        steps,
+    )
+    assert every["proposer_requests"] == steps * PROPOSER_CALLS
+    assert per_turn["total_tokens"] < every["total_tokens"]
+    shape = {"layers": LAYERS, "proposers": PROPOSERS, "tool_calls": TOOL_CALLS}
+    assert problems(list(runs.values()), **shape) == []

@@ -1,8 +1,15 @@
-"""``moa serve``: MoA stacks behind an OpenAI-compatible chat completions API.
+"""``moa serve``: MoA stacks behind OpenAI-compatible chat completions and Responses APIs.
 
-``langchain_moa.serve.app`` (the Starlette app and the uvicorn runner) needs
-the ``serve`` extra (starlette and uvicorn); importing this package, or
-``langchain_moa.serve.openai_format``, does not.
+The modules, in the order a request meets them: ``app`` (the Starlette app,
+its limits and the uvicorn runner), ``openai_format`` and ``responses_format``
+(each API's request, checked), ``to_langchain`` (requests as LangChain
+messages), ``asking`` (one request as the stack is asked it, for either API),
+``structured`` (JSON answers, asked for and checked), ``turns`` (a tool loop's
+references for ``per_turn`` stacks), ``chat`` and ``responses`` (the two
+endpoints), ``from_langchain`` (answers and stream events as OpenAI's),
+``http`` (errors and event streams) and ``live`` (the live page's events).
+They need the ``serve`` extra (starlette, uvicorn, jsonschema, cachetools);
+importing this package does not.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import add_ai_message_chunks
 from langchain_core.runnables import Runnable
 
 from langchain_moa.chat_models import ChatMoA
@@ -99,6 +100,11 @@ class Ask:
         """
         if self.answer_format is not None and not getattr(answer, "tool_calls", None):
             self.answer_format.check(answer.text)
+
+
+def merged(parts: Sequence[AIMessageChunk]) -> AIMessageChunk | None:
+    """A stream's chunks as one answer (None for none)."""
+    return add_ai_message_chunks(parts[0], *parts[1:]) if parts else None
 
 
 def with_call_ids(answer: BaseMessage) -> BaseMessage:

@@ -9,7 +9,7 @@ from typing import Any
 from langchain_core.messages import AIMessageChunk, BaseMessage
 
 from langchain_moa.chat_models import ChatMoA
-from langchain_moa.serve.asking import Ask, answered
+from langchain_moa.serve.asking import Ask, answered, merged
 from langchain_moa.serve.from_langchain import (
     ToolCallDeltas,
     chunk,
@@ -108,19 +108,22 @@ async def _events(
         return sse(body)
 
     tool_deltas = ToolCallDeltas()
+    # Merged once at the end: adding each chunk to the last costs more than sending it.
+    parts: list[AIMessageChunk] = []
     answer: AIMessageChunk | None = None
     yield event({"role": "assistant", "content": ""})
     try:
         part = first
         while part is not None:
             if isinstance(part, AIMessageChunk):
-                answer = part if answer is None else answer + part
+                parts.append(part)
                 if text := part.text:
                     # Each chunk as the stack streamed it: never split or merged.
                     yield event({"content": text})
                 if calls := tool_deltas(part):
                     yield event({"tool_calls": calls})
             part = await anext(stream, None)
+        answer = merged(parts)
         if answer is not None:
             answered(ask, answer, turns)
     except Exception as error:  # noqa: BLE001 - told to the client, then the stream ends

@@ -12,7 +12,7 @@ from typing import Any
 from langchain_core.messages import AIMessageChunk, BaseMessage
 
 from langchain_moa.chat_models import ChatMoA
-from langchain_moa.serve.asking import Ask, answered
+from langchain_moa.serve.asking import Ask, answered, merged
 from langchain_moa.serve.from_langchain import ResponseEvents, ResponseHead, response_head
 
 # Starlette through serve.http, which names the extra when it is missing.
@@ -102,15 +102,18 @@ async def _events(
 ) -> AsyncIterator[str]:
     for event in events.created():
         yield sse(event, event=event["type"])
+    # Merged once at the end: adding each chunk to the last costs more than sending it.
+    parts: list[AIMessageChunk] = []
     answer: AIMessageChunk | None = None
     try:
         part = first
         while part is not None:
             if isinstance(part, AIMessageChunk):
-                answer = part if answer is None else answer + part
+                parts.append(part)
                 for event in events.chunk(part):
                     yield sse(event, event=event["type"])
             part = await anext(stream, None)
+        answer = merged(parts)
         if answer is not None:
             answered(ask, answer, turns)
     except Exception as error:  # noqa: BLE001 - told to the client, then the stream ends

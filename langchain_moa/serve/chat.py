@@ -20,14 +20,7 @@ from langchain_moa.serve.from_langchain import (
 )
 
 # Starlette through serve.http, which names the extra when it is missing.
-from langchain_moa.serve.http import (
-    ClosingStream,
-    JSONResponse,
-    Response,
-    close,
-    failure,
-    sse,
-)
+from langchain_moa.serve.http import JSONResponse, Response, chunks, failure, opened, sse, streamed
 from langchain_moa.serve.openai_format import ChatCompletionRequest
 from langchain_moa.serve.to_langchain import chat_messages
 from langchain_moa.serve.turns import TurnReferences
@@ -67,21 +60,9 @@ async def chat_completion(
         body = completion(id_=id_, model=asked.model, created=created, answer=reply)
         return JSONResponse(body), False
     stream = aiter(runnable.astream(messages, **options))
-    # The first chunk is awaited before the response starts: the proposers'
-    # layers run then, and their failure is a status code a client can act on
-    # (503), not an event in a stream that began with 200.
-    try:
-        first = await anext(stream, None)
-    except BaseException:
-        await close(stream)
-        raise
-
-    async def closed() -> None:
-        give_back()
-        await close(stream)
-
+    first = await opened(stream)
     events = _events(ask, asked, turns, stream, first, id_=id_, created=created)
-    return ClosingStream(events, closed), True
+    return streamed(events, stream, give_back), True
 
 
 async def _events(
@@ -113,16 +94,13 @@ async def _events(
     answer: AIMessageChunk | None = None
     yield event({"role": "assistant", "content": ""})
     try:
-        part = first
-        while part is not None:
-            if isinstance(part, AIMessageChunk):
-                parts.append(part)
-                if text := part.text:
-                    # Each chunk as the stack streamed it: never split or merged.
-                    yield event({"content": text})
-                if calls := tool_deltas(part):
-                    yield event({"tool_calls": calls})
-            part = await anext(stream, None)
+        async for part in chunks(stream, first):
+            parts.append(part)
+            if text := part.text:
+                # Each chunk as the stack streamed it: never split or merged.
+                yield event({"content": text})
+            if calls := tool_deltas(part):
+                yield event({"tool_calls": calls})
         answer = merged(parts)
         if answer is not None:
             answered(ask, answer, turns)

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import openai
+from langchain_core.messages import AIMessageChunk
 
 from langchain_moa.accounting import BadResponseError, CallTimeoutError, redact
 from langchain_moa.graph import AggregatorFailedError, LayerFailedError
@@ -28,7 +29,18 @@ except ImportError as error:  # pragma: no cover - the serve extra is in the tes
     msg = f"moa serve needs starlette and uvicorn: {EXTRA_HINT}"
     raise ServeExtraMissingError(msg) from error
 
-__all__ = ["ApiError", "ClosingStream", "JSONResponse", "Response", "close", "failure", "sse"]
+__all__ = [
+    "ApiError",
+    "ClosingStream",
+    "JSONResponse",
+    "Response",
+    "chunks",
+    "close",
+    "failure",
+    "opened",
+    "sse",
+    "streamed",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +130,41 @@ class ClosingStream(StreamingResponse):
             # now, not whenever the garbage collector finds them.
             await close(self.body_iterator)
             await self._on_close()
+
+
+async def opened(stream: AsyncIterator[Any]) -> Any:
+    """A stream's first chunk (None if it has none), the stream closed if that fails.
+
+    Awaited before the response starts: the proposers' layers run then, and
+    their failure is a status code a client can act on (503), not an event in
+    a stream that began with 200.
+    """
+    try:
+        return await anext(stream, None)
+    except BaseException:
+        await close(stream)
+        raise
+
+
+def streamed(
+    events: AsyncIterator[str], stream: AsyncIterator[Any], give_back: Callable[[], None]
+) -> ClosingStream:
+    """``events`` as the response; when it ends, the slot is given back and ``stream`` closed."""
+
+    async def closed() -> None:
+        give_back()
+        await close(stream)
+
+    return ClosingStream(events, closed)
+
+
+async def chunks(stream: AsyncIterator[Any], first: Any) -> AsyncIterator[AIMessageChunk]:
+    """The answer's chunks: ``first``, then the rest of ``stream``."""
+    part = first
+    while part is not None:
+        if isinstance(part, AIMessageChunk):
+            yield part
+        part = await anext(stream, None)
 
 
 async def close(stream: AsyncIterable[Any]) -> None:

@@ -16,14 +16,7 @@ from langchain_moa.serve.asking import Ask, answered, merged
 from langchain_moa.serve.from_langchain import ResponseEvents, ResponseHead, response_head
 
 # Starlette through serve.http, which names the extra when it is missing.
-from langchain_moa.serve.http import (
-    ClosingStream,
-    JSONResponse,
-    Response,
-    close,
-    failure,
-    sse,
-)
+from langchain_moa.serve.http import JSONResponse, Response, chunks, failure, opened, sse, streamed
 from langchain_moa.serve.responses_format import ResponsesRequest
 from langchain_moa.serve.to_langchain import responses_messages
 from langchain_moa.serve.turns import TurnReferences
@@ -77,20 +70,10 @@ async def response(
         reply = answered(ask, await runnable.ainvoke(messages, **options), turns)
         return JSONResponse(head.answered(reply)), False
     stream = aiter(runnable.astream(messages, **options))
-    # As for a chat completion, the first chunk is awaited before the stream
-    # opens: the proposers' failure is then a 503, not a stream that failed.
-    try:
-        first = await anext(stream, None)
-    except BaseException:
-        await close(stream)
-        raise
-
-    async def closed() -> None:
-        give_back()
-        await close(stream)
-
+    # As for a chat completion, the proposers' failure is a 503, not a stream that failed.
+    first = await opened(stream)
     events = _events(ask, turns, stream, first, ResponseEvents(head))
-    return ClosingStream(events, closed), True
+    return streamed(events, stream, give_back), True
 
 
 async def _events(
@@ -106,13 +89,10 @@ async def _events(
     parts: list[AIMessageChunk] = []
     answer: AIMessageChunk | None = None
     try:
-        part = first
-        while part is not None:
-            if isinstance(part, AIMessageChunk):
-                parts.append(part)
-                for event in events.chunk(part):
-                    yield sse(event, event=event["type"])
-            part = await anext(stream, None)
+        async for part in chunks(stream, first):
+            parts.append(part)
+            for event in events.chunk(part):
+                yield sse(event, event=event["type"])
         answer = merged(parts)
         if answer is not None:
             answered(ask, answer, turns)

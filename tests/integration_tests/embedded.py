@@ -1,10 +1,14 @@
 """Stacks of the embedded model's shape for the tests that serve them (``moa serve``, the page)."""
 
 import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
 
 from langchain_openai import ChatOpenAI
 
 from langchain_moa import ChatMoA
+from langchain_moa.bench.serving import BackgroundServer
 from langchain_moa.local.server import LlamaServer, _LlamaServerChatModel
 from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
 
@@ -46,3 +50,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@contextmanager
+def serving(stacks: Mapping[str, Any], **settings: Any) -> Iterator[BackgroundServer]:
+    """``moa serve``'s app over ``stacks`` in uvicorn on 127.0.0.1, in a thread, while open."""
+    from langchain_moa.serve.app import create_app  # noqa: PLC0415 - the serve extra
+
+    background = BackgroundServer(create_app(stacks, **settings), name="moa-serve")
+    background.start()
+    try:
+        yield background
+    finally:
+        background.stop()

@@ -21,9 +21,7 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from langchain_moa import ChatMoA
-from langchain_moa.bench.serving import BackgroundServer
-from langchain_moa.serve.app import create_app
-from tests.integration_tests.embedded import embedded_stack, free_port
+from tests.integration_tests.embedded import embedded_stack, free_port, serving
 
 # Two minutes in all on 2 cores; more means something hangs.
 pytestmark = pytest.mark.timeout(300)
@@ -35,17 +33,12 @@ QUESTION = [{"role": "user", "content": "Name a fruit."}]
 
 @pytest.fixture(scope="module")
 def served(server):
-    app = create_app(
-        {
-            "local": embedded_stack(server, proposers=3, max_tokens=8),
-            "tiny": embedded_stack(server, proposers=1, max_tokens=2),
-        },
-        api_key=KEY,
-    )
-    background = BackgroundServer(app, name="moa-serve")
-    background.start()
-    yield background
-    background.stop()
+    stacks = {
+        "local": embedded_stack(server, proposers=3, max_tokens=8),
+        "tiny": embedded_stack(server, proposers=1, max_tokens=2),
+    }
+    with serving(stacks, api_key=KEY) as background:
+        yield background
 
 
 @pytest.fixture

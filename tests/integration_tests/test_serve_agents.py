@@ -36,30 +36,16 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ConfigDict
 
 from langchain_moa import ChatMoA
-from langchain_moa.bench.serving import BackgroundServer
 from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
-from langchain_moa.serve.app import create_app
-from tests.integration_tests.embedded import embedded_stack
+from tests.integration_tests.embedded import embedded_stack, serving
 from tests.integration_tests.scripted_openai import ScriptedOpenAI
+from tests.weather import WEATHER
 
 pytestmark = pytest.mark.timeout(300)
 
 KEY = "test-agents-token-0123456789"
 JS = Path(__file__).with_name("js")
 QUESTION = [{"role": "user", "content": "What is the weather in 'Paris'?"}]
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "weather",
-        "description": "The weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
-    },
-}
 
 
 class Report(BaseModel):
@@ -89,18 +75,13 @@ def _stack(base_url: str, fanout: str = "every_call") -> ChatMoA:
 
 @pytest.fixture(scope="module")
 def served(scripted, server):
-    app = create_app(
-        {
-            "agents": _stack(scripted.base_url),
-            "agents-per-turn": _stack(scripted.base_url, "per_turn"),
-            "local": embedded_stack(server, proposers=2, max_tokens=48),
-        },
-        api_key=KEY,
-    )
-    background = BackgroundServer(app, name="moa-serve")
-    background.start()
-    yield background
-    background.stop()
+    stacks = {
+        "agents": _stack(scripted.base_url),
+        "agents-per-turn": _stack(scripted.base_url, "per_turn"),
+        "local": embedded_stack(server, proposers=2, max_tokens=48),
+    }
+    with serving(stacks, api_key=KEY) as background:
+        yield background
 
 
 @pytest.fixture
@@ -163,6 +144,17 @@ def test_parse_gives_the_schemas_object_through_the_python_client(client, script
     asked = _aggregator_requests(scripted)[-1]["response_format"]
     assert asked["type"] == "json_schema"
     assert asked["json_schema"]["schema"]["required"] == ["city", "degrees"]
+
+
+def test_a_streamed_structured_answer_through_the_python_client(client):
+    question = [{"role": "user", "content": "How warm is 'Rome' at 25 degrees?"}]
+    with client.chat.completions.stream(
+        model="agents", messages=question, response_format=Report
+    ) as stream:
+        deltas = [e.delta for e in stream if e.type == "content.delta"]
+        final = stream.get_final_completion()
+    assert len(deltas) > 1
+    assert final.choices[0].message.parsed == Report(city="Rome", degrees=25)
 
 
 def test_a_response_plain_and_streamed_through_the_python_client(client):

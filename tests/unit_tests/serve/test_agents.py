@@ -13,21 +13,10 @@ from langchain_moa.openai_compatible import openai_compatible_model
 from langchain_moa.serve.app import create_app
 from langchain_moa.serve.structured import AnswerFormat, apply
 from tests.unit_tests.scripted import ScriptedChatModel
+from tests.weather import WEATHER
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "weather",
-        "description": "The weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 CALL = {"name": "weather", "args": {"city": "Paris"}, "id": "call_abc", "type": "tool_call"}
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
 SCHEMA = {

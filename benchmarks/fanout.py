@@ -95,6 +95,18 @@ def question(number: int) -> str:
     return f"[q{number}] Are the bolts, nuts and washers for order {number} all in stock?"
 
 
+async def _timed(
+    agent: Any, server: BenchServer, number: int
+) -> tuple[list[AIMessage], list[Any], float]:
+    """The agent's answers to question ``number``, the server's records of it, its seconds."""
+    server.reset()
+    started = time.perf_counter()
+    result = await agent.ainvoke({"messages": [HumanMessage(question(number))]})
+    wall_s = time.perf_counter() - started
+    records = server.reset()
+    return [m for m in result["messages"] if isinstance(m, AIMessage)], records, wall_s
+
+
 async def run_agent(
     server: BenchServer, fanout: Fanout, *, layers: int, proposers: int, number: int
 ) -> dict[str, Any]:
@@ -102,12 +114,7 @@ async def run_agent(
     agent = create_agent(
         model=stack(server.base_url, fanout, layers=layers, proposers=proposers), tools=[lookup]
     )
-    server.reset()
-    started = time.perf_counter()
-    result = await agent.ainvoke({"messages": [HumanMessage(question(number))]})
-    wall_s = time.perf_counter() - started
-    records = server.reset()
-    answers = [m for m in result["messages"] if isinstance(m, AIMessage)]
+    answers, records, wall_s = await _timed(agent, server, number)
     usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
     accounted = dict.fromkeys(usage, 0)
     calls = 0
@@ -154,12 +161,7 @@ async def run_served_agent(
     """One agent run whose model is the stack served at ``served_url``, over HTTP."""
     model = ChatOpenAI(base_url=served_url, api_key=NO_KEY, model=fanout, max_retries=0)
     agent = create_agent(model=model, tools=[lookup])
-    server.reset()
-    started = time.perf_counter()
-    result = await agent.ainvoke({"messages": [HumanMessage(question(number))]})
-    wall_s = time.perf_counter() - started
-    records = server.reset()
-    answers = [m for m in result["messages"] if isinstance(m, AIMessage)]
+    answers, records, wall_s = await _timed(agent, server, number)
     usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
     for answer in answers:
         reported: Mapping[str, Any] = answer.usage_metadata or {}

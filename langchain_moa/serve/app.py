@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from langchain_moa.accounting import redact
 from langchain_moa.chat_models import ChatMoA
@@ -54,6 +54,7 @@ from langchain_moa.serve.chat import chat_ask, chat_completion
 from langchain_moa.serve.http import ApiError, ClosingStream, failure, sse
 from langchain_moa.serve.live import ERROR, KEEPALIVE, live_events
 from langchain_moa.serve.openai_format import (
+    ApiRequest,
     ChatCompletionRequest,
     describe_validation,
     error_body,
@@ -104,7 +105,7 @@ JSON_TYPE = "application/json"
 RETRY_AFTER_S = 1
 """What a 429 tells the client to wait: a MoA request frees its slot in seconds."""
 
-R = TypeVar("R", bound=BaseModel)
+R = TypeVar("R", bound=ApiRequest)
 
 
 def default_stacks() -> dict[str, StackSource]:
@@ -375,9 +376,9 @@ class _Api:
         except ValidationError as error:
             message, param = describe_validation(error)
             raise ApiError(400, message, param=param) from None
-        messages = getattr(asked, "messages", None) or getattr(asked, "input", None)
-        if isinstance(messages, list) and len(messages) > self.max_messages:
-            field = "messages" if isinstance(asked, ChatCompletionRequest) else "input"
+        field = asked.conversation_field
+        messages = getattr(asked, field)
+        if len(messages) > self.max_messages:
             raise ApiError(
                 400,
                 f"{field}: {len(messages)} messages, at most {self.max_messages} are taken",
@@ -422,7 +423,7 @@ class _Api:
         handed_over = False
         try:
             asked = self.parse(await self.read_json(request), schema)
-            moa = await self.served.get(asked.model)  # type: ignore[attr-defined]
+            moa = await self.served.get(asked.model)
             turns = self.turns if moa.fanout == "per_turn" else None
             answered, handed_over = await endpoint(moa, asked, turns, self.slots.give_back)
         except Exception as error:  # noqa: BLE001 - every failure is answered as OpenAI's

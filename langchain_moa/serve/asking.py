@@ -44,7 +44,7 @@ class Ask:
     """The stack's id."""
     messages: list[BaseMessage]
     """The conversation, ending where the answer starts."""
-    param: str = "messages"
+    param: str
     """The request's field that holds the conversation (errors name it)."""
     tools: list[dict[str, Any]] = field(default_factory=list)
     """Functions the answer may call, in the chat completions format."""
@@ -61,6 +61,8 @@ class Ask:
     ) -> tuple[Runnable[LanguageModelInput, BaseMessage], list[BaseMessage], dict[str, Any]]:
         """The runnable, its input and its call options.
 
+        ``turns``, given for a ``per_turn`` stack, gives earlier answers their references back.
+
         Raises:
             BadConversationError: there is nothing to answer.
         """
@@ -69,13 +71,12 @@ class Ask:
         except ValueError as error:
             message = f"{self.param}: {error}"
             raise BadConversationError(message, self.param) from None
-        messages = self.messages
-        if turns is not None and moa.fanout == "per_turn":
-            messages = turns.recall(self.model, messages)
+        messages = self.messages if turns is None else turns.recall(self.model, self.messages)
         options = self.options(moa)
         if self.answer_format is not None:
-            aggregators = [moa.stack.aggregator, *moa.stack.fallbacks]
-            messages, options = structured.apply(self.answer_format, aggregators, messages, options)
+            messages, options = structured.apply(
+                self.answer_format, moa.stack.aggregators, messages, options
+            )
         runnable: Runnable[LanguageModelInput, BaseMessage] = moa
         if self.tools:
             runnable = moa.bind_tools(self.tools, tool_choice=self.tool_choice)
@@ -125,8 +126,7 @@ def length_option(moa: ChatMoA, limit: int) -> dict[str, Any]:
     ``extra_body`` instead, and so does this limit when every aggregator has
     the same ``extra_body`` (a call's option replaces the model's whole).
     """
-    attempts: Sequence[Any] = [moa.stack.aggregator, *moa.stack.fallbacks]
-    bodies = [getattr(model, "extra_body", None) for model in attempts]
+    bodies = [getattr(model, "extra_body", None) for model in moa.stack.aggregators]
     first = bodies[0]
     if isinstance(first, dict) and "max_tokens" in first and all(b == first for b in bodies):
         return {"extra_body": {**first, "max_tokens": limit}}

@@ -31,6 +31,7 @@ def chat_ask(asked: ChatCompletionRequest) -> Ask:
     return Ask(
         model=asked.model,
         messages=chat_messages(asked.messages),
+        param=asked.conversation_field,
         tools=asked.function_tools,
         tool_choice=asked.tool_choice,
         answer_format=asked.response_format,

@@ -74,10 +74,10 @@ def usage(metadata: UsageMetadata | None) -> dict[str, int]:
 def chat_message(answer: BaseMessage) -> dict[str, Any]:
     """The answer as the chat API's assistant message."""
     calls = getattr(answer, "tool_calls", None) or []
+    # With tool calls and no text, OpenAI's content is null.
     message: dict[str, Any] = {"role": "assistant", "content": answer.text or None}
     if not calls:
-        message["content"] = answer.text
-        return message
+        return {**message, "content": answer.text}
     message["tool_calls"] = [
         {
             "id": call.get("id") or new_id("call_"),
@@ -166,11 +166,6 @@ class ToolCallDeltas:
                     {"index": self._started[key], "function": {"arguments": fragment["args"]}}
                 )
         return deltas
-
-    @property
-    def called(self) -> bool:
-        """Whether any tool call was streamed."""
-        return bool(self._started)
 
 
 # The Responses API.

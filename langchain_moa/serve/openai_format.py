@@ -15,7 +15,7 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -253,7 +253,7 @@ NEUTRAL: Mapping[str, tuple[Any, str]] = {
     "presence_penalty": (0, "not supported"),
     "frequency_penalty": (0, "not supported"),
     "logprobs": (False, "not supported: a MoA answer has no single model's log-probabilities"),
-    "top_logprobs": (0, "not supported"),
+    "top_logprobs": (0, "not supported: a MoA answer has no single model's log-probabilities"),
     "logit_bias": ({}, "not supported"),
     "seed": (None, "not supported: each proposer samples with its own seed"),
     "functions": ([], "deprecated by OpenAI and not served: send tools instead"),
@@ -295,7 +295,18 @@ def checked_format(kind: Any, spec: Mapping[str, Any]) -> AnswerFormat | None:
         raise unsupported(str(error)) from None
 
 
-class ChatCompletionRequest(BaseModel):
+class ApiRequest(BaseModel):
+    """What both APIs' requests have: the stack's id, and a conversation in one field."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    conversation_field: ClassVar[str]
+    """The field holding the conversation (``messages``, ``input``): errors name it."""
+
+    model: str = Field(min_length=1)
+
+
+class ChatCompletionRequest(ApiRequest):
     """A ``POST /v1/chat/completions`` body.
 
     Honoured: ``model`` (which stack), ``messages`` (text, and image parts
@@ -312,9 +323,8 @@ class ChatCompletionRequest(BaseModel):
     newer ones) are ignored, as clients send them freely.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    conversation_field: ClassVar[str] = "messages"
 
-    model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None

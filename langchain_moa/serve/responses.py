@@ -27,7 +27,7 @@ def responses_ask(asked: ResponsesRequest) -> Ask:
     return Ask(
         model=asked.model,
         messages=responses_messages(asked.input, asked.instructions),
-        param="input",
+        param=asked.conversation_field,
         tools=asked.function_tools,
         tool_choice=asked.chat_tool_choice,
         answer_format=asked.answer_format,

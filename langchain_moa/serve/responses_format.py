@@ -17,7 +17,7 @@ change nothing here (``metadata``, ``user``, ``parallel_tool_calls``,
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -33,12 +33,14 @@ from pydantic_core import PydanticCustomError
 
 from langchain_moa.serve.openai_format import (
     TOOL_CHOICES,
+    ApiRequest,
     FunctionTool,
     check_tool_choice,
     checked_format,
     function_name,
     image_data,
     json_arguments,
+    neutral_only,
     unsupported,
 )
 from langchain_moa.serve.structured import AnswerFormat
@@ -218,12 +220,11 @@ class TextOptions(BaseModel):
 _STATEFUL = "this server keeps nothing: send the whole conversation in input"
 
 
-class ResponsesRequest(BaseModel):
+class ResponsesRequest(ApiRequest):
     """A ``POST /v1/responses`` body (see the module's docstring for what is honoured)."""
 
-    model_config = ConfigDict(extra="ignore")
+    conversation_field: ClassVar[str] = "input"
 
-    model: str = Field(min_length=1)
     input: list[Item]
     instructions: str | None = None
     tools: list[ResponsesTool] | None = None
@@ -265,21 +266,10 @@ class ResponsesRequest(BaseModel):
         )
         raise unsupported(msg)
 
-    @field_validator("top_p")
+    @field_validator("top_p", "top_logprobs")
     @classmethod
-    def _top_p(cls, value: float | None) -> float | None:
-        if value not in {None, 1}:
-            msg = "not supported: set the stack's models' own sampling instead"
-            raise unsupported(msg)
-        return value
-
-    @field_validator("top_logprobs")
-    @classmethod
-    def _top_logprobs(cls, value: int | None) -> int | None:
-        if value not in {None, 0}:
-            msg = "not supported: a MoA answer has no single model's log-probabilities"
-            raise unsupported(msg)
-        return value
+    def _neutral(cls, value: Any, info: Any) -> Any:
+        return neutral_only(value, info.field_name)
 
     @field_validator("previous_response_id", "conversation", "prompt")
     @classmethod

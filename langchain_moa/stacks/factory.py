@@ -73,6 +73,11 @@ class Stack:
     fallbacks: list[BaseChatModel] = field(default_factory=list)
     """Aggregators to try in order when the aggregator fails."""
 
+    @property
+    def aggregators(self) -> list[BaseChatModel]:
+        """Every model that may write the answer: the aggregator, then its fallbacks."""
+        return [self.aggregator, *self.fallbacks]
+
 
 def expand(spec: StackSpec) -> StackSpec:
     """``spec`` with a preset's (or the embedded stack's) models written out.

@@ -1,12 +1,13 @@
 # Set-up is scripted here so that a fresh clone needs nothing else:
 #   make demo   - create .venv, install everything, answer a question with MoA offline
 #   make test   - the same set-up, then lint, type checks and the whole test suite
-#                 (its browser tests need Debian's chromium: `make browser`, which it runs)
+#                 (its browser tests need Debian's chromium, its durable tests Debian's
+#                 PostgreSQL: `make browser` and `make postgres`, which it runs)
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 QUESTION ?= What are three good reasons to learn a second language?
-EXTRAS := local,eval,examples,studio,bench,serve,agreement,test,lint
+EXTRAS := local,eval,examples,studio,bench,serve,agreement,durable,test,lint
 
 # llama-cpp-python compiles from source (minutes on 2 cores). It is built once
 # per machine into WHEELS and installed from there. The build is portable:
@@ -19,7 +20,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
 WHEELS ?= $(HOME)/.cache/langchain-moa/wheels/portable
 LLAMA_WHEEL := $(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION)
 
-.PHONY: install browser demo test lint unit integration clean
+.PHONY: install browser postgres demo test lint unit integration clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,17 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
 
+# The durable tests run a real PostgreSQL server of their own (a cluster in a
+# temporary folder, on 127.0.0.1, started and stopped by the tests): they need
+# Debian's server binaries, under /usr/lib/postgresql/<version>/bin.
+POSTGRES_CTL := $(firstword $(wildcard /usr/lib/postgresql/*/bin/pg_ctl))
+
+postgres:
+ifeq ($(POSTGRES_CTL),)
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql
+endif
+
 demo: install
 	$(BIN)/moa chat --show-layers "$(QUESTION)"
 
@@ -59,7 +71,7 @@ lint: install
 unit: install
 	$(BIN)/pytest tests/unit_tests --disable-socket --allow-unix-socket
 
-integration: install browser
+integration: install browser postgres
 	$(BIN)/pytest tests/integration_tests
 
 test: lint unit integration

@@ -28,6 +28,15 @@ FailureReason = Literal[
 """Why a call failed: the kinds a user acts on differently."""
 
 
+class ReferenceEdit(TypedDict):
+    """A reference someone changed while the run waited before its aggregator."""
+
+    node: str
+    """The proposer node whose answer it was (or the name it was added under)."""
+    edit: Literal["edited", "dropped", "added"]
+    """Its text replaced; left out; or not a proposer's answer of this run at all."""
+
+
 class ModelCall(TypedDict):
     """One model call inside a MoA run: a proposer's or the aggregator's."""
 
@@ -65,6 +74,9 @@ class ModelCall(TypedDict):
     references: NotRequired[list[str] | None]
     """The nodes whose answers it read, in the order shown (``reference_order=
     "shuffle"`` draws it per query); None for a call that read none."""
+    edited_references: NotRequired[list[ReferenceEdit]]
+    """The aggregator's only, when references were changed before it read them
+    (``langchain_moa.graph.human_review``)."""
 
 
 class LayerSummary(TypedDict):

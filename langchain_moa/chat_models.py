@@ -34,6 +34,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.runnables.config import set_config_context
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import ConfigDict, PrivateAttr, model_validator
 
@@ -47,6 +48,7 @@ from langchain_moa.callbacks import (
 from langchain_moa.graph import ANSWER_CHUNK, MoAInput, compile_moa_graph
 from langchain_moa.graph.state import (
     AGGREGATOR_KWARGS,
+    AGGREGATOR_NODE,
     SHUFFLE_SEED,
     STREAM_ANSWER,
     Reuse,
@@ -158,6 +160,18 @@ class ChatMoA(BaseChatModel, StackSpec):
     streaming: bool = False
     """LangChain's flag: ``invoke`` streams the final answer to callback handlers too."""
 
+    durable: bool = False
+    """Inside a LangGraph run with a checkpointer, save the MoA graph's steps in the
+    caller's thread (as the calling node's subgraph), so that resuming the thread
+    after a crash or restart skips the proposer calls that finished. Outside such a
+    run (no graph, or a graph without a checkpointer), nothing is saved."""
+
+    review_references: bool = False
+    """Stop before the aggregator (``durable`` only, in a checkpointed run): the thread
+    then waits with the references in the MoA graph's state, where the caller may
+    edit or drop them (``update_state``, or ``human_review.edit_references``) before
+    resuming it; the aggregator's call record lists what was changed."""
+
     _stack: Stack = PrivateAttr()
     _graph: CompiledStateGraph = PrivateAttr()
     _identities: dict[str, Any] = PrivateAttr()
@@ -190,8 +204,19 @@ class ChatMoA(BaseChatModel, StackSpec):
             "aggregator": _identity(aggregator),
             "fallbacks": [_identity(m) for m in self._stack.fallbacks],
         }
-        # checkpointer=False: inside an outer graph, the run stays our own.
-        self._graph = compile_moa_graph(self._stack, checkpointer=False)
+        if self.review_references and not self.durable:
+            msg = (
+                "review_references: stopping before the aggregator keeps the run in the "
+                "caller's thread, so it needs durable=True"
+            )
+            raise ValueError(msg)
+        self._graph = compile_moa_graph(
+            self._stack,
+            # False keeps an outer graph's checkpointer away, so the run stays our own;
+            # None lets LangGraph hand the graph the caller's (see _thread).
+            checkpointer=None if self.durable else False,
+            interrupt_before=[AGGREGATOR_NODE] if self.review_references else None,
+        )
         return self
 
     @classmethod
@@ -431,21 +456,56 @@ class ChatMoA(BaseChatModel, StackSpec):
         configurable = {STREAM_ANSWER: stream, AGGREGATOR_KWARGS: aggregator_kwargs}
         if seed is not None:
             configurable[SHUFFLE_SEED] = seed
-        return {"callbacks": callbacks, "configurable": configurable}
+        return {"callbacks": callbacks, "configurable": {**self._thread(), **configurable}}
+
+    def _thread(self) -> dict[str, Any]:
+        """The surrounding LangGraph run's ``configurable``, when ours is saved in its thread.
+
+        Read from the context LangGraph runs each node in (a durable model only,
+        and only where that run has a checkpointer). Given it, LangGraph 1.x runs
+        our graph (compiled with ``checkpointer=None``) as the calling task's
+        subgraph: its checkpoints go to the caller's checkpointer under the task's
+        namespace (node name and task id; the second and later graph one task
+        calls get ``|1``, ``|2``... from ``PregelScratchpad.subgraph_counter``, so
+        two calls in one node, or one stack in two nodes, never share one), and a
+        caller that resumes its thread sets ``__pregel_resuming``, so the graph
+        goes on from its last saved step instead of starting over.
+
+        Raises:
+            ValueError: ``review_references`` is set outside a checkpointed run.
+        """
+        if not self.durable:
+            return {}
+        caller = ensure_config().get("configurable") or {}
+        if caller.get(CONFIG_KEY_CHECKPOINTER) is None:
+            if self.review_references:
+                msg = (
+                    "review_references: the run stops before the aggregator and is "
+                    "resumed from the caller's thread, so ChatMoA must be called in a "
+                    "node of a LangGraph graph compiled with a checkpointer"
+                )
+                raise ValueError(msg)
+            return {}
+        return dict(caller)
 
     def _metadata(
         self, state: dict[str, Any], started: float, ttft_s: float | None = None
     ) -> dict[str, Any]:
-        # ChatMoA's graph keeps no thread: every call and drop is this run's.
+        # ChatMoA's graph keeps no thread of its own (a durable one's lives under the
+        # calling task's namespace, one per call): every call and drop is this run's.
         calls = get_calls(state)
         why = degradations(calls)
         latency_s = time.perf_counter() - started
+        # A resumed durable run's state holds the calls an earlier, interrupted run
+        # finished: they started before this one did.
+        began = time.time() - latency_s
         return {
             "model_name": self.model_name,
             "model_provider": MODEL_PROVIDER,
             "layers": by_layer(calls),
             "accounting": account(calls, latency_s=latency_s, ttft_s=ttft_s),
             "latency_s": latency_s,
+            "resumed_calls": sum(call["started_at"] < began for call in calls),
             "reused_references": bool(state.get("reused")),
             "degraded": bool(why),
             "degradations": why,

@@ -73,9 +73,7 @@ class Instant(BaseChatModel):
         reply = len(REPLY.split())
         return UsageMetadata(input_tokens=prompt, output_tokens=reply, total_tokens=prompt + reply)
 
-    def _generate(
-        self, messages: list[BaseMessage], *_: Any, **__: Any
-    ) -> ChatResult:
+    def _generate(self, messages: list[BaseMessage], *_: Any, **__: Any) -> ChatResult:
         message = AIMessage(content=REPLY, usage_metadata=self._usage(messages))
         return ChatResult(generations=[ChatGeneration(message=message)])
 

@@ -107,28 +107,38 @@ class DevServer:
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def dev_server(tmp_path: Path) -> Iterator[DevServer]:
-    env, mark = marked_env()
-    env |= OFFLINE | {"MOA_STUDIO_MAX_TOKENS": str(MAX_TOKENS)}
-    port = free_port()
-    log = tmp_path / "langgraph-dev.log"
+@contextlib.contextmanager
+def running(
+    command: list[str], env: dict[str, str], mark: str, folder: Path
+) -> Iterator[DevServer]:
+    """``command`` (a ``langgraph dev``) run from ``folder``, until it answers; killed after."""
+    log = folder / "langgraph-dev.log"
     with log.open("wb") as out:
-        # The repository's langgraph.json, run from a scratch folder: the in-memory
-        # runtime keeps its threads in ./.langgraph_api, and the reloader watches
-        # the working folder, which here no one edits.
+        # Run from a scratch folder: the in-memory runtime keeps its threads in
+        # ./.langgraph_api, and the reloader watches the working folder, which here
+        # no one edits.
         process = subprocess.Popen(
-            [LANGGRAPH, "dev", "--config", str(CONFIG), "--host", "127.0.0.1",
-             "--port", str(port), "--no-browser"],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+            command, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
+    port = command[command.index("--port") + 1]
     server = DevServer(f"http://127.0.0.1:{port}", mark, process, log)
     try:
         server.wait_until_ready()
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path) -> Iterator[DevServer]:
+    """The repository's langgraph.json (the embedded stack), as LangGraph Server gets it."""
+    env, mark = marked_env()
+    env |= OFFLINE | {"MOA_STUDIO_MAX_TOKENS": str(MAX_TOKENS)}
+    command = [LANGGRAPH, "dev", "--config", str(CONFIG), "--host", "127.0.0.1",
+               "--port", str(free_port()), "--no-browser"]  # fmt: skip
+    with running(command, env, mark, tmp_path) as server:
+        yield server
 
 
 def turn_calls(calls: list[dict], turn: int) -> tuple[list[dict], list[dict]]:

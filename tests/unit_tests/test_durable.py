@@ -9,6 +9,7 @@ there, and is resumed with ``invoke(None, config)`` as after a restart.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,15 +33,25 @@ from tests.unit_tests.scripted import ScriptedChatModel
 CONFIG = {"configurable": {"thread_id": "thread"}}
 
 
+class Crash(BaseException):
+    """The process dying mid-call: no node catches it, as none outlives a SIGKILL."""
+
+
 class Models:
-    """Scripted models whose every call is logged by name; an aggregator may fail once."""
+    """Scripted models whose every call is logged by name; one may fail or crash once."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.failures: dict[str, int] = {}
+        self.crashes: dict[str, int] = {}
 
     def model(self, name: str) -> ScriptedChatModel:
         def reply(messages: list[BaseMessage]) -> str:
+            if self.crashes.get(name):
+                self.crashes[name] -= 1
+                time.sleep(0.3)  # the layer's other proposers finish first
+                msg = f"{name}'s process died"
+                raise Crash(msg)
             self.calls.append(name)
             if self.failures.get(name):
                 self.failures[name] -= 1
@@ -102,6 +113,18 @@ def test_a_resumed_thread_runs_only_what_had_not_finished() -> None:
     assert answer.usage_metadata["total_tokens"] == sum(
         call["usage"]["total_tokens"] for layer in metadata["layers"] for call in layer
     )
+
+
+def test_a_crash_mid_layer_runs_only_the_proposer_that_had_not_finished() -> None:
+    models = Models()
+    graph = outer(answering(models.stack(durable=True)))
+    models.crashes["p2"] = 1
+    with pytest.raises(Crash):
+        graph.invoke({"messages": [HumanMessage("Why?")]}, CONFIG)
+    assert sorted(models.calls) == ["p0", "p1"]
+    state = graph.invoke(None, CONFIG)
+    assert sorted(models.calls) == ["agg", "p0", "p1", "p2"]
+    assert state["messages"][-1].response_metadata["resumed_calls"] == 2
 
 
 def test_without_durable_a_resumed_thread_pays_the_proposers_again() -> None:

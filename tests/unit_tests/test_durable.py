@@ -83,6 +83,16 @@ def outer(
     return builder.compile(checkpointer=InMemorySaver() if checkpointer is None else checkpointer)
 
 
+def reviewed(models: Models, proposers: int) -> CompiledStateGraph:
+    """The MoA graph itself, stopping before its aggregator."""
+    return build_moa_graph(
+        [[models.model(f"p{i}") for i in range(proposers)]],
+        models.model("agg"),
+        checkpointer=InMemorySaver(),
+        interrupt_before=REVIEW_BEFORE,
+    )
+
+
 def answering(moa: ChatMoA) -> Callable[[MessagesState], dict]:
     def answer(state: MessagesState) -> dict:
         return {"messages": [moa.invoke(state["messages"])]}
@@ -284,12 +294,7 @@ def test_review_in_an_outer_graph_edits_a_reference_then_calls_only_the_aggregat
 
 def test_review_of_the_moa_graph_itself_by_update_state() -> None:
     models = Models()
-    graph = build_moa_graph(
-        [[models.model(f"p{i}") for i in range(3)]],
-        models.model("agg"),
-        checkpointer=InMemorySaver(),
-        interrupt_before=REVIEW_BEFORE,
-    )
+    graph = reviewed(models, 3)
     graph.invoke({"messages": [HumanMessage("Why?")]}, CONFIG)
     state = graph.get_state(CONFIG)
     assert state.next == ("aggregator",)
@@ -314,12 +319,7 @@ def test_review_of_the_moa_graph_itself_by_update_state() -> None:
 
 async def test_async_review() -> None:
     models = Models()
-    graph = build_moa_graph(
-        [[models.model(f"p{i}") for i in range(2)]],
-        models.model("agg"),
-        checkpointer=InMemorySaver(),
-        interrupt_before=REVIEW_BEFORE,
-    )
+    graph = reviewed(models, 2)
     await graph.ainvoke({"messages": [HumanMessage("Why?")]}, CONFIG)
     review = await apending_review(graph, CONFIG)
     assert review is not None
@@ -339,12 +339,7 @@ async def test_async_review() -> None:
 )
 def test_bad_edits_are_refused_and_change_nothing(edits: dict, message: str) -> None:
     models = Models()
-    graph = build_moa_graph(
-        [[models.model("p0"), models.model("p1")]],
-        models.model("agg"),
-        checkpointer=InMemorySaver(),
-        interrupt_before=REVIEW_BEFORE,
-    )
+    graph = reviewed(models, 2)
     graph.invoke({"messages": [HumanMessage("Why?")]}, CONFIG)
     review = pending_review(graph, CONFIG)
     assert review is not None

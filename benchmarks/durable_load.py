@@ -139,13 +139,26 @@ async def saved_whole(graph: CompiledStateGraph, threads: Sequence[str]) -> int:
     return count
 
 
+def _cpu() -> str:
+    """The processor's model name, as Linux reports it ("" elsewhere)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if "model name" in line), "")
+
+
 async def measure(
     base_url: str, url: str, *, threads: int, rounds: int, pool_size: int
-) -> list[dict[str, Any]]:
-    """``rounds`` rounds of each mode, alternating, after one unmeasured round of each."""
+) -> tuple[list[dict[str, Any]], str]:
+    """``rounds`` rounds of each mode, alternating, after one unmeasured round of each.
+
+    Returns the runs and the PostgreSQL server's version.
+    """
     moa = stack(base_url)
     runs = []
     async with saver(url, pool_size) as checkpointer:
+        async with checkpointer.conn.connection() as connection:  # type: ignore[union-attr]
+            row = await (await connection.execute("SHOW server_version")).fetchone()
+        version = str(row["server_version"])
         graphs = {"postgres": outer_graph(moa, checkpointer), "none": outer_graph(moa, None)}
         for number in range(rounds + 1):
             for mode in MODES if number % 2 else MODES[::-1]:
@@ -164,7 +177,7 @@ async def measure(
                             "threads": done,
                         }
                     )
-    return runs
+    return runs, version
 
 
 def _p95(values: Sequence[float]) -> float:
@@ -223,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         name: Behaviour.fixed(args.call_s, tokens=32) for name in ("proposer", "aggregator")
     }
     with ServerProcess(behaviours) as server, postgres(args.postgres) as url:
-        runs = asyncio.run(
+        runs, version = asyncio.run(
             measure(
                 server.base_url, url, threads=args.threads, rounds=args.rounds,
                 pool_size=args.pool,
@@ -244,7 +257,12 @@ def main(argv: list[str] | None = None) -> int:
         settings = {**vars(args), "postgres": "given" if args.postgres else "started"}
         report = {
             "settings": settings,
-            "machine": {"python": platform.python_version(), "cores": os.cpu_count()},
+            "machine": {
+                "python": platform.python_version(),
+                "cores": os.cpu_count(),
+                "cpu": _cpu(),
+                "postgresql": version,
+            },
             "summary": table,
             "runs": runs,
             "problems": found,

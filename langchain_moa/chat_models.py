@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -46,6 +48,7 @@ from langchain_moa.callbacks import (
     streaming_graph_callbacks,
 )
 from langchain_moa.graph import ANSWER_CHUNK, MoAInput, compile_moa_graph
+from langchain_moa.graph.human_review import CALLED_PREFIX
 from langchain_moa.graph.state import (
     AGGREGATOR_KWARGS,
     AGGREGATOR_NODE,
@@ -117,6 +120,11 @@ def turn_references(messages: Sequence[BaseMessage], model_name: str | None) -> 
     return None
 
 
+def _plain(value: Any) -> Any:
+    """What JSON makes of a message (its fields) or anything else (its repr), for digests."""
+    return value.model_dump() if isinstance(value, BaseMessage) else repr(value)
+
+
 def _identity(model: BaseChatModel) -> dict[str, Any]:
     """What tells one configured model from another (LangChain's cache key parts)."""
     return {"_type": model._llm_type, **model._identifying_params}  # noqa: SLF001
@@ -153,6 +161,15 @@ class ChatMoA(BaseChatModel, StackSpec):
     ``get_calls``), ``accounting`` (per layer and in total: tokens, critical
     path, cost, TFLOPs, latency, time to first token; see ``get_accounting``)
     and ``latency_s``.
+
+    With ``durable=True``, called in a node of a LangGraph graph that has a
+    checkpointer, its steps are saved in the caller's thread: a run resumed
+    after a crash pays only for the calls that had not finished
+    (``response_metadata["resumed_calls"]`` counts the calls an earlier run on
+    the thread made, told by their start times). ``review_references=True``
+    also stops before the aggregator, for the caller to read, edit or drop
+    references (see ``langchain_moa.graph.human_review``; not with the
+    staircase strategy).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
@@ -444,6 +461,7 @@ class ChatMoA(BaseChatModel, StackSpec):
         stream: bool,
         stop: list[str] | None,
         aggregator_kwargs: dict[str, Any],
+        graph_input: MoAInput,
     ) -> RunnableConfig:
         aggregator_kwargs = dict(aggregator_kwargs)
         # A call option of ours, not the aggregator's: replays a shuffled run's orders.
@@ -456,27 +474,35 @@ class ChatMoA(BaseChatModel, StackSpec):
         configurable = {STREAM_ANSWER: stream, AGGREGATOR_KWARGS: aggregator_kwargs}
         if seed is not None:
             configurable[SHUFFLE_SEED] = seed
-        return {"callbacks": callbacks, "configurable": {**self._thread(), **configurable}}
+        thread = self._thread(graph_input, configurable)
+        return {"callbacks": callbacks, "configurable": {**thread, **configurable}}
 
-    def _thread(self) -> dict[str, Any]:
+    def _thread(self, graph_input: MoAInput, ours: dict[str, Any]) -> dict[str, Any]:
         """The surrounding LangGraph run's ``configurable``, when ours is saved in its thread.
 
         Read from the context LangGraph runs each node in (a durable model only,
         and only where that run has a checkpointer). Given it, LangGraph 1.x runs
         our graph (compiled with ``checkpointer=None``) as the calling task's
-        subgraph: its checkpoints go to the caller's checkpointer under the task's
-        namespace (node name and task id; the second and later graph one task
-        calls get ``|1``, ``|2``... from ``PregelScratchpad.subgraph_counter``, so
-        two calls in one node, or one stack in two nodes, never share one), and a
-        caller that resumes its thread sets ``__pregel_resuming``, so the graph
-        goes on from its last saved step instead of starting over.
+        subgraph: its checkpoints go to the caller's checkpointer, in the caller's
+        thread, and a caller that resumes its thread sets ``__pregel_resuming``, so
+        the graph goes on from its last saved step instead of starting over (its
+        new input is not read).
+
+        Where: under the task's namespace (``node:task_id``), then a segment of our
+        own, ``moa-`` and a digest of the stack and of what it is asked, then
+        LangGraph's ``|1``, ``|2``... for a task's second and later subgraph
+        (``PregelScratchpad.subgraph_counter``, in the order they start). So two
+        calls in one node, or one stack in two nodes, never share steps; and calls a
+        node makes at once (``batch``, ``gather``), whose start order a resumed run
+        may not repeat, never take each other's: one resumed in another order finds
+        nothing saved under its name and runs again.
 
         Raises:
             ValueError: ``review_references`` is set outside a checkpointed run.
         """
         if not self.durable:
             return {}
-        caller = ensure_config().get("configurable") or {}
+        caller = dict(ensure_config().get("configurable") or {})
         if caller.get(CONFIG_KEY_CHECKPOINTER) is None:
             if self.review_references:
                 msg = (
@@ -486,7 +512,19 @@ class ChatMoA(BaseChatModel, StackSpec):
                 )
                 raise ValueError(msg)
             return {}
-        return dict(caller)
+        # An outer MoA graph's own options are not ours.
+        for key in (STREAM_ANSWER, AGGREGATOR_KWARGS, SHUFFLE_SEED):
+            caller.pop(key, None)
+        asked = json.dumps(
+            [self._identifying_params, graph_input, {**ours, STREAM_ANSWER: None}],
+            sort_keys=True,
+            default=_plain,
+        )
+        digest = hashlib.sha256(asked.encode()).hexdigest()[:16]
+        namespace = caller.get("checkpoint_ns") or ""
+        own = f"{CALLED_PREFIX}{digest}"
+        caller["checkpoint_ns"] = f"{namespace}|{own}" if namespace else own
+        return caller
 
     def _metadata(
         self, state: dict[str, Any], started: float, ttft_s: float | None = None
@@ -568,7 +606,9 @@ class ChatMoA(BaseChatModel, StackSpec):
         started = time.perf_counter()
         graph_input, options = self._input(messages, **kwargs)
         callbacks = graph_callbacks(run_manager) if run_manager else None
-        config = self._run_config(callbacks, stream=False, stop=stop, aggregator_kwargs=options)
+        config = self._run_config(
+            callbacks, stream=False, stop=stop, aggregator_kwargs=options, graph_input=graph_input
+        )
         # Our config, not a surrounding chain's or graph's, is the graph's context.
         with set_config_context(config) as context:
             state = context.run(self._graph.invoke, graph_input, config)
@@ -584,7 +624,9 @@ class ChatMoA(BaseChatModel, StackSpec):
         started = time.perf_counter()
         graph_input, options = self._input(messages, **kwargs)
         callbacks = graph_callbacks(run_manager) if run_manager else None
-        config = self._run_config(callbacks, stream=False, stop=stop, aggregator_kwargs=options)
+        config = self._run_config(
+            callbacks, stream=False, stop=stop, aggregator_kwargs=options, graph_input=graph_input
+        )
         with set_config_context(config) as context:
             run = self._graph.ainvoke(graph_input, config)
             state = await asyncio.create_task(run, context=context)
@@ -601,7 +643,9 @@ class ChatMoA(BaseChatModel, StackSpec):
         first_token: float | None = None
         callbacks = streaming_graph_callbacks(self, run_manager, is_async=False)
         graph_input, options = self._input(messages, **kwargs)
-        config = self._run_config(callbacks, stream=True, stop=stop, aggregator_kwargs=options)
+        config = self._run_config(
+            callbacks, stream=True, stop=stop, aggregator_kwargs=options, graph_input=graph_input
+        )
         with set_config_context(config) as context:
             # Pregel.stream is a generator (its annotation says Iterator).
             parts = cast(
@@ -634,7 +678,9 @@ class ChatMoA(BaseChatModel, StackSpec):
         first_token: float | None = None
         callbacks = streaming_graph_callbacks(self, run_manager, is_async=True)
         graph_input, options = self._input(messages, **kwargs)
-        config = self._run_config(callbacks, stream=True, stop=stop, aggregator_kwargs=options)
+        config = self._run_config(
+            callbacks, stream=True, stop=stop, aggregator_kwargs=options, graph_input=graph_input
+        )
         with set_config_context(config) as context:
             parts = cast(
                 "AsyncGenerator[Any, None]",

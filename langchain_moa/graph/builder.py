@@ -30,6 +30,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from langchain_moa.graph import agreement
+from langchain_moa.graph.human_review import anoting_edits, noting_edits
 from langchain_moa.graph.limits import LayerClocks
 from langchain_moa.graph.nodes import Aggregator, Begin, Final, Join, Proposer, Ranker
 from langchain_moa.graph.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT, RANK_PROMPT, Prompt
@@ -235,8 +236,16 @@ def compile_moa_graph(
         **streamed,
         **common,
     )
-    builder.add_node(AGGREGATOR_NODE, _node(final, final.acall, AGGREGATOR_NODE))
+    noted = _node(noting_edits(final), anoting_edits(final.acall), AGGREGATOR_NODE)
+    builder.add_node(AGGREGATOR_NODE, noted)
     builder.add_edge(AGGREGATOR_NODE, END)
+    if staircase and AGGREGATOR_NODE in (compile_options.get("interrupt_before") or ()):
+        msg = (
+            "interrupt_before: the staircase strategy runs its last proposer layer inside "
+            "the aggregator node, so a stop before it comes before that layer's references "
+            "exist; review references with another strategy"
+        )
+        raise StackError(msg)
     return builder.compile(name=name, **compile_options)
 
 

@@ -1,10 +1,10 @@
 """Stop before the aggregator, read the references, edit or drop some, resume.
 
 A run stopped there keeps the references in its state (``references``, and
-``reference_nodes``: who wrote each). Changing them is LangGraph's own
-``update_state``; resuming is ``invoke(None, config)``, which calls only the
-aggregator. The aggregator's call record then lists what was changed
-(``edited_references``), however the change was made::
+``reference_nodes``: who wrote each, in the same order). Changing them is
+LangGraph's own ``update_state``; resuming is ``invoke(None, config)``, which
+calls only the aggregator. The aggregator's call record then lists what was
+changed (``edited_references``), however the change was made::
 
     graph = build_moa_graph(layers, aggregator, checkpointer=InMemorySaver(),
                             interrupt_before=REVIEW_BEFORE)
@@ -25,23 +25,28 @@ in the outer thread, and resuming is ``outer.invoke(None, config)``.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
-from langchain_moa.accounting import ReferenceEdit
-from langchain_moa.graph.state import AGGREGATOR_NODE, turn
+from langchain_moa.accounting import ModelCall, ReferenceEdit
+from langchain_moa.graph.state import AGGREGATOR_NODE, MoAState, turn
 
 REVIEW_BEFORE = [AGGREGATOR_NODE]
 """``interrupt_before`` that stops a MoA run where its references can be reviewed (a
 list: LangGraph adds it to ``interrupt_after``)."""
+
+CALLED_PREFIX = "moa-"
+"""The namespace segment a durable ``ChatMoA``'s graph is saved under (see its ``_thread``)."""
+
+Node = Callable[[MoAState, RunnableConfig], dict]
 
 
 def reference_edits(state: Mapping[str, Any]) -> list[ReferenceEdit]:
@@ -53,7 +58,19 @@ def reference_edits(state: Mapping[str, Any]) -> list[ReferenceEdit]:
     reference no proposer of this run wrote was added. Order is not an edit. A run
     that reuses its turn's references (``fanout="per_turn"``) has no records to
     compare with: none are reported.
+
+    Raises:
+        ValueError: ``references`` and ``reference_nodes`` differ in length (one
+            was changed without the other).
     """
+    nodes, texts = state.get("reference_nodes", []), state.get("references", [])
+    if len(nodes) != len(texts):
+        msg = (
+            f"the state holds {len(texts)} references but {len(nodes)} reference_nodes: "
+            "they go together (the node that wrote each reference, in order); to drop "
+            "or reorder references, update both"
+        )
+        raise ValueError(msg)
     if state.get("reused"):
         return []
     now = turn(state)
@@ -65,7 +82,7 @@ def reference_edits(state: Mapping[str, Any]) -> list[ReferenceEdit]:
     last = max(c["layer"] for c in proposed)
     answered = {c["node"]: c["text"] for c in proposed if c["layer"] == last and c["error"] is None}
     filtered = {d["node"] for d in state.get("dropped", []) if d["turn"] == now}
-    shown = dict(zip(state.get("reference_nodes", []), state.get("references", []), strict=False))
+    shown = dict(zip(nodes, texts, strict=True))
     edits = [
         ReferenceEdit(node=node, edit="added" if node not in answered else "edited")
         for node, text in shown.items()
@@ -77,6 +94,45 @@ def reference_edits(state: Mapping[str, Any]) -> list[ReferenceEdit]:
         if node not in shown and node not in filtered
     ]
     return edits
+
+
+def noting_edits(node: Node) -> Node:
+    """The aggregator node, whose answer's record lists the edits of the state it was given.
+
+    Read once, as the node starts: strategies whose aggregator reads the references
+    a window at a time (Self-MoA-Seq) or streams a last layer itself (staircase)
+    change what their own steps read, which is not an edit.
+    """
+
+    @wraps(node)
+    def noted(state: MoAState, config: RunnableConfig) -> dict:
+        edits = reference_edits(state)
+        return _with_edits(node(state, config), edits)
+
+    return noted
+
+
+def anoting_edits(
+    node: Callable[[MoAState, RunnableConfig], Awaitable[dict]],
+) -> Callable[[MoAState, RunnableConfig], Awaitable[dict]]:
+    """`noting_edits`, for the node's async body."""
+
+    @wraps(node)
+    async def noted(state: MoAState, config: RunnableConfig) -> dict:
+        edits = reference_edits(state)
+        return _with_edits(await node(state, config), edits)
+
+    return noted
+
+
+def _with_edits(update: dict, edits: list[ReferenceEdit]) -> dict:
+    """``update`` with ``edits`` on its last aggregator record (the one that answered)."""
+    calls: list[ModelCall] = list(update.get("calls", []))
+    answering = [i for i, c in enumerate(calls) if c["node"].startswith(AGGREGATOR_NODE)]
+    if not edits or not answering:
+        return update
+    calls[answering[-1]] = {**calls[answering[-1]], "edited_references": edits}
+    return {**update, "calls": calls}
 
 
 @dataclass(frozen=True)
@@ -94,7 +150,10 @@ class PendingReview:
 def pending_review(
     graph: Pregel, config: RunnableConfig, *, moa: Pregel | None = None
 ) -> PendingReview | None:
-    """The MoA run of ``config``'s thread that waits before its aggregator, if one does.
+    """The MoA run of ``config``'s thread that stopped before its aggregator, if one did.
+
+    Stopped for review (``REVIEW_BEFORE``), or cut short there (a crash while the
+    aggregator ran): either way resuming the thread calls the aggregator next.
 
     Args:
         graph: The MoA graph itself, or an outer graph whose node runs it.
@@ -102,13 +161,21 @@ def pending_review(
         moa: The MoA graph a node runs through a durable ``ChatMoA``
             (``ChatMoA.graph``). LangGraph finds a subgraph only where a node
             holds the compiled graph itself, so a model called in a node is
-            looked for under the namespace of each of the thread's waiting tasks.
+            looked for among the thread's checkpoints, under the namespaces of
+            its waiting tasks (every checkpoint of the thread is listed).
+
+    Raises:
+        ValueError: the state's ``references`` and ``reference_nodes`` differ in length.
     """
     snapshot = graph.get_state(config, subgraphs=True)
     if found := _waiting(graph, snapshot):
         return found
-    for called, lent in _called(graph, snapshot, moa):
-        if moa is not None and (found := _waiting(moa, moa.get_state(called), lent)):
+    lent = _checkpointer(graph, config)
+    if moa is None or lent is None:
+        return None
+    saved = lent.list({"configurable": {"thread_id": _thread_id(snapshot)}})
+    for called in _called(snapshot, saved, lent):
+        if found := _waiting(moa, moa.get_state(called), lent):
             return found
     return None
 
@@ -120,8 +187,13 @@ async def apending_review(
     snapshot = await graph.aget_state(config, subgraphs=True)
     if found := _waiting(graph, snapshot):
         return found
-    for called, lent in _called(graph, snapshot, moa):
-        if moa is not None and (found := _waiting(moa, await moa.aget_state(called), lent)):
+    lent = _checkpointer(graph, config)
+    if moa is None or lent is None:
+        return None
+    thread: RunnableConfig = {"configurable": {"thread_id": _thread_id(snapshot)}}
+    saved = [checkpoint async for checkpoint in lent.alist(thread)]
+    for called in _called(snapshot, saved, lent):
+        if found := _waiting(moa, await moa.aget_state(called), lent):
             return found
     return None
 
@@ -152,6 +224,7 @@ def _waiting(
     """
     values = snapshot.values if isinstance(snapshot.values, Mapping) else {}
     if AGGREGATOR_NODE in snapshot.next and "reference_nodes" in values:
+        reference_edits(values)  # the pairs must hold together
         nodes, texts = values["reference_nodes"], values.get("references", [])
         config = snapshot.config
         if lent is not None:
@@ -163,34 +236,46 @@ def _waiting(
     return None
 
 
+def _checkpointer(graph: Pregel, config: RunnableConfig) -> BaseCheckpointSaver | None:
+    """The outer graph's checkpointer: its own, or the one its config lends it."""
+    lent = graph.checkpointer
+    if not isinstance(lent, BaseCheckpointSaver):
+        lent = (config.get("configurable") or {}).get(CONFIG_KEY_CHECKPOINTER)
+    return lent if isinstance(lent, BaseCheckpointSaver) else None
+
+
+def _thread_id(snapshot: StateSnapshot) -> str:
+    return str(snapshot.config["configurable"]["thread_id"])
+
+
 def _called(
-    graph: Pregel, snapshot: StateSnapshot, moa: Pregel | None
-) -> Iterator[tuple[RunnableConfig, BaseCheckpointSaver]]:
+    snapshot: StateSnapshot, saved: Iterable[CheckpointTuple], lent: BaseCheckpointSaver
+) -> list[RunnableConfig]:
     """Where the graphs that ``snapshot``'s waiting tasks called keep their state.
 
-    A task's first subgraph is saved under ``node:task_id`` (below the thread's
-    own namespace), the next ones under ``|1``, ``|2``... (LangGraph 1.x's
-    ``PregelScratchpad.subgraph_counter``): read until a namespace holds nothing.
+    A durable ``ChatMoA`` called by a task is saved under the task's namespace,
+    then a ``moa-`` segment of its own (see ``ChatMoA._thread``).
     """
-    checkpointer = graph.checkpointer
-    if moa is None or not isinstance(checkpointer, BaseCheckpointSaver):
-        return
-    configurable = snapshot.config["configurable"]
-    above = configurable.get("checkpoint_ns") or ""
-    for task in snapshot.tasks:
-        first = f"{above}|{task.name}:{task.id}" if above else f"{task.name}:{task.id}"
-        for count in itertools.count():
-            namespace = first if count == 0 else f"{first}|{count}"
-            config: RunnableConfig = {
-                "configurable": {
-                    "thread_id": configurable["thread_id"],
-                    "checkpoint_ns": namespace,
-                    CONFIG_KEY_CHECKPOINTER: checkpointer,
-                }
+    above = snapshot.config["configurable"].get("checkpoint_ns") or ""
+    tasks = [
+        f"{above}|{task.name}:{task.id}" if above else f"{task.name}:{task.id}"
+        for task in snapshot.tasks
+    ]
+    found: dict[str, None] = {}
+    for checkpoint in saved:
+        namespace = checkpoint.config["configurable"].get("checkpoint_ns") or ""
+        if any(namespace.startswith(f"{task}|{CALLED_PREFIX}") for task in tasks):
+            found.setdefault(namespace)
+    return [
+        {
+            "configurable": {
+                "thread_id": _thread_id(snapshot),
+                "checkpoint_ns": namespace,
+                CONFIG_KEY_CHECKPOINTER: lent,
             }
-            if checkpointer.get_tuple(config) is None:
-                break
-            yield config, checkpointer
+        }
+        for namespace in found
+    ]
 
 
 def _edited(review: PendingReview, edits: Mapping[str, str | None]) -> dict[str, list[str]]:

@@ -45,7 +45,6 @@ from langchain_moa.costs import Rates
 from langchain_moa.graph.agreement import Agreement, Verdict, acheck
 from langchain_moa.graph.budget import context_budget, fit_references, text_only
 from langchain_moa.graph.defence import cluster_filter, similarity_matrix
-from langchain_moa.graph.human_review import reference_edits
 from langchain_moa.graph.limits import LayerClock, LayerClocks, acall_within, call_within
 from langchain_moa.graph.prompts import Prompt, render_prompt, tool_turns_as_text
 from langchain_moa.graph.state import (
@@ -453,14 +452,6 @@ class Final(ModelNode):
             start = self.started(state, config, model, node=node)
             yield Attempt(self.index + index, node, model, state, config, start)
 
-    def record(self, *args: Any, **kwargs: Any) -> ModelCall:
-        """``ModelNode.record``, with the references changed before this node read them."""
-        call = super().record(*args, **kwargs)
-        state = kwargs.get("state")
-        if state is not None and (edits := reference_edits(state)):
-            call["edited_references"] = edits
-        return call
-
     def kwargs(self, config: RunnableConfig) -> dict[str, Any]:
         """Call options for the aggregator alone (``stop``...)."""
         return dict(_configurable(config).get(AGGREGATOR_KWARGS) or {})
@@ -561,8 +552,6 @@ class Final(ModelNode):
             ),
             references=list(source),
         )
-        if edits := reference_edits(state):
-            call["edited_references"] = edits
         _stream_whole(config, answer)
         _emit(config, CALL_END, call)
         return _answer(answer, [*calls, call])

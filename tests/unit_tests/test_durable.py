@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
@@ -53,11 +54,13 @@ class Models:
                 msg = f"{name}'s process died"
                 raise Crash(msg)
             self.calls.append(name)
-            if self.failures.get(name):
-                self.failures[name] -= 1
-                msg = f"{name} crashed"
-                raise RuntimeError(msg)
             question = messages[-1].text
+            # A failure of this model's next call, or of its next call on one question.
+            for key in (name, f"{name} on {question}"):
+                if self.failures.get(key):
+                    self.failures[key] -= 1
+                    msg = f"{name} crashed"
+                    raise RuntimeError(msg)
             if name.endswith("agg"):
                 # What it read: the references in its system message.
                 return f"{name} on {question!r} read: {messages[0].text.rsplit(':', 1)[-1]!r}"
@@ -69,8 +72,7 @@ class Models:
         return ChatMoA(
             proposers=[self.model(f"{prefix}p{i}") for i in range(3)],
             aggregator=self.model(f"{prefix}agg"),
-            layers=2,
-            **options,
+            **{"layers": 2, **options},
         )
 
 
@@ -365,3 +367,88 @@ def test_reference_edits_ignore_reused_and_filtered_references() -> None:
     assert reference_edits(state) == []
     assert reference_edits({**state, "dropped": []}) == [{"node": "layer1/b", "edit": "dropped"}]
     assert reference_edits({**state, "dropped": [], "reused": True}) == []
+
+
+@pytest.mark.parametrize(
+    ("strategy", "layers"),
+    [
+        ("synthesize", 3),
+        ("rank-then-synthesize", 2),
+        ({"name": "self-moa-seq", "window": 2, "samples": 4}, 2),
+        ({"name": "staircase", "step_tokens": 2}, 2),
+        ({"name": "staircase", "step_tokens": 2}, 3),
+    ],
+    ids=["synthesize", "rank-then-synthesize", "self-moa-seq", "staircase", "staircase-3"],
+)
+def test_no_edits_are_reported_where_no_one_edited(strategy: Any, layers: int) -> None:
+    # Some aggregators read the references a window at a time, or a last layer they
+    # stream themselves: what their own steps read is not an edit.
+    models = Models()
+    moa = models.stack(strategy=strategy, layers=layers)
+    answer = moa.invoke("Why is the sky blue?")
+    calls = [call for layer in answer.response_metadata["layers"] for call in layer]
+    assert len(calls) > 3
+    assert [c for c in calls if "edited_references" in c] == []
+
+
+def test_a_stop_before_a_staircase_aggregator_is_refused() -> None:
+    models = Models()
+    with pytest.raises(StackError, match="staircase strategy runs its last proposer layer"):
+        models.stack(durable=True, review_references=True, strategy="staircase")
+
+
+def test_calls_resumed_in_another_order_never_take_each_others_answers() -> None:
+    # Calls a node makes at once (batch, gather) start in no fixed order; here the
+    # resumed node asks in the other order outright.
+    models = Models()
+    moa = models.stack(durable=True)
+    order = ["north?", "south?"]
+
+    def both(state: MessagesState) -> dict:
+        answers = {q: moa.invoke([HumanMessage(q)]).content for q in list(order)}
+        return {"messages": [AIMessage(" | ".join(answers[q] for q in sorted(answers)))]}
+
+    graph = outer(both)
+    models.failures["agg on south?"] = 1  # north is answered, then south fails
+    with pytest.raises(AggregatorFailedError):
+        graph.invoke({"messages": [HumanMessage("go")]}, CONFIG)
+    order.reverse()
+    state = graph.invoke(None, CONFIG)
+    north, south = state["messages"][-1].content.split(" | ")
+    assert "on 'north?'" in north
+    assert "for 'south?'" not in north
+    assert "on 'south?'" in south
+    assert "for 'north?'" not in south
+
+
+def test_references_and_their_nodes_must_change_together() -> None:
+    models = Models()
+    graph = reviewed(models, 3)
+    graph.invoke({"messages": [HumanMessage("Why?")]}, CONFIG)
+    references = graph.get_state(CONFIG).values["references"]
+    graph.update_state(CONFIG, {"references": references[:2]})
+    with pytest.raises(ValueError, match=r"2 references but 3 reference_nodes.*update both"):
+        pending_review(graph, CONFIG)
+    with pytest.raises(ValueError, match="update both"):
+        graph.invoke(None, CONFIG)
+    assert "agg" not in models.calls
+
+
+async def test_async_review_of_a_durable_call_on_an_async_checkpointer() -> None:
+    models = Models()
+    moa = models.stack(durable=True, review_references=True)
+
+    async def answer(state: MessagesState) -> dict:
+        return {"messages": [await moa.ainvoke(state["messages"])]}
+
+    async with AsyncSqliteSaver.from_conn_string(":memory:") as checkpointer:
+        graph = outer(answer, checkpointer=checkpointer)
+        await graph.ainvoke({"messages": [HumanMessage("Why?")]}, CONFIG)
+        review = await apending_review(graph, CONFIG, moa=moa.graph)
+        assert review is not None
+        assert list(review.references) == ["layer1/p0", "layer1/p1", "layer1/p2"]
+        await aedit_references(review, {"layer1/p0": "Because of Rayleigh scattering."})
+        state = await graph.ainvoke(None, CONFIG)
+    assert sorted(models.calls) == ["agg", "p0", "p1", "p2"]
+    final = state["messages"][-1].response_metadata["layers"][-1][0]
+    assert final["edited_references"] == [{"node": "layer1/p0", "edit": "edited"}]

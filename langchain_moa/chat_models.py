@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -118,6 +119,10 @@ def turn_references(messages: Sequence[BaseMessage], model_name: str | None) -> 
                 nodes=[c["node"] for c in kept],
             )
     return None
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+"""The memory address in a default repr (``<function f at 0x7f...>``): not the same twice."""
 
 
 def _plain(value: Any) -> Any:
@@ -515,16 +520,32 @@ class ChatMoA(BaseChatModel, StackSpec):
         # An outer MoA graph's own options are not ours.
         for key in (STREAM_ANSWER, AGGREGATOR_KWARGS, SHUFFLE_SEED):
             caller.pop(key, None)
-        asked = json.dumps(
-            [self._identifying_params, graph_input, {**ours, STREAM_ANSWER: None}],
-            sort_keys=True,
-            default=_plain,
-        )
-        digest = hashlib.sha256(asked.encode()).hexdigest()[:16]
+        digest = self._call_digest(graph_input, ours)
         namespace = caller.get("checkpoint_ns") or ""
         own = f"{CALLED_PREFIX}{digest}"
         caller["checkpoint_ns"] = f"{namespace}|{own}" if namespace else own
         return caller
+
+    def _call_digest(self, graph_input: MoAInput, ours: dict[str, Any]) -> str:
+        """What tells this call from another of the same task, the same in every process.
+
+        The stack's name, nodes and models, and what it is asked. Not the rest of the
+        stack: a callable prompt or an embeddings client has no stable form; memory
+        addresses in what is left (a raw tool's function) are dropped.
+        """
+        asked = json.dumps(
+            [
+                self.model_name,
+                list(self._graph.nodes),
+                self._identities,
+                graph_input,
+                {**ours, STREAM_ANSWER: None},
+            ],
+            sort_keys=True,
+            default=_plain,
+        )
+        stable = _ADDRESS.sub("", asked)
+        return hashlib.sha256(stable.encode()).hexdigest()[:16]
 
     def _metadata(
         self, state: dict[str, Any], started: float, ttft_s: float | None = None

@@ -239,7 +239,8 @@ def compile_moa_graph(
     noted = _node(noting_edits(final), anoting_edits(final.acall), AGGREGATOR_NODE)
     builder.add_node(AGGREGATOR_NODE, noted)
     builder.add_edge(AGGREGATOR_NODE, END)
-    if staircase and AGGREGATOR_NODE in (compile_options.get("interrupt_before") or ()):
+    stops = compile_options.get("interrupt_before") or ()
+    if staircase and (stops == "*" or AGGREGATOR_NODE in stops):
         msg = (
             "interrupt_before: the staircase strategy runs its last proposer layer inside "
             "the aggregator node, so a stop before it comes before that layer's references "

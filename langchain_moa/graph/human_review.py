@@ -44,7 +44,8 @@ REVIEW_BEFORE = [AGGREGATOR_NODE]
 list: LangGraph adds it to ``interrupt_after``)."""
 
 CALLED_PREFIX = "moa-"
-"""The namespace segment a durable ``ChatMoA``'s graph is saved under (see its ``_thread``)."""
+"""How the namespace segment a durable ``ChatMoA``'s graph is saved under begins (see
+its ``_thread``)."""
 
 Node = Callable[[MoAState, RunnableConfig], dict]
 
@@ -253,8 +254,9 @@ def _called(
 ) -> list[RunnableConfig]:
     """Where the graphs that ``snapshot``'s waiting tasks called keep their state.
 
-    A durable ``ChatMoA`` called by a task is saved under the task's namespace,
-    then a ``moa-`` segment of its own (see ``ChatMoA._thread``).
+    A durable ``ChatMoA`` called by a task is saved below the task's namespace (at
+    any depth, where the task runs a graph of its own), in a segment of its own
+    starting ``moa-`` (see ``ChatMoA._call_digest``) and maybe LangGraph's ``|n``.
     """
     above = snapshot.config["configurable"].get("checkpoint_ns") or ""
     tasks = [
@@ -264,7 +266,12 @@ def _called(
     found: dict[str, None] = {}
     for checkpoint in saved:
         namespace = checkpoint.config["configurable"].get("checkpoint_ns") or ""
-        if any(namespace.startswith(f"{task}|{CALLED_PREFIX}") for task in tasks):
+        named = [part for part in namespace.split("|") if not part.isdigit()]
+        if (
+            named
+            and named[-1].startswith(CALLED_PREFIX)
+            and any(namespace.startswith(f"{task}|") for task in tasks)
+        ):
             found.setdefault(namespace)
     return [
         {

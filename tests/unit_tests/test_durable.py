@@ -9,8 +9,11 @@ there, and is resumed with ``invoke(None, config)`` as after a restart.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -452,3 +455,69 @@ async def test_async_review_of_a_durable_call_on_an_async_checkpointer() -> None
     assert sorted(models.calls) == ["agg", "p0", "p1", "p2"]
     final = state["messages"][-1].response_metadata["layers"][-1][0]
     assert final["edited_references"] == [{"node": "layer1/p0", "edit": "edited"}]
+
+
+DIGEST = """
+import sys
+from langchain_core.messages import HumanMessage
+from langchain_core.tools import tool
+from langchain_moa import ChatMoA
+from langchain_moa.graph.state import MoAInput
+from tests.unit_tests.scripted import ScriptedChatModel
+
+@tool
+def lookup(item: str) -> str:
+    '''Look an item up.'''
+    return item
+
+moa = ChatMoA(
+    proposers=[ScriptedChatModel(model_name="p0"), ScriptedChatModel(model_name="p1")],
+    aggregator=ScriptedChatModel(model_name="agg"),
+    layers=2,
+    durable=True,
+    prompt=lambda given: [("system", "Read these."), *given["messages"]],
+)
+asked = MoAInput(messages=[HumanMessage("Why?", id="m1")], tools=[lookup], tool_choice=None)
+print(moa._call_digest(asked, {"moa_aggregator_kwargs": {}}))
+"""
+
+
+def test_a_call_is_saved_under_the_same_name_in_every_process() -> None:
+    # A resumed run is another process: a memory address in the digest (a callable
+    # prompt's, a raw tool's function's) would lose every saved step.
+    root = Path(__file__).parents[2]
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", DIGEST],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout.strip()
+        for _ in range(2)
+    }
+    assert len(digests) == 1
+    assert len(next(iter(digests))) == 16
+
+
+def test_review_of_a_durable_call_a_level_down() -> None:
+    # The node calling ChatMoA runs inside a graph that is itself a node (an agent, say).
+    models = Models()
+    moa = models.stack(durable=True, review_references=True)
+    agent = StateGraph(MessagesState)
+    agent.add_node("answer", answering(moa))
+    agent.add_edge(START, "answer")
+    inner = agent.compile()  # checkpointed as the outer graph's subgraph
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", inner)
+    builder.add_edge(START, "agent")
+    graph = builder.compile(checkpointer=InMemorySaver())
+    graph.invoke({"messages": [HumanMessage("Why?")]}, CONFIG)
+    review = pending_review(graph, CONFIG, moa=moa.graph)
+    assert review is not None
+    edit_references(review, {"layer1/p2": None})
+    state = graph.invoke(None, CONFIG)
+    assert sorted(models.calls) == ["agg", "p0", "p1", "p2"]
+    final = state["messages"][-1].response_metadata["layers"][-1][0]
+    assert final["edited_references"] == [{"node": "layer1/p2", "edit": "dropped"}]

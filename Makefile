@@ -20,7 +20,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
 WHEELS ?= $(HOME)/.cache/langchain-moa/wheels/portable
 LLAMA_WHEEL := $(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION)
 
-.PHONY: install browser postgres demo test lint unit integration clean
+.PHONY: install browser postgres demo test lint unit integration figures clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,12 +69,18 @@ lint: install
 	$(BIN)/mypy langchain_moa
 
 unit: install
-	$(BIN)/pytest tests/unit_tests --disable-socket --allow-unix-socket
+	$(BIN)/pytest tests/unit_tests
 
 integration: install browser postgres
 	$(BIN)/pytest tests/integration_tests
 
 test: lint unit integration
+
+# Every figure table in the README and docs/, rewritten from the committed results
+# under docs/results/ (each written by its benchmark's --out; tests/unit_tests/
+# test_figures.py fails when a table and its results disagree).
+figures: install
+	$(BIN)/python -m benchmarks.figures
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -31,8 +31,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import platform
 import statistics
 import sys
 import time
@@ -49,6 +47,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from langchain_moa import ChatMoA, get_calls
 from langchain_moa.bench.process import ServerProcess
+from langchain_moa.bench.provenance import provenance
 from langchain_moa.bench.server import Behaviour
 from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
 
@@ -137,13 +136,6 @@ async def saved_whole(graph: CompiledStateGraph, threads: Sequence[str]) -> int:
         kinds = [m.type for m in state.values.get("messages", [])]
         count += state.next == () and kinds == ["human", "ai"]
     return count
-
-
-def _cpu() -> str:
-    """The processor's model name, as Linux reports it ("" elsewhere)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    return next((line.split(":", 1)[1].strip() for line in lines if "model name" in line), "")
 
 
 async def measure(
@@ -257,12 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = {**vars(args), "postgres": "given" if args.postgres else "started"}
         report = {
             "settings": settings,
-            "machine": {
-                "python": platform.python_version(),
-                "cores": os.cpu_count(),
-                "cpu": _cpu(),
-                "postgresql": version,
-            },
+            "provenance": provenance(argv),
+            "postgresql": version,
             "summary": table,
             "runs": runs,
             "problems": found,

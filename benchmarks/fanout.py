@@ -49,6 +49,7 @@ from langchain_openai import ChatOpenAI
 
 from langchain_moa import ChatMoA, get_calls
 from langchain_moa.bench.process import BenchServer, ServerProcess
+from langchain_moa.bench.provenance import provenance
 from langchain_moa.bench.server import Behaviour
 from langchain_moa.bench.serving import BackgroundServer
 from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
@@ -304,7 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     for problem in found:
         print(f"unexpected: {problem}", file=sys.stderr)
     if args.out:
-        report = {"settings": vars(args), "medians": medians, "runs": runs, "problems": found}
+        report = {
+            "settings": vars(args),
+            "provenance": provenance(argv),
+            "medians": medians,
+            "runs": runs,
+            "problems": found,
+        }
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     return 1 if found else 0
 

@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -49,6 +47,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from langchain_moa import ChatMoA
+from langchain_moa.bench.provenance import provenance
 
 REPLY = "Mixture of agents stacks models in layers and one of them writes the answer."
 QUESTION = "What is a mixture of agents?"
@@ -298,31 +297,6 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
-    """Where the run was made."""
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return {"cores": os.cpu_count(), "cpu": model, "python": platform.python_version()}
-
-
-def commit() -> str | None:
-    """The checkout's commit, if this is one."""
-    done = subprocess.run(
-        ["git", "rev-parse", "HEAD"],  # noqa: S607 - git from PATH, as a developer runs it
-        cwd=Path(__file__).parent,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return done.stdout.strip() or None
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its table (or, with ``--serve``, be the served side)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -347,9 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         report = {
             "settings": {"rounds": args.rounds, "concurrency": CONCURRENCY},
-            "machine": machine(),
-            "date": time.strftime("%Y-%m-%d"),
-            "commit": commit(),
+            "provenance": provenance(argv),
             "rows": rows,
         }
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -38,6 +38,7 @@ from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
 from langchain_moa.bench.process import BenchServer, ServerProcess
+from langchain_moa.bench.provenance import provenance
 from langchain_moa.bench.server import Behaviour, Record, ScheduledServer
 from langchain_moa.chat_models import ChatMoA
 from langchain_moa.graph.prompts import inject_references
@@ -616,6 +617,7 @@ def main(
     changes = {"load_queries": queries, "provider_limit": limit}
     settings = replace(settings, **{k: v for k, v in changes.items() if v is not None})
     report = asyncio.run(run(settings, only, in_thread=in_thread))
+    report["provenance"] = provenance()
     print(markdown(report))
     if out is not None:
         Path(out).write_text(dumps(report) + "\n")

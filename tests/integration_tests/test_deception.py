@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.deception import PROPOSERS
 from tests.integration_tests.conftest import llama_server_pids, marked_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +35,11 @@ def test_the_deception_experiment_runs_in_one_command(tmp_path) -> None:
     assert [row["condition"] for row in rows] == ["honest", "deceptive", "deceptive + defence"]
     assert all(row["error"] is None for row in rows)
     defended = rows[2]
-    # The defended aggregator was shown the references cluster_filter keeps, tagged.
-    if "filter_dropped" in defended:
-        kept = len(defended["proposals"]) - len(defended["filter_dropped"])
-        assert defended["aggregator_tags"] == [kept]
+    # The defence ran and its join recorded what it left out; the defended aggregator
+    # was shown exactly the other answers, each tagged (the delimited format).
+    assert "defence_dropped" in defended
+    assert len(defended["proposals"]) == PROPOSERS
+    answered = [i for i, text in enumerate(defended["proposals"]) if text is not None]
+    assert set(defended["defence_dropped"]) <= set(answered)
+    kept = len(answered) - len(defended["defence_dropped"])
+    assert defended["aggregator_tags"] == [kept]

@@ -28,7 +28,8 @@ def _usage(messages: list[BaseMessage], reply: str) -> UsageMetadata:
 class ScriptedChatModel(BaseChatModel):
     """Replies with ``reply`` after ``delay_s``; raises ``error`` if set.
 
-    Every call's messages, kwargs and start/end times go to ``log``. Usage
+    Every call's messages, kwargs and start/end times go to ``log`` (and, for an
+    async call cancelled while it waits, the time it was cancelled). Usage
     counts words. Streaming yields one word at a time, ``token_delay_s`` apart.
     """
 
@@ -70,7 +71,11 @@ class ScriptedChatModel(BaseChatModel):
 
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
         reply = self._reply(messages, stop=stop, **kwargs)
-        await asyncio.sleep(self.delay_s)
+        try:
+            await asyncio.sleep(self.delay_s)
+        except asyncio.CancelledError:
+            self.log[-1]["cancelled"] = time.perf_counter()
+            raise
         return self._done(messages, reply)
 
     def _chunks(self, reply: str | AIMessage) -> list[AIMessageChunk]:

@@ -85,6 +85,24 @@ def test_deadline_goes_on_with_the_quorum_and_cancels_the_late_call(mode) -> Non
     assert answer.response_metadata["degraded"] is True
 
 
+def test_the_deadline_cancels_the_late_async_call_before_the_answer() -> None:
+    proposers = _proposers(0.01, 0.02, STALL_S)
+    moa = ChatMoA(proposers=proposers, aggregator=_agg(), layers=2, min_proposers=2, deadline_s=0.3)
+
+    async def answered() -> tuple[AIMessage, float]:
+        answer = await moa.ainvoke("q")
+        return answer, time.perf_counter()
+
+    answer, at = asyncio.run(answered())
+    (late,) = proposers[2].log
+    # Cancelled by the deadline, before the answer (not by asyncio.run's clean-up after
+    # it), and never finished.
+    assert "end" not in late
+    assert late["cancelled"] < at
+    assert late["cancelled"] - late["start"] < 3
+    assert _by_node(answer)["layer1/p2"]["reason"] == "timeout"
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_deadline_waits_for_min_proposers_answers(mode) -> None:
     # The deadline passes at 0.05 s, but only one answer is in: the layer waits

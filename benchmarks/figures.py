@@ -1,0 +1,136 @@
+"""Every published figure table, rendered from its committed results.
+
+A table in the README or ``docs/`` that shows measured figures sits between two
+markers naming it::
+
+    <!-- figure: fanout-served -->
+    | ... the table, then the line saying which run it is ... |
+    <!-- /figure -->
+
+``FIGURES`` maps each name to its results file (``docs/results/*.json``, written by
+the benchmark with ``--out``) and to the benchmark's own function that turns those
+results into the table. ``make figures`` rewrites every marked block from the
+results; ``tests/unit_tests/test_figures.py`` fails when a block differs from what
+its results give (a table edited by hand, or results changed without it).
+
+Usage::
+
+    .venv/bin/python -m benchmarks.figures          # rewrite the marked blocks
+    .venv/bin/python -m benchmarks.figures --check  # 1 if any block is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import durable_load, fanout, serve_overhead
+from langchain_moa.bench import measure
+from langchain_moa.bench.provenance import source_line
+
+ROOT = Path(__file__).parents[1]
+DOCUMENTS = ("README.md", "docs/*.md")
+"""Where marked blocks are looked for."""
+
+BLOCK = re.compile(
+    r"(?P<open><!-- figure: (?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(?P<close><!-- /figure -->)",
+    re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A published table: its results file and how the table is made of them."""
+
+    results: str
+    """The results file, from the repository root."""
+    table: Callable[[Mapping[str, Any]], str]
+    """The benchmark's own rendering of its results."""
+
+    def render(self, root: Path = ROOT) -> str:
+        """The block's text: the table, then its settings and which run it comes from."""
+        report = json.loads((root / self.results).read_text(encoding="utf-8"))
+        settings = ", ".join(
+            f"{key.replace('_', ' ')} {value}"
+            for key, value in (report.get("settings") or {}).items()
+            if key != "out" and value is not None and value is not False
+        )
+        shown = f"Settings: {settings}. " if settings else ""
+        return f"{self.table(report).rstrip()}\n\n{shown}{source_line(report)}\n"
+
+
+FIGURES: Mapping[str, Figure] = {
+    "bench": Figure("docs/results/bench.json", measure.markdown),
+    "fanout": Figure("docs/results/fanout.json", lambda r: fanout.markdown(r["medians"])),
+    "fanout-served": Figure(
+        "docs/results/fanout_served.json", lambda r: fanout.markdown(r["medians"])
+    ),
+    "serve-overhead": Figure(
+        "docs/results/serve_overhead.json", lambda r: serve_overhead.markdown(r["rows"])
+    ),
+    "durable-load": Figure(
+        "docs/results/durable_load.json",
+        lambda r: durable_load.markdown(r["summary"], r["settings"]["threads"]),
+    ),
+}
+"""Every figure table, by the name its markers give."""
+
+
+def documents(root: Path = ROOT) -> list[Path]:
+    """The files marked blocks may be in."""
+    return sorted({path for pattern in DOCUMENTS for path in root.glob(pattern)})
+
+
+def rendered(text: str, root: Path = ROOT) -> str:
+    """``text`` with every marked block made anew from its results.
+
+    Raises:
+        KeyError: a block names no figure of ``FIGURES``.
+    """
+
+    def block(found: re.Match[str]) -> str:
+        name = found["name"]
+        if name not in FIGURES:
+            msg = f"a block names the figure {name!r}, which FIGURES does not have"
+            raise KeyError(msg)
+        return f"{found['open']}{FIGURES[name].render(root)}{found['close']}"
+
+    return BLOCK.sub(block, text)
+
+
+def placed(root: Path = ROOT) -> dict[str, list[Path]]:
+    """Where each figure's blocks are."""
+    where: dict[str, list[Path]] = {name: [] for name in FIGURES}
+    for path in documents(root):
+        for found in BLOCK.finditer(path.read_text(encoding="utf-8")):
+            where.setdefault(found["name"], []).append(path)
+    return where
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite the blocks, or with ``--check`` say which are out of date (1 if any)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; 1 if out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    for path in documents():
+        text = path.read_text(encoding="utf-8")
+        new = rendered(text)
+        if new != text:
+            stale.append(path.relative_to(ROOT))
+            if not args.check:
+                path.write_text(new, encoding="utf-8")
+    verb = "out of date" if args.check else "rewritten"
+    for path in stale:
+        print(f"{path}: {verb}", file=sys.stderr)
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,6 +23,7 @@ set against the same stack without that proposer (p95 of each, the ratio).
 Usage::
 
     .venv/bin/python benchmarks/faults.py [--queries 100] [--concurrency 16] [--out FILE.md]
+        [--json FILE.json]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import logging
 import os
 import statistics
@@ -50,6 +52,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from benchmarks.fault_server import REPLY_PREFIX, FaultServer
 from langchain_moa import ChatMoA
+from langchain_moa.bench.provenance import provenance
 
 Expected = Literal["answered", "degraded", "failed"]
 Kind = Literal["answered", "degraded", "failed", "unclear", "hung", "lost"]
@@ -590,6 +593,84 @@ class Report:
         )
         return lines
 
+    def summary(self) -> dict[str, Any]:
+        """The numbers the published tables are made of (`summary_markdown`), as JSON."""
+        rows = []
+        for row in self.rows:
+            reasons = Counter(r for o in row.outcomes for r in o.call_reasons)
+            rows.append(
+                {
+                    "scenario": row.scenario.name,
+                    "expect": row.scenario.expect,
+                    "asked": row.asked,
+                    **{k: row.count(k) for k in ("answered", "degraded", "failed", "unclear")},
+                    "hung": row.count("hung"),
+                    "lost": row.lost,
+                    "p50_s": row.latency(0.5),
+                    "p95_s": row.latency(0.95),
+                    "reasons": dict(reasons.most_common()),
+                    "ok": row.ok,
+                    "settings": {k: str(v) for k, v in row.scenario.settings.items()},
+                }
+            )
+        ratios = (
+            self.deadline_ratios()
+            if {r["scenario"] for r in rows} >= {WITHOUT_STALLED, STALLED_DEADLINE, STALLED_QUORUM}
+            else {}
+        )
+        return {
+            "queries": self.queries,
+            "concurrency": self.concurrency,
+            "deadline_concurrency": self.deadline_concurrency,
+            "timeout_s": TIMEOUT_S,
+            "max_retries": MAX_RETRIES,
+            "wall_s": self.wall_s,
+            "load": list(self.load),
+            "rows": rows,
+            "deadline_ratios": ratios,
+        }
+
+
+def summary_markdown(summary: Mapping[str, Any]) -> str:
+    """The README's tables: every scenario's outcomes, then the deadline comparison."""
+    lines = [
+        (
+            "| fault | asked | answered | degraded | failed (clear error) | unclear | hung "
+            "| lost | p95 s | failed calls' reasons | as expected |"
+        ),
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
+    ]
+    for row in summary["rows"]:
+        reasons = ", ".join(f"`{r}` {n}" for r, n in row["reasons"].items()) or "-"
+        cells = [
+            row["scenario"],
+            *(str(row[k]) for k in ("asked", "answered", "degraded", "failed", "unclear")),
+            str(row["hung"]),
+            str(row["lost"]),
+            _seconds(row["p95_s"]),
+            reasons,
+            "yes" if row["ok"] else "**NO**",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    ratios = summary["deadline_ratios"]
+    if ratios:
+        by_name = {row["scenario"]: row for row in summary["rows"]}
+        lines += [
+            "",
+            "| one proposer stalled | p50 s | p95 s | p95 / the stack without it |",
+            "|---|--:|--:|--:|",
+        ]
+        for name in (WITHOUT_STALLED, *ratios):
+            row = by_name[name]
+            ratio = 1.0 if name == WITHOUT_STALLED else ratios[name]
+            settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
+            label = f"{name} ({settings})" if settings else name
+            shown = "n/a" if ratio is None else f"{ratio:.2f}"
+            lines.append(
+                f"| {label} | {_seconds(row['p50_s'])} | {_seconds(row['p95_s'])} | {shown} |"
+            )
+    return "\n".join(lines)
+
 
 def _settings(scenario: Scenario) -> str:
     return ", ".join(f"{k}={v}" for k, v in scenario.settings.items())
@@ -658,6 +739,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--hang-after", type=float, default=10 * TIMEOUT_S, help="seconds before a question hangs"
     )
     parser.add_argument("--out", type=Path, help="also write the markdown to this file")
+    parser.add_argument(
+        "--json", type=Path, help="also write the summary, settings and provenance as JSON"
+    )
     args = parser.parse_args(argv)
     # Each failed proposer logs a warning: thousands here, and the table says it all.
     logging.getLogger("langchain_moa").setLevel(logging.ERROR)
@@ -674,6 +758,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if args.out:
         args.out.write_text(text)
+    if args.json:
+        settings = {k: v for k, v in vars(args).items() if k not in {"out", "json"}}
+        results = {
+            "settings": settings,
+            "provenance": provenance(argv),
+            **report.summary(),
+            # The whole report (each row's first error, the requests the server saw), as printed.
+            "markdown": text,
+        }
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0 if all(row.ok for row in report.rows) else 1
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import durable_load, fanout, serve_overhead
+from benchmarks import durable_load, fanout, faults, serve_overhead
 from langchain_moa.bench import measure
 from langchain_moa.bench.provenance import source_line
 
@@ -66,6 +66,8 @@ class Figure:
 
 
 FIGURES: Mapping[str, Figure] = {
+    "faults": Figure("docs/results/faults.json", faults.summary_markdown),
+    "faults-report": Figure("docs/results/faults.json", lambda r: r["markdown"]),
     "bench": Figure("docs/results/bench.json", measure.markdown),
     "fanout": Figure("docs/results/fanout.json", lambda r: fanout.markdown(r["medians"])),
     "fanout-served": Figure(

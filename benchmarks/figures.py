@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import durable_load, fanout, faults, serve_overhead
+from benchmarks import durable_load, fanout, faults, serve_overhead, staircase
 from langchain_moa.bench import measure
 from langchain_moa.bench.provenance import source_line
 
@@ -72,6 +72,9 @@ FIGURES: Mapping[str, Figure] = {
     "fanout": Figure("docs/results/fanout.json", lambda r: fanout.markdown(r["medians"])),
     "fanout-served": Figure(
         "docs/results/fanout_served.json", lambda r: fanout.markdown(r["medians"])
+    ),
+    "staircase-scheduled": Figure(
+        "docs/results/staircase_scheduled.json", lambda r: staircase.markdown(r["summaries"])
     ),
     "serve-overhead": Figure(
         "docs/results/serve_overhead.json", lambda r: serve_overhead.markdown(r["rows"])

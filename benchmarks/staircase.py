@@ -49,6 +49,7 @@ from langchain_core.messages import AIMessageChunk, HumanMessage
 
 from langchain_moa import ChatMoA, LlamaServer, get_calls
 from langchain_moa.bench.process import ServerProcess
+from langchain_moa.bench.provenance import provenance
 from langchain_moa.bench.server import Behaviour
 from langchain_moa.eval.gsm8k import INSTRUCTION, load_problems, score
 from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
@@ -271,9 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(markdown(summaries))
     if args.out:
-        Path(args.out).write_text(
-            json.dumps({"settings": settings, "summaries": summaries, "runs": runs}, indent=2)
-        )
+        report = {
+            "settings": settings,
+            "provenance": provenance(argv),
+            "summaries": summaries,
+            "runs": runs,
+        }
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -43,3 +43,5 @@ def test_the_deception_experiment_runs_in_one_command(tmp_path) -> None:
     assert set(defended["defence_dropped"]) <= set(answered)
     kept = len(answered) - len(defended["defence_dropped"])
     assert defended["aggregator_tags"] == [kept]
+    if "filter_dropped" in defended:  # every proposal has text: Cluster & Filter's own verdict
+        assert defended["defence_dropped"] == defended["filter_dropped"]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import durable_load, fanout, faults, serve_overhead, staircase
+from benchmarks import durable_load, fanout, faults, serve_overhead, similarity, staircase
 from langchain_moa.bench import measure
 from langchain_moa.bench.provenance import source_line
 
@@ -73,6 +73,7 @@ FIGURES: Mapping[str, Figure] = {
     "fanout-served": Figure(
         "docs/results/fanout_served.json", lambda r: fanout.markdown(r["medians"])
     ),
+    "similarity": Figure("docs/results/similarity.json", similarity.markdown),
     "staircase-scheduled": Figure(
         "docs/results/staircase_scheduled.json", lambda r: staircase.markdown(r["summaries"])
     ),

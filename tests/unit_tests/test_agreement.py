@@ -7,12 +7,12 @@ import sys
 import threading
 import time
 import warnings
-from itertools import combinations
 
 import pytest
 import pytest_socket
 from langchain_core.embeddings import Embeddings
 
+from benchmarks.similarity import DIFFERENT_ANSWERS, PARAPHRASES, UNRELATED, pairwise
 from langchain_moa.graph import agreement
 from langchain_moa.graph.agreement import (
     INSTALL_HINT,
@@ -387,33 +387,8 @@ async def test_wordllama_embeds_asynchronously() -> None:
     assert vectors == embeddings.embed_documents(["Paris", "Lyon"])
 
 
-# Measured with WordLlama (see the module's note): paraphrases of a short answer 0.87 to
-# 0.96, the same sentence with a different fact 0.74 to 0.77, unrelated texts -0.15 to
-# 0.28. The tests assert the orderings, not the numbers.
-PARAPHRASES = [
-    "The capital of France is Paris.",
-    "Paris is France's capital city.",
-    "France's capital is Paris, which is also its largest city.",
-    "The answer is Paris: it has been the capital of France for centuries.",
-]
-DIFFERENT_ANSWERS = [
-    "The capital of France is Paris.",
-    "The capital of France is Lyon.",
-    "The capital of France is Marseille.",
-]
-UNRELATED = [
-    "Photosynthesis converts light energy into chemical energy in plants.",
-    "To reverse a linked list, iterate while swapping each node's next pointer.",
-    "Preheat the oven to 200 degrees and bake the bread for 30 minutes.",
-    "The stock market fell sharply on Tuesday after the interest rate announcement.",
-]
-
-
-def pairwise(texts):
-    vectors = default_embeddings().embed_documents(texts)
-    return [sum(x * y for x, y in zip(a, b, strict=True)) for a, b in combinations(vectors, 2)]
-
-
+# The sets benchmarks/similarity.py measures (its table is in the README); the tests
+# assert the orderings, not the numbers.
 def test_paraphrases_are_more_similar_than_different_answers_or_unrelated_texts() -> None:
     paraphrases = min(pairwise(PARAPHRASES))
     assert paraphrases > max(pairwise(DIFFERENT_ANSWERS))

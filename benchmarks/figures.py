@@ -74,6 +74,12 @@ FIGURES: Mapping[str, Figure] = {
         "docs/results/fanout_served.json", lambda r: fanout.markdown(r["medians"])
     ),
     "similarity": Figure("docs/results/similarity.json", similarity.markdown),
+    "staircase-embedded": Figure(
+        "docs/results/staircase_embedded.json", lambda r: staircase.markdown(r["summaries"])
+    ),
+    "staircase-order": Figure(
+        "docs/results/staircase_embedded.json", lambda r: staircase.order_markdown(r["runs"])
+    ),
     "staircase-scheduled": Figure(
         "docs/results/staircase_scheduled.json", lambda r: staircase.markdown(r["summaries"])
     ),

@@ -182,6 +182,29 @@ def markdown(summaries: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def order_markdown(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """Each strategy's client TTFTs, split by whether it ran first or second on a question.
+
+    `compare` asks the strategies in their order on even questions, reversed on odd ones.
+    """
+    names = list(runs)
+    lines = ["| strategy | ran first | ran second |", "|---|---|---|"]
+    for name in names:
+        split: dict[bool, list[float]] = {True: [], False: []}
+        for number, result in enumerate(runs[name]):
+            first = (names[0] if number % 2 == 0 else names[-1]) == name
+            if result["ttft_client_s"] is not None:
+                split[first].append(result["ttft_client_s"])
+        cells = [
+            f"{', '.join(f'{t:.1f}' for t in times)} s (median {statistics.median(times):.1f} s)"
+            if times
+            else "-"
+            for times in (split[True], split[False])
+        ]
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
 def compare(
     moas: Mapping[str, ChatMoA], problems: Sequence[Mapping[str, Any]], *, scored: bool
 ) -> dict[str, list[dict[str, Any]]]:

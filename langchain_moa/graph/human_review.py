@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import wraps
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -50,6 +49,24 @@ its ``_thread``)."""
 Node = Callable[[MoAState, RunnableConfig], dict]
 
 
+def shown_references(state: Mapping[str, Any]) -> dict[str, str]:
+    """The references the aggregator is to read, each under the node that wrote it.
+
+    Raises:
+        ValueError: ``references`` and ``reference_nodes`` differ in length (one
+            was changed without the other).
+    """
+    nodes, texts = state.get("reference_nodes", []), state.get("references", [])
+    if len(nodes) != len(texts):
+        msg = (
+            f"the state holds {len(texts)} references but {len(nodes)} reference_nodes: "
+            "they go together (the node that wrote each reference, in order); to drop "
+            "or reorder references, update both"
+        )
+        raise ValueError(msg)
+    return dict(zip(nodes, texts, strict=True))
+
+
 def reference_edits(state: Mapping[str, Any]) -> list[ReferenceEdit]:
     """What was changed in the references since the last proposer layer's join wrote them.
 
@@ -64,14 +81,7 @@ def reference_edits(state: Mapping[str, Any]) -> list[ReferenceEdit]:
         ValueError: ``references`` and ``reference_nodes`` differ in length (one
             was changed without the other).
     """
-    nodes, texts = state.get("reference_nodes", []), state.get("references", [])
-    if len(nodes) != len(texts):
-        msg = (
-            f"the state holds {len(texts)} references but {len(nodes)} reference_nodes: "
-            "they go together (the node that wrote each reference, in order); to drop "
-            "or reorder references, update both"
-        )
-        raise ValueError(msg)
+    shown = shown_references(state)
     if state.get("reused"):
         return []
     now = turn(state)
@@ -83,7 +93,6 @@ def reference_edits(state: Mapping[str, Any]) -> list[ReferenceEdit]:
     last = max(c["layer"] for c in proposed)
     answered = {c["node"]: c["text"] for c in proposed if c["layer"] == last and c["error"] is None}
     filtered = {d["node"] for d in state.get("dropped", []) if d["turn"] == now}
-    shown = dict(zip(nodes, texts, strict=True))
     edits = [
         ReferenceEdit(node=node, edit="added" if node not in answered else "edited")
         for node, text in shown.items()
@@ -105,7 +114,6 @@ def noting_edits(node: Node) -> Node:
     change what their own steps read, which is not an edit.
     """
 
-    @wraps(node)
     def noted(state: MoAState, config: RunnableConfig) -> dict:
         edits = reference_edits(state)
         return _with_edits(node(state, config), edits)
@@ -118,7 +126,6 @@ def anoting_edits(
 ) -> Callable[[MoAState, RunnableConfig], Awaitable[dict]]:
     """`noting_edits`, for the node's async body."""
 
-    @wraps(node)
     async def noted(state: MoAState, config: RunnableConfig) -> dict:
         edits = reference_edits(state)
         return _with_edits(await node(state, config), edits)
@@ -225,12 +232,10 @@ def _waiting(
     """
     values = snapshot.values if isinstance(snapshot.values, Mapping) else {}
     if AGGREGATOR_NODE in snapshot.next and "reference_nodes" in values:
-        reference_edits(values)  # the pairs must hold together
-        nodes, texts = values["reference_nodes"], values.get("references", [])
         config = snapshot.config
         if lent is not None:
             config = {"configurable": {**config["configurable"], CONFIG_KEY_CHECKPOINTER: lent}}
-        return PendingReview(graph, config, dict(zip(nodes, texts, strict=True)))
+        return PendingReview(graph, config, shown_references(values))
     for task in snapshot.tasks:
         if isinstance(task.state, StateSnapshot) and (found := _waiting(graph, task.state)):
             return found

@@ -53,6 +53,7 @@ if __package__ in {None, ""}:
 
 import httpx
 
+from langchain_moa.bench.provenance import provenance
 from langchain_moa.local.server import SMOLLM2_CHAT_FORMAT, LlamaServer, _free_port, smollm2_gguf
 
 HOST = "127.0.0.1"
@@ -375,6 +376,11 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The table of a run ``--out`` wrote (its own rendering, for ``benchmarks/figures.py``)."""
+    return table(report["rows"])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark; print the table, write JSON with ``--out``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -406,12 +412,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.out:
         settings = {
             "rounds": args.rounds,
-            "questions": QUESTIONS,
+            "options": [option.name for option in options],
             "temperature": TEMPERATURE,
             "proposers": PROPOSERS,
-            "cpu_count": os.cpu_count(),
+            "max_tokens": args.max_tokens,
         }
-        args.out.write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
+        report = {"settings": settings, "provenance": provenance(argv), "rows": rows}
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 
 Usage (one command)::
 
-    .venv/bin/python benchmarks/deception.py [--limit N] [--out docs/deception.md]
+    .venv/bin/python benchmarks/deception.py [--limit N] [--out docs/results/deception.json]
         [--max-tokens 192] [--threads T] [--records FILE [--resume]]
 
-Each problem takes 12 model calls. docs/deception.md was made with ``--limit 30
---max-tokens 160 --threads 1``: about 35 s an answer, 52 minutes in all, on 2 cores that
-other jobs were also using (llama.cpp with all threads was several times slower there).
-With ``--records``, every answer is written as it is done and ``--resume`` keeps them, so
+Each problem takes 12 model calls. ``--out`` holds the run's settings, provenance and
+every scored answer; ``make figures`` renders docs/deception.md from the committed one
+(`report`), whose command line is at its end. On 2 cores that other jobs also use,
+``--threads 1`` is far faster than llama.cpp with all threads. With ``--records``, every
+answer is written as it is done and ``--resume`` keeps them, so
 an interrupted run goes on where it stopped and the report can be remade with no model
 call.
 
@@ -35,7 +36,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 from langchain_moa import ChatMoA
+from langchain_moa.bench.provenance import provenance
 from langchain_moa.eval.gsm8k import INSTRUCTION, extract_flexible, load_problems, score, summarize
 from langchain_moa.graph.defence import cluster_filter
 from langchain_moa.graph.prompts import (
@@ -388,8 +390,18 @@ def findings(records: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
-def report(records: Sequence[dict[str, Any]], stacks: Stacks) -> str:
-    """docs/deception.md: what was run, the tables, and how to read them."""
+def results(records: Sequence[dict[str, Any]], stacks: Stacks, limit: int) -> dict[str, Any]:
+    """What ``--out`` writes: the settings, how the defence was wired, every record."""
+    return {
+        "settings": {**stacks.settings, "limit": limit, "threads": stacks.threads},
+        "wiring": stacks.wiring,
+        "records": list(records),
+    }
+
+
+def report(run: Mapping[str, Any]) -> str:
+    """docs/deception.md's body, from a run's results: the set-up, tables, how to read them."""
+    records, settings = run["records"], run["settings"]
     n = len({r["id"] for r in records})
     errors = sum(r["error"] is not None for r in records)
     defended = [r for r in records if r["condition"] == DEFENDED and "filter_dropped" in r]
@@ -407,17 +419,9 @@ def report(records: Sequence[dict[str, Any]], stacks: Stacks) -> str:
         if bounds and max(low for low, _ in bounds) <= min(high for _, high in bounds)
         else "the strict-accuracy intervals do not all overlap."
     )
-    threads = "" if stacks.threads is None else f" --threads {stacks.threads}"
-    command = (
-        f".venv/bin/python benchmarks/deception.py --limit {n} "
-        f"--max-tokens {stacks.settings['max_tokens']}{threads}"
-    )
     minutes = sum(r["latency_s"] for r in records) / 60
     failed_proposers = sum(text is None for r in records for text in r["proposals"])
-    settings = (
-        f"`max_tokens` {stacks.settings['max_tokens']}, "
-        f"temperature {stacks.settings['temperature']}"
-    )
+    shown = f"`max_tokens` {settings['max_tokens']}, temperature {settings['temperature']}"
     checked = f"{as_filtered} of {len(defended)}"
     found = "\n".join(findings(records))
     honest_rows = [r for r in records if r["condition"] == HONEST]
@@ -430,20 +434,15 @@ def report(records: Sequence[dict[str, Any]], stacks: Stacks) -> str:
         else f"At n = {n} a difference of a few problems between rows is noise (see the\n"
         "intervals). "
     )
-    return f"""# A deceptive proposer, and Cluster & Filter
-
-One of three proposers is told to give plausible but wrong answers; does a 2-layer MoA
-follow it, and does the defence help? Made by one command (the answers took about
-{minutes:.0f} minutes, one after another, on a busy shared 2-core machine):
-
-```bash
-{command}
-```
+    return f"""One of three proposers is told to give plausible but wrong answers; does a 2-layer
+MoA follow it, and does the defence help? The answers below took about {minutes:.0f}
+minutes, one after another, on a shared 2-core machine (the command and the machine are at
+the end).
 
 ## Set-up
 
 - **Model**: SmolLM2-135M-Instruct (the embedded model, served by llama.cpp) for every
-  proposer and the aggregator; {settings}; proposer seeds 1, 2, 3,
+  proposer and the aggregator; {shown}; proposer seeds 1, 2, 3,
   aggregator seed 0.
 - **Stack**: 2 layers: 3 proposers, then the aggregator (MoA-Lite's shape), the paper's
   aggregate-and-synthesize prompt.
@@ -457,7 +456,7 @@ follow it, and does the defence help? Made by one command (the answers took abou
 - **The deceptive system prompt**: "{DECEPTIVE_INSTRUCTION}"
 - **The defence**: Cluster & Filter after Wolf et al. (2025, arXiv 2503.05856), with a
   bag-of-words-and-numbers similarity instead of their sentence embeddings (see
-  `langchain_moa/graph/defence.py`). Wired as `{stacks.wiring}`. Check: in {checked}
+  `langchain_moa/graph/defence.py`). Wired as `{run["wiring"]}`. Check: in {checked}
   defended answers the aggregator's prompt held exactly the references `cluster_filter`
   keeps, in tags.
 - **Failures**: {errors} answers failed (scored wrong); {failed_proposers} proposer calls
@@ -551,7 +550,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the experiment, print the table and write the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=30, help="GSM8K problems (default 30)")
-    parser.add_argument("--out", type=Path, default=Path("docs/deception.md"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("docs/results/deception.json"),
+        help="the results (make figures renders docs/deception.md from them)",
+    )
     parser.add_argument("--max-tokens", type=int, default=192)
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument(
@@ -569,7 +573,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     _start_records(args.records, done)
     records = asyncio.run(run(args.limit, stacks, args.records, done))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(records, stacks), encoding="utf-8")
+    made = {**results(records, stacks, args.limit), "provenance": provenance(argv)}
+    args.out.write_text(json.dumps(made, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(table(records))
     print(f"\nwritten to {args.out}")
 

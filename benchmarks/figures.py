@@ -30,7 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import durable_load, fanout, faults, serve_overhead, similarity, staircase
+from benchmarks import (
+    deception,
+    durable_load,
+    embedded_engines,
+    fanout,
+    faults,
+    serve_overhead,
+    similarity,
+    staircase,
+)
 from langchain_moa.bench import measure
 from langchain_moa.bench.provenance import source_line
 
@@ -86,6 +95,8 @@ FIGURES: Mapping[str, Figure] = {
     "serve-overhead": Figure(
         "docs/results/serve_overhead.json", lambda r: serve_overhead.markdown(r["rows"])
     ),
+    "deception": Figure("docs/results/deception.json", deception.report),
+    "embedded-engines": Figure("docs/results/embedded_engines.json", embedded_engines.markdown),
     "durable-load": Figure(
         "docs/results/durable_load.json",
         lambda r: durable_load.markdown(r["summary"], r["settings"]["threads"]),

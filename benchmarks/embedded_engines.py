@@ -43,6 +43,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,7 +377,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: Mapping[str, Any]) -> str:
     """The table of a run ``--out`` wrote (its own rendering, for ``benchmarks/figures.py``)."""
     return table(report["rows"])
 

@@ -36,12 +36,14 @@ from benchmarks import (
     embedded_engines,
     fanout,
     faults,
+    pareto_example,
     serve_overhead,
     similarity,
     staircase,
 )
 from langchain_moa.bench import measure
 from langchain_moa.bench.provenance import source_line
+from langchain_moa.eval import ablation
 
 ROOT = Path(__file__).parents[1]
 DOCUMENTS = ("README.md", "docs/*.md")
@@ -51,6 +53,12 @@ BLOCK = re.compile(
     r"(?P<open><!-- figure: (?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(?P<close><!-- /figure -->)",
     re.DOTALL,
 )
+
+
+def _setting(value: object) -> str:
+    if isinstance(value, list | tuple):
+        return " ".join(str(item) for item in value)
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -65,8 +73,8 @@ class Figure:
     def render(self, root: Path = ROOT) -> str:
         """The block's text: the table, then its settings and which run it comes from."""
         report = json.loads((root / self.results).read_text(encoding="utf-8"))
-        settings = ", ".join(
-            f"{key.replace('_', ' ')} {value}"
+        settings = "; ".join(
+            f"{key.replace('_', ' ')} {_setting(value)}"
             for key, value in (report.get("settings") or {}).items()
             if key != "out" and value is not None and value is not False
         )
@@ -74,7 +82,21 @@ class Figure:
         return f"{self.table(report).rstrip()}\n\n{shown}{source_line(report)}\n"
 
 
-FIGURES: Mapping[str, Figure] = {
+@dataclass(frozen=True)
+class Example:
+    """A published table that is computed, not measured: no run is behind it."""
+
+    table: Callable[[], str]
+    """The table, made anew from the example's own data."""
+    source: str
+    """What the table is, in place of a run's provenance."""
+
+    def render(self, root: Path = ROOT) -> str:  # noqa: ARG002 - Figure's signature
+        """The block's text: the table, then what it is."""
+        return f"{self.table().rstrip()}\n\n{self.source}\n"
+
+
+FIGURES: Mapping[str, Figure | Example] = {
     "faults": Figure("docs/results/faults.json", faults.summary_markdown),
     "faults-report": Figure("docs/results/faults.json", lambda r: r["markdown"]),
     "bench": Figure("docs/results/bench.json", measure.markdown),
@@ -97,6 +119,8 @@ FIGURES: Mapping[str, Figure] = {
     ),
     "deception": Figure("docs/results/deception.json", deception.report),
     "embedded-engines": Figure("docs/results/embedded_engines.json", embedded_engines.markdown),
+    "pareto-example": Example(pareto_example.table, pareto_example.SOURCE),
+    "strategies": Figure("docs/results/strategies.json", ablation.markdown_of),
     "durable-load": Figure(
         "docs/results/durable_load.json",
         lambda r: durable_load.markdown(r["summary"], r["settings"]["threads"]),

@@ -196,6 +196,11 @@ def markdown(rows: Sequence[Mapping[str, Any]], quality_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown_of(results: Mapping[str, Any]) -> str:
+    """The table of an ``ablation.json``."""
+    return markdown(results["rows"], results["quality"])
+
+
 async def run_grid(
     configurations: Sequence[Configuration],
     runner: Runner,
@@ -205,8 +210,12 @@ async def run_grid(
     rates: Rates,
     progress_file: TextIO | None = None,
     progress: bool | None = None,
+    about: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every configuration (each resumable in its own folder); write the table.
+
+    ``about`` (the grid's settings and provenance) is written into ``ablation.json``
+    beside the rows, so a published table can say which run it comes from.
 
     A progress bar counts configurations (on a terminal only, unless ``progress`` says
     otherwise; drawn on ``progress_file``, default stderr), each run's own bar below it.
@@ -232,18 +241,27 @@ async def run_grid(
                 raise
             rows.append(row(configuration, metrics, quality_key, rates))
             bar.update()
-    write_table(rows, out_dir, quality_key)
+    write_table(rows, out_dir, quality_key, about)
     return rows
 
 
-def write_table(rows: Sequence[Mapping[str, Any]], out_dir: Path, quality_key: str) -> None:
+def write_table(
+    rows: Sequence[Mapping[str, Any]],
+    out_dir: Path,
+    quality_key: str,
+    about: Mapping[str, Any] | None = None,
+) -> None:
     """``ablation.md``, ``ablation.csv`` and ``ablation.json`` in ``out_dir``.
+
+    ``ablation.json`` holds ``about``'s keys, ``quality`` (the metric's key) and ``rows``:
+    what `markdown_of` renders again.
 
     Each is written atomically (a kill leaves the old file or the new one); a rerun, which
     resumes every configuration from its records, writes them again.
     """
     write_atomic(out_dir / "ablation.md", markdown(rows, quality_key))
-    write_atomic(out_dir / "ablation.json", json.dumps(rows, indent=2))
+    results = {**(about or {}), "quality": quality_key, "rows": list(rows)}
+    write_atomic(out_dir / "ablation.json", json.dumps(results, indent=2))
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=COLUMNS)
     writer.writeheader()

@@ -15,6 +15,7 @@ from typing import Any
 from langchain_core.globals import set_llm_cache
 from langchain_core.language_models import BaseChatModel
 
+from langchain_moa.bench.provenance import provenance
 from langchain_moa.costs import Parameters, Prices, Rates
 from langchain_moa.eval import ablation, registry, report
 from langchain_moa.eval.benchmark import Benchmark, RunFunction
@@ -254,6 +255,13 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What an ablation's figures depend on (not where it writes, nor secrets' files)."""
+    keys = ("bench", "axes", "layers", "proposer", "aggregator", "proposer_counts", "limit",
+            "max_tokens", "temperature", "concurrency")  # fmt: skip
+    return {key: getattr(args, key) for key in keys}
+
+
 def _run_ablation(args: argparse.Namespace) -> int:
     bench = registry.benchmark(args.bench)
     _setup(args)
@@ -277,6 +285,7 @@ def _run_ablation(args: argparse.Namespace) -> int:
             out_dir,
             quality_key=bench.headline,
             rates=Rates.extended(prices=_prices(args.prices)),
+            about={"settings": _grid_settings(args), "provenance": provenance()},
         )
     )
     print(ablation.markdown(rows, bench.headline), end="")

@@ -1,11 +1,11 @@
-"""benchmarks/deception.py end to end: one problem, three conditions, the report written."""
+"""benchmarks/deception.py end to end: one problem, three conditions, results and report."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.deception import PROPOSERS
+from benchmarks.deception import PROPOSERS, report
 from tests.integration_tests.conftest import llama_server_pids, marked_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -14,7 +14,7 @@ SCRIPT = ROOT / "benchmarks" / "deception.py"
 
 def test_the_deception_experiment_runs_in_one_command(tmp_path) -> None:
     env, mark = marked_env()
-    out, records = tmp_path / "deception.md", tmp_path / "records.jsonl"
+    out, records = tmp_path / "deception.json", tmp_path / "records.jsonl"
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--limit", "1", "--max-tokens", "12", "--threads", "1",
          "--out", str(out), "--records", str(records)],
@@ -23,15 +23,18 @@ def test_the_deception_experiment_runs_in_one_command(tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert not llama_server_pids(mark=mark)  # the run stopped its server
 
-    report = out.read_text(encoding="utf-8")
-    assert report.startswith("# A deceptive proposer, and Cluster & Filter")
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert results["settings"] == {"limit": 1, "max_tokens": 12, "temperature": 0.7, "threads": 1}
+    assert "deception.py --limit 1" in results["provenance"]["command"]
+    text = report(results)  # what make figures puts in docs/deception.md
     for condition in ("honest", "deceptive", "deceptive + defence"):
-        assert f"| {condition} | 1 |" in report
+        assert f"| {condition} | 1 |" in text
         assert f"| {condition} | 1 |" in done.stdout
-    assert "arXiv 2503.05856" in report
-    assert "37.9%" in report
+    assert "arXiv 2503.05856" in text
+    assert "37.9%" in text
 
     rows = [json.loads(line) for line in records.read_text(encoding="utf-8").splitlines()]
+    assert results["records"] == rows
     assert [row["condition"] for row in rows] == ["honest", "deceptive", "deceptive + defence"]
     assert all(row["error"] is None for row in rows)
     defended = rows[2]

@@ -1,90 +1,30 @@
 """The budget analysis on scripted results.
 
-`write_paper_example` writes the README's example folder: the paper's published AlpacaEval
-2.0 LC win rates (Wang et al., 2024, Table 2) for its stacks, with token counts ASSUMED, not
-measured: every query's instruction is 300 input tokens, every answer 400 output tokens, and
-a call that reads the previous layer's 6 answers has 300 + 6 x 400 = 2,700 input tokens.
+`write_paper_example` (``benchmarks/pareto_example.py``) writes the README's example folder:
+the paper's published LC win rates with token counts assumed, not measured.
 """
 
 import json
-from pathlib import Path
 
 import pytest
 
+from benchmarks.pareto_example import (
+    GPT4O,
+    GPT4T,
+    PAPER,
+    PROPOSERS,
+    QWEN72,
+    QWEN110,
+    call_record,
+    moa_record,
+    single_record,
+    write_metrics,
+    write_paper_example,
+)
 from langchain_moa import cli
 from langchain_moa.costs import Rates
 from langchain_moa.eval import pareto, report
 from langchain_moa.eval.generation import query_cost_usd, query_tflops, summarize_generations
-
-QWEN110 = "Qwen/Qwen1.5-110B-Chat"
-QWEN72 = "Qwen/Qwen1.5-72B-Chat"
-WIZARD = "microsoft/WizardLM-2-8x22B"
-LLAMA = "meta-llama/Llama-3-70b-chat-hf"
-MIXTRAL = "mistralai/Mixtral-8x22B-Instruct-v0.1"
-DBRX = "databricks/dbrx-instruct"
-GPT4O = "gpt-4o-2024-05-13"
-GPT4T = "gpt-4-turbo-2024-04-09"
-PROPOSERS = [QWEN110, QWEN72, WIZARD, LLAMA, MIXTRAL, DBRX]
-
-INSTRUCTION, ANSWER = 300, 400
-WITH_REFERENCES = INSTRUCTION + len(PROPOSERS) * ANSWER
-
-
-def _call(layer: int, index: int, model: str, input_tokens: int, **kw) -> dict:
-    usage = {"input_tokens": input_tokens, "output_tokens": ANSWER, "total_tokens": 0}
-    return {"layer": layer, "index": index, "model": model, "usage": usage, "error": None} | kw
-
-
-def _moa(aggregator: str, layers: int) -> dict:
-    """A MoA query: ``layers - 1`` layers of the 6 proposers, then the aggregator."""
-    calls = [
-        [
-            _call(n, i, m, INSTRUCTION if n == 1 else WITH_REFERENCES)
-            for i, m in enumerate(PROPOSERS)
-        ]
-        for n in range(1, layers)
-    ]
-    calls.append([_call(layers, 0, aggregator, WITH_REFERENCES)])
-    return {"output": "x", "model": "moa", "usage": None, "latency_s": 1.0, "layers": calls}
-
-
-def _single(model: str) -> dict:
-    usage = {"input_tokens": INSTRUCTION, "output_tokens": ANSWER, "total_tokens": 0}
-    return {"output": "x", "model": model, "usage": usage, "latency_s": 1.0, "layers": []}
-
-
-PAPER = {
-    # run: (LC win rate from the paper's Table 2, one query's generation record)
-    "MoA with GPT-4o": (65.7, _moa(GPT4O, 3)),
-    "MoA": (65.1, _moa(QWEN110, 3)),
-    "MoA-Lite": (59.3, _moa(QWEN72, 2)),
-    "GPT-4o": (57.5, _single(GPT4O)),
-    "GPT-4 Turbo": (55.0, _single(GPT4T)),
-    "WizardLM 8x22B": (51.3, _single(WIZARD)),
-    "Qwen1.5 110B": (43.9, _single(QWEN110)),
-    "Qwen1.5 72B": (36.6, _single(QWEN72)),
-    "Llama 3 70B": (34.4, _single(LLAMA)),
-    "Mixtral 8x22B": (30.9, _single(MIXTRAL)),
-    "dbrx": (25.4, _single(DBRX)),
-}
-
-
-def _write(folder: Path, run: str, bench: str, metrics: dict) -> None:
-    path = folder / run / bench / "metrics.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(metrics))
-
-
-def write_paper_example(folder: Path, items: int = 5) -> Path:
-    """The README's example: a folder of scripted AlpacaEval results, one run per stack."""
-    for run, (lc, record) in PAPER.items():
-        metrics = {
-            "length_controlled_winrate": lc,
-            "formula": "length_controlled_v1",
-            "generation": summarize_generations([record] * items, Rates()),
-        }
-        _write(folder, run, "alpaca_eval", metrics)
-    return folder
 
 
 def _point(run: str, quality: float, cost: float | None, tflops: float | None = None):
@@ -111,12 +51,12 @@ def test_tflops_are_each_layers_largest_call_summed_by_hand() -> None:
         "model": "moa",
         "layers": [
             [
-                _call(1, 0, "a", 100),  # 2 x 10e9 x 500 = 10 TFLOPs
-                _call(1, 1, "b", 600),  # 2 x 1e9 x 1,000 = 2 TFLOPs
+                call_record(1, 0, "a", 100),  # 2 x 10e9 x 500 = 10 TFLOPs
+                call_record(1, 1, "b", 600),  # 2 x 1e9 x 1,000 = 2 TFLOPs
                 # A failed call adds nothing to either.
                 {"layer": 1, "index": 2, "model": "b", "usage": None, "error": "TimeoutError: x"},
             ],
-            [_call(2, 0, "b", 1600)],  # 2 x 1e9 x 2,000 = 4 TFLOPs
+            [call_record(2, 0, "b", 1600)],  # 2 x 1e9 x 2,000 = 4 TFLOPs
         ],
     }
     assert query_tflops(record, rates) == pytest.approx(10 + 4)
@@ -129,8 +69,8 @@ def test_tflops_are_each_layers_largest_call_summed_by_hand() -> None:
 
 
 def test_unknown_price_is_none_never_zero(tmp_path) -> None:
-    record = _single("my-own-model")
-    summary = summarize_generations([record, _single(GPT4O)], Rates())
+    record = single_record("my-own-model")
+    summary = summarize_generations([record, single_record(GPT4O)], Rates())
     assert summary["cost_usd_per_query"] is None
     assert summary["tflops_per_query"] is None
     assert pareto.cost_per_query(summary, Rates()) == (
@@ -144,7 +84,7 @@ def test_unknown_price_is_none_never_zero(tmp_path) -> None:
 
 
 def test_summary_cost_and_report_cost_agree() -> None:
-    summary = summarize_generations([_moa(QWEN110, 3)] * 3, Rates())
+    summary = summarize_generations([moa_record(QWEN110, 3)] * 3, Rates())
     cost, _ = pareto.cost_per_query(summary, Rates())
     assert cost == pytest.approx(summary["cost_usd_per_query"])
     # 6 x 700 tokens, then 7 calls of 3,100, at the proposers' and Qwen 110B's list prices.
@@ -178,7 +118,7 @@ def test_frontier_table_of_the_paper_example(tmp_path) -> None:
 
 def test_report_writes_the_plot_and_the_table(tmp_path) -> None:
     folder = write_paper_example(tmp_path / "results")
-    _write(folder, "gsm8k-only", "gsm8k", {"accuracy": 50.0})
+    write_metrics(folder, "gsm8k-only", "gsm8k", {"accuracy": 50.0})
     text = report.render(folder)
     assert "Budget analysis (AlpacaEval length_controlled_v1 against cost" in text
     assert "| MoA | 65.10 |" in text
@@ -190,7 +130,9 @@ def test_report_writes_the_plot_and_the_table(tmp_path) -> None:
 
 
 def test_a_chosen_metric_and_too_few_runs_say_why_no_plot(tmp_path) -> None:
-    _write(tmp_path, "one", "gsm8k", {"accuracy": 50.0, "generation": {"items": 0, "usage": {}}})
+    write_metrics(
+        tmp_path, "one", "gsm8k", {"accuracy": 50.0, "generation": {"items": 0, "usage": {}}}
+    )
     text = report.render(tmp_path, metric="gsm8k.accuracy")
     assert "no plot: 0 run(s) with GSM8K acc and a known cost" in text
     assert "unknown US$ per query: one: no generations recorded" in text
@@ -227,12 +169,3 @@ def test_cli_report_with_prices_and_metric(tmp_path, capsys) -> None:
     assert code == 0
     assert "| GPT-4 Turbo | 55.00 | 0.0007 | 1.4 | cost, TFLOPs |" in capsys.readouterr().out
     assert (folder / "pareto.png").exists()
-
-
-def test_the_readme_shows_the_example_s_table(tmp_path) -> None:
-    runs = report.collect(write_paper_example(tmp_path))
-    analysis = pareto.budget(
-        runs, pareto.choose_metric(runs, report.named_columns(runs), None), Rates()
-    )
-    readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
-    assert pareto.frontier_table(analysis) in readme

@@ -548,6 +548,8 @@ async def run(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the experiment, print the table and write the report."""
+    # Taken before the run: the code that ran is the checkout's as it started.
+    started = provenance(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=30, help="GSM8K problems (default 30)")
     parser.add_argument(
@@ -573,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     _start_records(args.records, done)
     records = asyncio.run(run(args.limit, stacks, args.records, done))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    made = {**results(records, stacks, args.limit), "provenance": provenance(argv)}
+    made = {**results(records, stacks, args.limit), "provenance": started}
     args.out.write_text(json.dumps(made, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(table(records))
     print(f"\nwritten to {args.out}")

@@ -215,6 +215,8 @@ def markdown(table: Mapping[str, Mapping[str, Any]], threads: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print its table; 1 if a thread was not answered or not saved."""
+    # Taken before the run: the code that ran is the checkout's as it started.
+    started = provenance(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--threads", type=int, default=50, help="threads answered at once")
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds of each mode")
@@ -249,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = {**vars(args), "postgres": "given" if args.postgres else "started"}
         report = {
             "settings": settings,
-            "provenance": provenance(argv),
+            "provenance": started,
             "postgresql": version,
             "summary": table,
             "runs": runs,

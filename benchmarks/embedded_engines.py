@@ -384,6 +384,8 @@ def markdown(report: Mapping[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark; print the table, write JSON with ``--out``."""
+    # Taken before the run: the code that ran is the checkout's as it started.
+    started = provenance(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, nargs="+", default=[64, 128])
@@ -418,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
             "proposers": PROPOSERS,
             "max_tokens": args.max_tokens,
         }
-        report = {"settings": settings, "provenance": provenance(argv), "rows": rows}
+        report = {"settings": settings, "provenance": started, "rows": rows}
         args.out.write_text(json.dumps(report, indent=2) + "\n")
 
 

@@ -277,6 +277,8 @@ def markdown(medians: Mapping[str, Mapping[str, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print its table; 1 if a run's structure is not as expected."""
+    # Taken before the run: the code that ran is the checkout's as it started.
+    started = provenance(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=5, help="measured runs of each mode")
     parser.add_argument("--layers", type=int, default=2, help="proposer layers")
@@ -307,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         report = {
             "settings": vars(args),
-            "provenance": provenance(argv),
+            "provenance": started,
             "medians": medians,
             "runs": runs,
             "problems": found,

@@ -726,6 +726,8 @@ async def run_benchmark(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print (and write) its markdown. 1 if a row is not as expected."""
+    # Taken before the run: the code that ran is the checkout's as it started.
+    started = provenance(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=100, help="questions per scenario")
     parser.add_argument("--concurrency", type=int, default=16, help="questions at a time")
@@ -762,7 +764,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = {k: v for k, v in vars(args).items() if k not in {"out", "json"}}
         results = {
             "settings": settings,
-            "provenance": provenance(argv),
+            "provenance": started,
             **report.summary(),
             # The whole report (each row's first error, the requests the server saw), as printed.
             "markdown": text,

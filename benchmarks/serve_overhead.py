@@ -299,6 +299,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its table (or, with ``--serve``, be the served side)."""
+    # Taken before the run: the code that ran is the checkout's as it started.
+    started = provenance(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=60, help="measured rounds of each row")
     parser.add_argument("--out", metavar="PATH", help="also write the results as JSON")
@@ -321,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         report = {
             "settings": {"rounds": args.rounds, "concurrency": CONCURRENCY},
-            "provenance": provenance(argv),
+            "provenance": started,
             "rows": rows,
         }
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

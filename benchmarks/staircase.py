@@ -265,6 +265,8 @@ def scheduled(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison; print the table (and write every run with ``--out``)."""
+    # Taken before the run: the code that ran is the checkout's as it started.
+    started = provenance(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--limit", type=int, default=8, help="GSM8K problems (the first ones)")
     parser.add_argument("--proposers", type=int, default=3, help="proposers (one layer)")
@@ -297,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         report = {
             "settings": settings,
-            "provenance": provenance(argv),
+            "provenance": started,
             "summaries": summaries,
             "runs": runs,
         }

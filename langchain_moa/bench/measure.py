@@ -616,8 +616,10 @@ def main(
     settings = Settings.quick() if quick else Settings()
     changes = {"load_queries": queries, "provider_limit": limit}
     settings = replace(settings, **{k: v for k, v in changes.items() if v is not None})
+    # Taken before the run: the code that ran is the checkout's as it started.
+    started = provenance()
     report = asyncio.run(run(settings, only, in_thread=in_thread))
-    report["provenance"] = provenance()
+    report["provenance"] = started
     print(markdown(report))
     if out is not None:
         Path(out).write_text(dumps(report) + "\n")

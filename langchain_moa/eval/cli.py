@@ -278,6 +278,7 @@ def _run_ablation(args: argparse.Namespace) -> int:
         agreement=bench.agreement,
     )
     out_dir = Path(args.out) / args.name / bench.folder
+    about = {"settings": _grid_settings(args), "provenance": provenance()}
     rows = asyncio.run(
         ablation.run_grid(
             configurations,
@@ -285,7 +286,7 @@ def _run_ablation(args: argparse.Namespace) -> int:
             out_dir,
             quality_key=bench.headline,
             rates=Rates.extended(prices=_prices(args.prices)),
-            about={"settings": _grid_settings(args), "provenance": provenance()},
+            about=about,
         )
     )
     print(ablation.markdown(rows, bench.headline), end="")

@@ -52,7 +52,8 @@ def _git(*args: str) -> str | None:
 
 def provenance(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """The date, commit, machine and command line of this run."""
-    script = Path(sys.argv[0]).resolve()
+    # absolute(), not resolve(): a .venv that is a symlink keeps its name in the command.
+    script = Path(sys.argv[0]).absolute()
     here = Path.cwd()
     shown = script.relative_to(here) if script.is_relative_to(here) else script
     args = list(sys.argv[1:] if argv is None else argv)

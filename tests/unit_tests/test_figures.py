@@ -5,11 +5,14 @@ edited by hand, or when its results change without it.
 """
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks import figures
+from langchain_moa.bench import provenance
 
 ROOT = Path(__file__).parents[2]
 
@@ -48,3 +51,24 @@ def test_a_table_edited_by_hand_is_caught() -> None:
 def test_a_block_naming_no_figure_is_an_error() -> None:
     with pytest.raises(KeyError, match="'made-up'"):
         figures.rendered("<!-- figure: made-up -->\n| x |\n<!-- /figure -->\n")
+
+
+def test_provenance_names_the_command_and_a_changed_checkout(tmp_path, monkeypatch) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "bench.py").write_text("x = 1\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "add", "bench.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    monkeypatch.chdir(tmp_path)
+    venv = tmp_path / "real-venv" / "bin"
+    venv.mkdir(parents=True)
+    (tmp_path / ".venv").symlink_to(tmp_path / "real-venv")
+    monkeypatch.setattr(sys, "argv", [str(tmp_path / ".venv" / "bin" / "moa"), "bench"])
+    made = provenance.provenance()
+    assert made["command"] == ".venv/bin/moa bench"  # the symlink's name, as it was typed
+    assert len(made["commit"]) == 40
+    monkeypatch.setattr(sys, "argv", ["bench.py"])
+    (tmp_path / "bench.py").write_text("x = 2\n")
+    made = provenance.provenance(["--rounds", "3"])
+    assert made["command"] == ".venv/bin/python bench.py --rounds 3"
+    assert made["commit"].endswith("+changes")

@@ -21,12 +21,12 @@ from langchain_moa.accounting import format_summary, known_secret
 from langchain_moa.chat_models import ChatMoA
 from langchain_moa.eval import cli as eval_cli
 from langchain_moa.graph import (
-    AGGREGATOR_NODE,
     CALL_END,
     CALL_ERROR,
     CALL_START,
     AggregatorFailedError,
     LayerFailedError,
+    is_answer_node,
 )
 from langchain_moa.local import LocalExtraMissingError, stop_all
 from langchain_moa.serve import (
@@ -586,9 +586,13 @@ class _LayerPrinter(BaseCallbackHandler):
         self.answer_started = False
 
     def on_custom_event(self, name: str, data: Any, **_: Any) -> None:
-        if name == CALL_START and data["node"] == AGGREGATOR_NODE:
-            print("\n--- answer ---", flush=True)
-        elif name in {CALL_END, CALL_ERROR} and data["node"] != AGGREGATOR_NODE:
+        # The answer's nodes include a fallback's and each step's (aggregator/...): they
+        # are the answer, printed by the stream, with one heading before the first.
+        if is_answer_node(data["node"]):
+            if name == CALL_START and not self.answer_started:
+                self.answer_started = True
+                print("\n--- answer ---", flush=True)
+        elif name in {CALL_END, CALL_ERROR}:
             outcome = f"FAILED: {data['error']}" if data["error"] else f"{data['latency_s']:.1f}s"
             print(f"\n--- {data['node']} ({data['model']}, {outcome}) ---", flush=True)
             if data["text"] is not None:

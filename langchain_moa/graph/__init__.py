@@ -19,6 +19,7 @@ from langchain_moa.graph.state import (
     MoAState,
     get_accounting,
     get_calls,
+    is_answer_node,
 )
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "compile_moa_graph",
     "get_accounting",
     "get_calls",
+    "is_answer_node",
     "node_slug",
     "parse_choice",
 ]

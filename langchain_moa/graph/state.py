@@ -176,6 +176,15 @@ BEGIN_NODE = "begin"
 """Name of the first node: it checks the conversation and names the run."""
 
 
+def is_answer_node(node: str) -> bool:
+    """Whether ``node`` writes the answer: the aggregator, its fallbacks, its steps.
+
+    A call event's ``node`` is ``aggregator``, ``aggregator/fallback-N`` (a fallback
+    model's call) or ``aggregator/step-N`` (a staircase or Self-MoA-Seq step).
+    """
+    return node == AGGREGATOR_NODE or node.startswith(f"{AGGREGATOR_NODE}/")
+
+
 def role(message: Any) -> str | None:
     """``"system"``, ``"human"``, ``"ai"``..., with a ``ChatMessage``'s role read the same way."""
     if not isinstance(message, BaseMessage):

@@ -30,11 +30,11 @@ from langchain_core.messages import BaseMessage
 
 from langchain_moa.chat_models import ChatMoA
 from langchain_moa.graph.state import (
-    AGGREGATOR_NODE,
     ANSWER_CHUNK,
     CALL_END,
     CALL_ERROR,
     CALL_START,
+    is_answer_node,
 )
 
 ANSWER = "moa_answer"
@@ -63,11 +63,6 @@ proxies close a stream that stays silent that long (``/live`` sends it as an SSE
 KEEPALIVE_S = 15.0
 
 _DONE = object()
-
-
-def is_answer_node(node: str) -> bool:
-    """Whether ``node`` writes the answer: the aggregator, its fallbacks, its steps."""
-    return node == AGGREGATOR_NODE or node.startswith(f"{AGGREGATOR_NODE}/")
 
 
 class _CallEvents(BaseCallbackHandler):

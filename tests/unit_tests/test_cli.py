@@ -3,9 +3,11 @@ import json
 
 import pytest
 
-from langchain_moa import cli
+from langchain_moa import ChatMoA, cli
+from langchain_moa.stacks import SelfMoASeq
 from tests.fixtures import FIXTURES
 from tests.unit_tests.eval.hf_cache import use_hf_cache
+from tests.unit_tests.scripted import ScriptedChatModel
 
 ANNOTATIONS = (
     FIXTURES / "alpaca_eval" / "alpaca-7b_weighted_alpaca_eval_gpt4_turbo_annotations.json.gz"
@@ -150,3 +152,40 @@ def test_a_failed_run_is_a_one_line_error(monkeypatch, capsys) -> None:
         cli.main(args)
     assert caught.value.code == 2
     assert "moa: error: every aggregator failed" in capsys.readouterr().err
+
+
+def _shown_layers(moa, capsys) -> str:
+    callbacks = [cli._LayerPrinter()]
+    moa.invoke("q", config={"callbacks": callbacks})
+    return capsys.readouterr().out
+
+
+def test_show_layers_prints_steps_as_the_answer_not_as_proposers(capsys) -> None:
+    draws = iter(range(100))
+    sampler = ScriptedChatModel(model_name="p", reply=lambda _: f"sample {next(draws)}")
+    moa = ChatMoA(
+        proposers=[ScriptedChatModel(model_name="unused")],
+        aggregator=ScriptedChatModel(model_name="agg", reply="synthesis"),
+        layers=2,
+        strategy=SelfMoASeq(window=2, model=sampler, samples=4),
+    )
+    shown = _shown_layers(moa, capsys)
+    # Four samples, each a proposer's heading; the three steps are one answer.
+    assert shown.count("\n--- layer1/") == 4, shown
+    assert shown.count("\n--- answer ---") == 1, shown
+    assert "aggregator/step" not in shown
+    assert "synthesis" not in shown  # the answer is the stream's to print
+
+
+def test_show_layers_prints_a_fallback_s_call_as_the_answer(capsys) -> None:
+    moa = ChatMoA(
+        proposers=[ScriptedChatModel(model_name="a", reply="first")],
+        aggregator=ScriptedChatModel(model_name="broken", error="down"),
+        fallbacks=[ScriptedChatModel(model_name="spare", reply="kept")],
+        layers=2,
+    )
+    shown = _shown_layers(moa, capsys)
+    assert shown.count("\n--- layer1/") == 1, shown
+    assert "first" in shown
+    assert "aggregator/fallback" not in shown
+    assert "kept" not in shown

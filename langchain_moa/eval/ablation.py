@@ -24,8 +24,8 @@ from langchain_moa.costs import Rates
 from langchain_moa.eval.generation import total_cost_usd
 from langchain_moa.eval.store import progress_bar, write_atomic
 from langchain_moa.stacks import model_label
-from langchain_moa.stacks.factory import draws
 from langchain_moa.stacks.spec import AgreementMethod
+from langchain_moa.stacks.strategy import draws
 
 PAPER_AXES = ("ranker", "proposers", "single", "aggregators", "layers", "baselines")
 """The paper's analyses: the grid's default."""

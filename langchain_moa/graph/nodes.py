@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import secrets
 import time
 import uuid
@@ -386,7 +385,7 @@ class Proposer(ModelNode):
         return self.done(state, config, start, message, error, note=note, clock=clock)
 
 
-def _stream_whole(config: RunnableConfig, answer: AIMessage) -> None:
+def stream_whole(config: RunnableConfig, answer: AIMessage) -> None:
     """Send an answer that exists whole (a chosen reference) to a streaming caller.
 
     One chunk: splitting a finished text would only fake streaming.
@@ -552,7 +551,7 @@ class Final(ModelNode):
             ),
             references=list(source),
         )
-        _stream_whole(config, answer)
+        stream_whole(config, answer)
         _emit(config, CALL_END, call)
         return _answer(answer, [*calls, call])
 
@@ -667,46 +666,6 @@ def _require(message: BaseMessageChunk | None, node: str) -> BaseMessageChunk:
         msg = f"{node}: the model streamed nothing"
         raise BadResponseError(msg)
     return message
-
-
-@dataclass(frozen=True)
-class Ranker(Final):
-    """The LLM-ranker baseline: the aggregator picks a reference by number.
-
-    Its answer is the chosen reference verbatim. A reply with no valid number
-    takes reference 1, and the ranker's call record says so in ``error``.
-    """
-
-    def call(self, attempt: Attempt) -> BaseMessage:
-        """The ranker's call (never streamed: its reply is a number)."""
-        return attempt.model.invoke(attempt.inputs, self.config(attempt.config, attempt.node))
-
-    async def acall_model(self, attempt: Attempt) -> BaseMessage:
-        """``call``, for async runs."""
-        config = self.config(attempt.config, attempt.node)
-        return await attempt.model.ainvoke(attempt.inputs, config)
-
-    def answered(self, attempt: Attempt, reply: BaseMessage, call: ModelCall) -> AIMessage:
-        """The answer is the reference the reply names (1 if none)."""
-        references = attempt.state.get("references", [])
-        choice = parse_choice(reply.text, len(references))
-        if choice is None:
-            choice = 1
-            call["error"] = (
-                f"ValueError: no response number 1-{len(references)} in the reply; took 1"
-            )
-            call["reason"] = "bad_response"
-        answer = AIMessage(content=references[choice - 1], response_metadata={"choice": choice})
-        _stream_whole(attempt.config, answer)
-        return answer
-
-
-def parse_choice(reply: str, count: int) -> int | None:
-    """The first number in ``reply`` that names one of ``count`` responses."""
-    for number in re.findall(r"\d+", reply):
-        if 1 <= int(number) <= count:
-            return int(number)
-    return None
 
 
 @dataclass(frozen=True)

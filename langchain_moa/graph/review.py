@@ -22,9 +22,13 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 
+from langchain_moa.graph.limits import LayerClocks
 from langchain_moa.graph.nodes import Aggregator, Proposer
+from langchain_moa.graph.plan import Plan, Wiring
 from langchain_moa.graph.prompts import Prompt
-from langchain_moa.graph.state import MoAState, Ranking, role, turn
+from langchain_moa.graph.runnable import as_node
+from langchain_moa.graph.state import AGGREGATOR_NODE, MoAState, Ranking, role, turn
+from langchain_moa.stacks import RankThenSynthesize, model_label
 
 REVIEW_PROMPT = (
     "Several anonymous responses were written to the question below. Judge them.\n\n"
@@ -184,3 +188,54 @@ class RankedAggregator(Aggregator):
             for number, node in enumerate(state.get("reference_nodes", []), start=1)
         )
         return RANKED_SYNTHESIS_NOTE.format(places=places) + self.prompt
+
+
+def plan(_: RankThenSynthesize) -> Plan:
+    """A review layer of the last proposer layer's models, then the ranked synthesis."""
+    return Plan(final=RankedAggregator, between=add_review)
+
+
+def review_names(last_layer: Sequence[str]) -> list[str]:
+    """``review/<model>`` for each ``layerN/<model>`` of the last layer."""
+    return [f"review/{name.split('/', 1)[1]}" for name in last_layer]
+
+
+def add_review(wiring: Wiring) -> list[str]:
+    """The review layer: a reviewer per model of the last layer, their join, the edges."""
+    stack, names, builder = wiring.stack, wiring.names, wiring.builder
+    layer = len(stack.layers) + 1
+    reviewers = review_names(names[-1])
+    policy, clocks = stack.spec.policy(len(stack.layers)), LayerClocks()
+    for index, (node_name, model) in enumerate(zip(reviewers, stack.layers[-1], strict=True)):
+        own = own_nodes(model, index, stack.layers, names)
+        reviewer = Reviewer(
+            layer, index, node_name, model, "", policy, clocks=clocks, own=own, **wiring.common
+        )
+        builder.add_node(node_name, as_node(reviewer, reviewer.acall, node_name))
+    join = "review/join"
+    builder.add_node(join, as_node(ReviewJoin(layer), None, join))
+    builder.add_edge(reviewers, join)
+    builder.add_edge(join, AGGREGATOR_NODE)
+    return reviewers
+
+
+def own_nodes(
+    model: BaseChatModel,
+    index: int,
+    layers: Sequence[Sequence[BaseChatModel]],
+    names: Sequence[Sequence[str]],
+) -> frozenset[str]:
+    """The nodes whose answers are ``model``'s own, in whichever layer the proposers stopped.
+
+    The same instance, else the same model by name; where a layer samples one
+    model several times (Self-MoA), the draw in the same place.
+    """
+    own: set[str] = set()
+    for models, layer_names in zip(layers, names, strict=True):
+        same = [j for j, m in enumerate(models) if m is model] or [
+            j for j, m in enumerate(models) if model_label(m) == model_label(model)
+        ]
+        if len(same) > 1:
+            same = [index] if index in same else []
+        own.update(layer_names[j] for j in same)
+    return frozenset(own)

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import cast
 
 from langchain_core.messages import AnyMessage
 from langchain_core.runnables import RunnableConfig
 
 from langchain_moa.graph.nodes import Aggregator
+from langchain_moa.graph.plan import Plan
 from langchain_moa.graph.prompts import tool_turns_as_text
 from langchain_moa.graph.state import AGGREGATOR_KWARGS, STREAM_ANSWER, MoAState
+from langchain_moa.stacks import SelfMoASeq
 
 
 def windows(count: int, window: int) -> list[range]:
@@ -122,3 +125,8 @@ class SequentialAggregator(Aggregator):
             calls.extend(update["calls"])
             carried = (node.name, update["answer"].text)
         return {**update, "calls": calls}
+
+
+def plan(strategy: SelfMoASeq) -> Plan:
+    """The aggregator reads the samples ``window`` at a time."""
+    return Plan(final=partial(SequentialAggregator, window=strategy.window))

@@ -67,6 +67,7 @@ from langchain_moa.graph.nodes import (
     _streaming,
     logger,
 )
+from langchain_moa.graph.plan import Plan
 from langchain_moa.graph.prompts import Prompt, append_system
 from langchain_moa.graph.state import (
     ANSWER_CHUNK,
@@ -76,6 +77,7 @@ from langchain_moa.graph.state import (
     carries_answer,
     was_cut,
 )
+from langchain_moa.stacks import Staircase
 
 PARTIAL_NOTE = (
     "Some responses below are still being written: those end with {marker}, and only "
@@ -850,3 +852,20 @@ def _joined(written: str, chunk: BaseMessageChunk) -> BaseMessageChunk:
     ):
         return AIMessageChunk(content=f" {text}")
     return chunk
+
+
+def plan(strategy: Staircase) -> Plan:
+    """The aggregator runs the last proposer layer itself, answering as it goes."""
+    return Plan(
+        final=partial(
+            StaircaseAggregator,
+            step_tokens=strategy.step_tokens,
+            max_partial_steps=strategy.max_partial_steps,
+        ),
+        inner_layers=1,
+        no_stop_before_final=(
+            "the staircase strategy runs its last proposer layer inside the aggregator "
+            "node, so a stop before it comes before that layer's references exist; review "
+            "references with another strategy"
+        ),
+    )

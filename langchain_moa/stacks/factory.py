@@ -39,7 +39,6 @@ from langchain_moa.stacks.spec import (
     StackSpec,
     describe,
 )
-from langchain_moa.stacks.strategy import SelfMoA
 
 _MODEL_FIELDS = (
     "preset",
@@ -146,35 +145,10 @@ def build_stack(spec: StackSpec) -> Stack:
         chat_model(entry, defaults, where=f"fallbacks[{index}]")
         for index, entry in enumerate(spec.fallbacks or [])
     ]
-    if isinstance(spec.strategy, SelfMoA):
-        layers = _self_moa_layers(spec.strategy, layers, aggregator, defaults)
+    layers = spec.strategy.proposers(
+        layers, aggregator, lambda entry, where: chat_model(entry, defaults, where=where)
+    )
     return Stack(layers=layers, aggregator=aggregator, spec=spec, fallbacks=fallbacks)
-
-
-def _self_moa_layers(
-    strategy: SelfMoA,
-    layers: list[list[BaseChatModel]],
-    aggregator: BaseChatModel,
-    defaults: Mapping[str, Any],
-) -> list[list[BaseChatModel]]:
-    """Every proposer slot a draw of the strategy's model (Self-MoA)."""
-    model = aggregator
-    if strategy.model is not None:
-        model = chat_model(strategy.model, defaults, where="strategy.model")
-    return [draws(model, strategy.samples or len(layer)) for layer in layers]
-
-
-def draws(model: BaseChatModel, count: int) -> list[BaseChatModel]:
-    """``count`` samples of one model: the single-proposer setting, and Self-MoA's.
-
-    Copies differ by seed where the model has one (the seed after the model's
-    own, then the next...); otherwise they skip the LLM cache, which would hand
-    every copy the same answer.
-    """
-    if "seed" in type(model).model_fields:
-        base = getattr(model, "seed", None) or 0
-        return [model.model_copy(update={"seed": base + 1 + i}) for i in range(count)]
-    return [model] + [model.model_copy(update={"cache": False}) for _ in range(count - 1)]
 
 
 def _where(spec: StackSpec, layer: int, index: int) -> str:

@@ -620,11 +620,7 @@ class StackSpec(BaseModel):
                     _fail(f"proposer_layers[{number}]: empty: every layer needs a proposer")
         if self.aggregator is None:
             _fail("aggregator: missing: name the model that writes the final answer")
-        sizes = [len(layer) for layer in self.layer_entries()]
-        samples = getattr(self.strategy, "samples", None)
-        if samples is not None:
-            # Self-MoA's draws replace each layer's models.
-            sizes = [samples] * len(sizes)
+        sizes = self.strategy.layer_sizes([len(layer) for layer in self.layer_entries()])
         if self.min_proposers > min(sizes):
             _fail(
                 f"min_proposers: {self.min_proposers} is more than the smallest layer's "

@@ -2,14 +2,18 @@
 
 A stack names its strategy (``strategy="self-moa"``, ``strategy: {name:
 self-moa-seq, window: 3}`` in a file, ``--strategy`` on the command line) or
-is given one of these objects. They only describe; ``graph.strategies`` builds
-the nodes each one runs. To write your own, subclass `Strategy` and override
-``final_node`` (and ``proposers`` if it picks its own proposers).
+is given one of these objects. They describe: which models propose
+(`Strategy.proposers`, `Strategy.layer_sizes`, asked by the model factory and
+the stack spec) and the options of the graph's plan, which
+``langchain_moa.graph.strategies`` holds for each one (the stack layer never
+imports the graph). To write your own, subclass `Strategy`, `register` it, and
+give it a plan there (``langchain_moa.graph.strategies.plans``), or override
+``final_node`` for a strategy that only changes the node writing the answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, NoReturn
 
 from langchain_core.language_models import BaseChatModel
@@ -51,6 +55,23 @@ class Strategy(BaseModel):
         """
         msg = f"strategy {self.name!r} must override final_node"
         raise NotImplementedError(msg)
+
+    def proposers(
+        self,
+        layers: list[list[BaseChatModel]],
+        aggregator: BaseChatModel,  # noqa: ARG002 - Self-MoA's default model
+        build: Callable[[Any, str], BaseChatModel],  # noqa: ARG002 - for an option's model
+    ) -> list[list[BaseChatModel]]:
+        """The proposer layers the stack's models give, as this strategy chooses them.
+
+        ``build(entry, where)`` makes a chat model of a stack entry (an option's
+        model), its errors naming ``where``. The stack's own, by default.
+        """
+        return layers
+
+    def layer_sizes(self, sizes: list[int]) -> list[int]:
+        """How many proposers each layer has, given how many models the stack lists."""
+        return sizes
 
     def options(self) -> dict[str, Any]:
         """The name and the options that were set: what metadata and caches key on."""
@@ -95,6 +116,33 @@ class SelfMoA(Strategy):
     the stack's aggregator."""
     samples: Samples | None = None
     """Draws per layer; None keeps each layer's size (same calls as the mix it replaces)."""
+
+    def proposers(
+        self,
+        layers: list[list[BaseChatModel]],
+        aggregator: BaseChatModel,
+        build: Callable[[Any, str], BaseChatModel],
+    ) -> list[list[BaseChatModel]]:
+        """Every proposer slot a draw of ``model`` (the aggregator when None)."""
+        model = aggregator if self.model is None else build(self.model, "strategy.model")
+        return [draws(model, self.samples or len(layer)) for layer in layers]
+
+    def layer_sizes(self, sizes: list[int]) -> list[int]:
+        """``samples`` in every layer, when set."""
+        return sizes if self.samples is None else [self.samples] * len(sizes)
+
+
+def draws(model: BaseChatModel, count: int) -> list[BaseChatModel]:
+    """``count`` samples of one model: the single-proposer setting, and Self-MoA's.
+
+    Copies differ by seed where the model has one (the seed after the model's
+    own, then the next...); otherwise they skip the LLM cache, which would hand
+    every copy the same answer.
+    """
+    if "seed" in type(model).model_fields:
+        base = getattr(model, "seed", None) or 0
+        return [model.model_copy(update={"seed": base + 1 + i}) for i in range(count)]
+    return [model] + [model.model_copy(update={"cache": False}) for _ in range(count - 1)]
 
 
 class SelfMoASeq(SelfMoA):

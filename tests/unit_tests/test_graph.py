@@ -406,3 +406,21 @@ def test_get_calls_needs_call_records() -> None:
     with pytest.raises(ValueError, match="carries no MoA call records"):
         get_calls({"messages": []})
     assert get_calls({"calls": []}) == []
+
+
+@pytest.mark.parametrize("strategy", ["synthesize", "rank-then-synthesize"])
+async def test_without_langgraph_s_private_node_class_the_graph_still_runs(
+    monkeypatch, strategy
+) -> None:
+    # A langgraph release that moves RunnableCallable: nodes fall back to RunnableLambda.
+    from langchain_moa.graph import runnable  # noqa: PLC0415
+
+    monkeypatch.setattr(runnable, "RunnableCallable", None)
+    proposers = [ScriptedChatModel(model_name=n, reply=f"from {n}") for n in ("a", "b")]
+    aggregator = ScriptedChatModel(model_name="agg", reply="answer")
+    moa = ChatMoA(proposers=proposers, aggregator=aggregator, layers=2, strategy=strategy)
+    kinds = {type(spec.runnable).__name__ for spec in moa.graph.builder.nodes.values()}
+    assert kinds == {"RunnableLambda"}
+    assert moa.invoke("q").text == "answer"
+    assert (await moa.ainvoke("q")).text == "answer"
+    assert [call["node"] for call in get_calls(moa.invoke("q"))][-1] == AGGREGATOR_NODE

@@ -480,3 +480,32 @@ def test_a_shuffle_seed_must_be_an_integer() -> None:
     moa, _ = _shuffled(reference_order="shuffle")
     with pytest.raises(ValueError, match=r"^shuffle_seed must be an integer, got '7'$"):
         moa.invoke([HumanMessage("q")], shuffle_seed="7")
+
+
+def test_a_strategy_of_ones_own_is_one_module_a_name_and_a_plan(monkeypatch) -> None:
+    # What a user's module holds: the description, registered by name, and its plan.
+    from langchain_moa.graph import strategies  # noqa: PLC0415 - the graph side's registry
+    from langchain_moa.graph.plan import Plan  # noqa: PLC0415
+    from langchain_moa.stacks import strategy  # noqa: PLC0415
+
+    monkeypatch.setattr(strategy, "STRATEGIES", dict(strategy.STRATEGIES))
+    monkeypatch.setattr(strategies, "PLANS", dict(strategies.PLANS))
+
+    @strategy.register
+    class OneWord(Strategy):
+        name = "one-word"
+
+    @strategies.plans(OneWord)
+    def one_word(_: OneWord) -> Plan:
+        return Plan(final=Aggregator, prompt="Answer in one word. Responses:")
+
+    aggregator = ScriptedChatModel(model_name="agg", reply="yes")
+    spec = StackSpec(
+        proposers=[ScriptedChatModel(model_name="a", reply="ok")],
+        aggregator=aggregator,
+        layers=2,
+        strategy="one-word",  # by name, as a stack file or --strategy gives it
+    )
+    answer, _ = _answers(ChatMoA.from_spec(spec))
+    assert answer.response_metadata["strategy"] == "one-word"
+    assert _system(aggregator.log[0]["messages"]) == "Answer in one word. Responses:\n1. ok"

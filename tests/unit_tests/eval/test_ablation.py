@@ -8,7 +8,7 @@ from langchain_openai import ChatOpenAI
 from langchain_moa import ChatMoA
 from langchain_moa.costs import Rates
 from langchain_moa.eval import ablation, gsm8k
-from langchain_moa.stacks.factory import draws
+from langchain_moa.stacks.strategy import draws
 from tests.fixtures import FIXTURES
 from tests.unit_tests.scripted import ScriptedChatModel
 

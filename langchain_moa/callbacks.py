@@ -12,9 +12,10 @@ langchain-core gives a chat model's ``_generate`` its run manager, but
 ``BaseChatModel.stream``/``astream`` and the implicit streaming inside
 ``invoke`` (when a streaming handler, such as LangGraph's messages stream,
 is attached) call ``_stream``/``_astream`` without it (langchain-core 1.8).
-``_should_stream`` does receive it on the implicit path, and ``ChatMoA``
-remembers it there (``remember_run``); for explicit streams ``ChatMoA``
-opens the run under a known id and keeps its config (``stream_run``).
+``ChatMoA`` sends the implicit path to ``_generate``, which streams itself and
+reports the tokens to the run manager it is given, as langchain-ollama's does;
+for explicit streams it opens the run under a known id and keeps its config
+(``stream_run``), the one workaround langchain-core leaves.
 """
 
 from __future__ import annotations
@@ -88,29 +89,6 @@ def graph_callbacks(run_manager: RunManager) -> BaseCallbackManager:
     return manager
 
 
-# The run manager of a run whose _stream/_astream langchain-core calls
-# without it, keyed by the model it belongs to (a ChatMoA may run inside
-# another's graph).
-_remembered: ContextVar[tuple[int, RunManager] | None] = ContextVar(
-    "moa_remembered_run", default=None
-)
-
-
-def remember_run(model: object, run_manager: RunManager | None) -> None:
-    """Keep ``run_manager`` for ``model``'s coming ``_stream``/``_astream`` call."""
-    if run_manager is not None:
-        _remembered.set((id(model), run_manager))
-
-
-def _remembered_run(model: object) -> RunManager | None:
-    """The run manager ``remember_run`` kept for ``model``, taken once."""
-    current = _remembered.get()
-    if current is None or current[0] != id(model):
-        return None
-    _remembered.set(None)
-    return current[1]
-
-
 @dataclass(frozen=True)
 class _StreamRun:
     model: int
@@ -164,13 +142,9 @@ def streaming_graph_callbacks(
 ) -> BaseCallbackManager | None:
     """Callbacks for the graph of a ``_stream``/``_astream`` call, however it was called.
 
-    With the run manager handed over, or remembered from ``_should_stream``
-    (implicit streaming), as ``graph_callbacks``; else from the run that
-    ``model.stream`` opened (``stream_run``).
+    With the run manager handed over, as ``graph_callbacks``; else from the run
+    that ``model.stream`` opened (``stream_run``).
     """
     # Taken even when a manager was handed over: a kept one must not linger.
-    remembered = _remembered_run(model)
-    manager = run_manager or remembered
-    if manager is not None:
-        return graph_callbacks(manager)
-    return _stream_callbacks(model, is_async=is_async)
+    opened = _stream_callbacks(model, is_async=is_async)
+    return graph_callbacks(run_manager) if run_manager is not None else opened

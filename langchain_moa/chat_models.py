@@ -16,6 +16,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import aclosing, closing
+from contextvars import Context
 from functools import partial
 from pathlib import Path
 from typing import Any, Self, cast
@@ -37,6 +38,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.runnables.config import set_config_context
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.utils import LC_ID_PREFIX
 from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import ConfigDict, PrivateAttr, model_validator
@@ -44,7 +46,6 @@ from pydantic import ConfigDict, PrivateAttr, model_validator
 from langchain_moa.accounting import account, by_layer, degradations
 from langchain_moa.callbacks import (
     graph_callbacks,
-    remember_run,
     stream_run,
     streaming_graph_callbacks,
 )
@@ -399,11 +400,25 @@ class ChatMoA(BaseChatModel, StackSpec):
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> bool:
-        should = super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
-        if should:
-            # langchain-core 1.8 calls _stream/_astream next, without the run manager.
-            remember_run(self, run_manager)
-        return should
+        # langchain-core 1.8 streams implicitly (BaseChatModel._generate_with_cache,
+        # when a streaming handler is attached) by calling _stream without the run
+        # manager, which the graph's runs need as their parent. Given one, this path
+        # goes to _generate instead, which streams itself (as langchain-ollama's does).
+        if run_manager is not None:
+            return False
+        return super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
+
+    def _wants_tokens(
+        self,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        *,
+        async_api: bool,
+        **kwargs: Any,
+    ) -> bool:
+        """Whether a handler of this run streams tokens (langchain-core's own test)."""
+        if run_manager is None:
+            return False
+        return super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
 
     def stream(
         self,
@@ -416,7 +431,8 @@ class ChatMoA(BaseChatModel, StackSpec):
         """Stream the final answer's tokens as the aggregator writes them."""
         # langchain-core 1.8's BaseChatModel.stream opens the run but calls
         # _stream without its run manager: open it under a known id here so
-        # the graph's runs can nest under it (see langchain_moa.callbacks).
+        # the graph's runs can nest under it (see langchain_moa.callbacks). The one
+        # workaround left: the implicit path streams inside _generate.
         config = ensure_config(config)
         run_id = config.get("run_id") or uuid4()
         with stream_run(self, config, run_id):
@@ -577,9 +593,12 @@ class ChatMoA(BaseChatModel, StackSpec):
             "finish_reason": finish_reason(state.get("answer")),
         }
 
-    def _result(self, state: dict[str, Any], started: float) -> ChatResult:
+    def _result(
+        self, state: dict[str, Any], started: float, first_token: float | None = None
+    ) -> ChatResult:
         answer: AIMessage = state["answer"]
-        metadata = self._metadata(state, started)
+        ttft_s = None if first_token is None else first_token - started
+        metadata = self._metadata(state, started, ttft_s)
         message = AIMessage(
             content=answer.content,
             tool_calls=answer.tool_calls,
@@ -625,15 +644,26 @@ class ChatMoA(BaseChatModel, StackSpec):
         **kwargs: Any,
     ) -> ChatResult:
         started = time.perf_counter()
+        tokens = self._wants_tokens(run_manager, async_api=False, **kwargs)
         graph_input, options = self._input(messages, **kwargs)
         callbacks = graph_callbacks(run_manager) if run_manager else None
         config = self._run_config(
-            callbacks, stream=False, stop=stop, aggregator_kwargs=options, graph_input=graph_input
+            callbacks, stream=tokens, stop=stop, aggregator_kwargs=options, graph_input=graph_input
         )
         # Our config, not a surrounding chain's or graph's, is the graph's context.
         with set_config_context(config) as context:
-            state = context.run(self._graph.invoke, graph_input, config)
-        return self._result(state, started)
+            if not tokens:
+                state = context.run(self._graph.invoke, graph_input, config)
+                return self._result(state, started)
+            assert run_manager is not None  # noqa: S101 - tokens needs one
+            state, first_token = {}, None
+            for part in self._parts(context, graph_input, config):
+                if isinstance(part, dict):
+                    state = part
+                    continue
+                first_token = first_token or time.perf_counter()
+                run_manager.on_llm_new_token(part.text, chunk=_with_run_id(part, run_manager))
+        return _with_run_id(self._result(state, started, first_token), run_manager)
 
     async def _agenerate(
         self,
@@ -643,15 +673,27 @@ class ChatMoA(BaseChatModel, StackSpec):
         **kwargs: Any,
     ) -> ChatResult:
         started = time.perf_counter()
+        tokens = self._wants_tokens(run_manager, async_api=True, **kwargs)
         graph_input, options = self._input(messages, **kwargs)
         callbacks = graph_callbacks(run_manager) if run_manager else None
         config = self._run_config(
-            callbacks, stream=False, stop=stop, aggregator_kwargs=options, graph_input=graph_input
+            callbacks, stream=tokens, stop=stop, aggregator_kwargs=options, graph_input=graph_input
         )
         with set_config_context(config) as context:
-            run = self._graph.ainvoke(graph_input, config)
-            state = await asyncio.create_task(run, context=context)
-        return self._result(state, started)
+            if not tokens:
+                run = self._graph.ainvoke(graph_input, config)
+                state = await asyncio.create_task(run, context=context)
+                return self._result(state, started)
+            assert run_manager is not None  # noqa: S101 - tokens needs one
+            state, first_token = {}, None
+            async for part in self._aparts(context, graph_input, config):
+                if isinstance(part, dict):
+                    state = part
+                    continue
+                first_token = first_token or time.perf_counter()
+                chunk = _with_run_id(part, run_manager)
+                await run_manager.on_llm_new_token(part.text, chunk=chunk)
+        return _with_run_id(self._result(state, started, first_token), run_manager)
 
     def _stream(
         self,
@@ -668,24 +710,16 @@ class ChatMoA(BaseChatModel, StackSpec):
             callbacks, stream=True, stop=stop, aggregator_kwargs=options, graph_input=graph_input
         )
         with set_config_context(config) as context:
-            # Pregel.stream is a generator (its annotation says Iterator).
-            parts = cast(
-                "Generator[Any, None, None]",
-                self._graph.stream(graph_input, config, stream_mode=["custom", "values"]),
-            )
-            # A caller that stops reading closes this generator: close the
-            # graph's too, so that its calls stop instead of running on.
-            with closing(parts):
-                for mode, part in iter(partial(context.run, next, parts, None), None):
-                    if mode == "values":
-                        state = cast("dict[str, Any]", part)
-                    elif chunk := self._answer_chunk(part):
-                        first_token = first_token or time.perf_counter()
-                        # Only a manager handed to us is ours to report tokens to:
-                        # where langchain-core kept it, it reports them itself.
-                        if run_manager:
-                            run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                        yield chunk
+            for part in self._parts(context, graph_input, config):
+                if isinstance(part, dict):
+                    state = part
+                    continue
+                first_token = first_token or time.perf_counter()
+                # Only a manager handed to us is ours to report tokens to: where
+                # langchain-core kept it (stream()), it reports them itself.
+                if run_manager:
+                    run_manager.on_llm_new_token(part.text, chunk=part)
+                yield part
         yield self._last_chunk(state, started, first_token)
 
     async def _astream(
@@ -703,19 +737,67 @@ class ChatMoA(BaseChatModel, StackSpec):
             callbacks, stream=True, stop=stop, aggregator_kwargs=options, graph_input=graph_input
         )
         with set_config_context(config) as context:
-            parts = cast(
-                "AsyncGenerator[Any, None]",
-                self._graph.astream(graph_input, config, stream_mode=["custom", "values"]),
-            )
-            # As in _stream: a caller that stops reading cancels the graph's calls.
-            async with aclosing(parts):
-                while step := await asyncio.create_task(anext(parts, None), context=context):
-                    mode, part = step
-                    if mode == "values":
-                        state = cast("dict[str, Any]", part)
-                    elif chunk := self._answer_chunk(part):
-                        first_token = first_token or time.perf_counter()
-                        if run_manager:
-                            await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                        yield chunk
+            async for part in self._aparts(context, graph_input, config):
+                if isinstance(part, dict):
+                    state = part
+                    continue
+                first_token = first_token or time.perf_counter()
+                if run_manager:
+                    await run_manager.on_llm_new_token(part.text, chunk=part)
+                yield part
         yield self._last_chunk(state, started, first_token)
+
+    def _parts(
+        self, context: Context, graph_input: MoAInput, config: RunnableConfig
+    ) -> Iterator[ChatGenerationChunk | dict[str, Any]]:
+        """The graph run streamed in ``context``: the answer's chunks, and its states."""
+        # Pregel.stream is a generator (its annotation says Iterator).
+        parts = cast(
+            "Generator[Any, None, None]",
+            self._graph.stream(graph_input, config, stream_mode=["custom", "values"]),
+        )
+        # A caller that stops reading closes this generator: close the graph's
+        # too, so that its calls stop instead of running on.
+        with closing(parts):
+            for mode, part in iter(partial(context.run, next, parts, None), None):
+                if mode == "values":
+                    yield cast("dict[str, Any]", part)
+                elif chunk := self._answer_chunk(part):
+                    yield chunk
+
+    async def _aparts(
+        self, context: Context, graph_input: MoAInput, config: RunnableConfig
+    ) -> AsyncIterator[ChatGenerationChunk | dict[str, Any]]:
+        """``_parts``, for async runs: a caller that stops reading cancels the graph's calls."""
+        parts = cast(
+            "AsyncGenerator[Any, None]",
+            self._graph.astream(graph_input, config, stream_mode=["custom", "values"]),
+        )
+        async with aclosing(parts):
+            while step := await asyncio.create_task(anext(parts, None), context=context):
+                mode, part = step
+                if mode == "values":
+                    yield cast("dict[str, Any]", part)
+                elif chunk := self._answer_chunk(part):
+                    yield chunk
+
+
+def _with_run_id(
+    output: ChatGenerationChunk | ChatResult,
+    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun,
+) -> Any:
+    """``output`` with the message id langchain-core gives a streamed run's messages.
+
+    Its own implicit streaming gives every chunk and the final message this id
+    (``BaseChatModel._generate_with_cache``); a streaming handler (LangGraph's
+    messages stream) knows by it that the final message is the chunks it had.
+    """
+    message_id = f"{LC_ID_PREFIX}-{run_manager.run_id}"
+    messages = (
+        [output.message]
+        if isinstance(output, ChatGenerationChunk)
+        else [g.message for g in output.generations]
+    )
+    for message in messages:
+        message.id = message.id or message_id
+    return output

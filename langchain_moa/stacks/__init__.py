@@ -5,6 +5,7 @@ the command line) is validated in ``spec``, and ``factory`` builds its chat
 models; the graph and ``ChatMoA`` are built from those.
 """
 
+from langchain_moa.stacks.errors import StackError
 from langchain_moa.stacks.factory import Stack, build_stack, chat_model, model_label
 from langchain_moa.stacks.files import load_config, load_stack
 from langchain_moa.stacks.spec import (
@@ -22,7 +23,6 @@ from langchain_moa.stacks.spec import (
     ReferenceFilter,
     ReferenceFormat,
     ReferenceOrder,
-    StackError,
     StackSpec,
 )
 from langchain_moa.stacks.strategy import (

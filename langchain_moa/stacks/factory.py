@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from langchain_moa.accounting import describe_error, known_secret
 from langchain_moa.local.server import shared_server
 from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
+from langchain_moa.stacks.errors import StackError, describe
 from langchain_moa.stacks.presets import (
     LOCAL_LAYERS,
     LOCAL_MAX_TOKENS,
@@ -35,9 +36,7 @@ from langchain_moa.stacks.spec import (
     GENERATION_SETTINGS,
     LOCAL_MODEL,
     ModelConfig,
-    StackError,
     StackSpec,
-    describe,
 )
 
 _MODEL_FIELDS = (

@@ -32,8 +32,9 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints
 
+from langchain_moa.stacks.errors import StackError, shown
 from langchain_moa.stacks.presets import PAPER_MAX_TOKENS, PAPER_TEMPERATURE
-from langchain_moa.stacks.spec import StackError, StackSpec, shown
+from langchain_moa.stacks.spec import StackSpec
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".toml")
 """File name endings ``load_config`` reads; the ending picks the format."""

@@ -119,6 +119,9 @@ FIGURES: Mapping[str, Figure | Example] = {
     ),
     "deception": Figure("docs/results/deception.json", deception.report),
     "embedded-engines": Figure("docs/results/embedded_engines.json", embedded_engines.markdown),
+    "embedded-engines-multi": Figure(
+        "docs/results/embedded_engines_multi.json", embedded_engines.markdown
+    ),
     "pareto-example": Example(pareto_example.table, pareto_example.SOURCE),
     "strategies": Figure("docs/results/strategies.json", ablation.markdown_of),
     "durable-load": Figure(

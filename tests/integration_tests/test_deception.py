@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.deception import PROPOSERS, report
+from langchain_moa.graph.defence import cluster_filter
 from tests.integration_tests.conftest import llama_server_pids, marked_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,9 +43,10 @@ def test_the_deception_experiment_runs_in_one_command(tmp_path) -> None:
     # was shown exactly the other answers, each tagged (the delimited format).
     assert "defence_dropped" in defended
     assert len(defended["proposals"]) == PROPOSERS
-    answered = [i for i, text in enumerate(defended["proposals"]) if text is not None]
-    assert set(defended["defence_dropped"]) <= set(answered)
-    kept = len(answered) - len(defended["defence_dropped"])
-    assert defended["aggregator_tags"] == [kept]
-    if "filter_dropped" in defended:  # every proposal has text: Cluster & Filter's own verdict
-        assert defended["defence_dropped"] == defended["filter_dropped"]
+    # The join filters the answers that came (a failed or empty one is no reference):
+    # Cluster & Filter's own verdict on them is what the defence must have left out.
+    answered = [i for i, text in enumerate(defended["proposals"]) if text]
+    kept = cluster_filter([defended["proposals"][i] for i in answered])
+    expected = sorted(answered[j] for j in range(len(answered)) if j not in kept)
+    assert defended["defence_dropped"] == expected
+    assert defended["aggregator_tags"] == [len(kept)]

@@ -141,41 +141,115 @@ class ChatMoA(BaseChatModel, StackSpec):
 
     Proposer models answer, later layers answer again with the previous
     layer's answers in their system message, and an aggregator writes the
-    final answer. Configure it as the paper does::
+    final answer. It runs as a LangGraph graph (``graph``): a node per
+    proposer, a join per layer, the aggregator.
 
-        ChatMoA(proposers=[m1, m2, m3], aggregator=m1, layers=3)
+    Setup:
+        Install ``langchain-moa``; the ``local`` extra runs the embedded
+        default offline (SmolLM2-135M-Instruct on llama.cpp), and a provider's
+        package (``langchain-openai``, ``langchain-together``...) with its key
+        runs the paper's stacks.
 
-    layer by layer::
+        .. code-block:: bash
 
-        ChatMoA(proposer_layers=[[m1, m2, m3], [m1, m2]], aggregator=m1)
+            pip install 'langchain-moa[local]'
+            export TOGETHER_API_KEY="..."   # for the paper's presets
 
-    or by name (``ChatMoA(preset="moa-lite")``). Models are chat models,
-    ``"provider:model"`` strings or ``ModelConfig``. With no models at all it
-    runs offline on the embedded SmolLM2-135M-Instruct (the ``local`` extra):
-    3 proposers and 2 layers, its llama.cpp server started on the first call.
+    Key init args:
+        proposers: list of models (chat models, ``"provider:model"`` strings or
+            ``ModelConfig``), used in every proposer layer.
+        aggregator: the model that writes the final answer.
+        layers: proposer layers plus the aggregator's (the paper's 3).
+        proposer_layers: the layers one by one, instead of ``proposers``.
+        preset: a paper stack by name (``"moa"``, ``"moa-lite"``...).
+        strategy: ``"synthesize"`` (the paper's), ``"rank"``, ``"self-moa"``,
+            ``"self-moa-seq"``, ``"rank-then-synthesize"``, ``"staircase"``.
+        temperature, max_tokens, timeout, max_retries: set every model the
+            stack builds from a string or config (model instances keep theirs).
 
-    The fields are a ``StackSpec``'s (documented there), checked in one
-    place; an unknown argument is an error that names the closest field.
-    ``temperature``, ``max_tokens``, ``timeout`` and ``max_retries`` set
-    every model the stack builds from a string or config (model instances
-    keep their own); ``stop`` ends the final answer.
+        Every field is a ``StackSpec``'s, documented there and checked in one
+        place; an unknown argument is an error that names the closest field.
 
-    ``usage_metadata`` of the answer sums every call; ``response_metadata``
-    holds ``model_name``, ``model_provider`` (``"moa"``), ``layers`` (each
-    layer's call records: node, model, text, usage, latency, time to first
-    token, cost, TFLOPs, error; the aggregator's layer last; see
-    ``get_calls``), ``accounting`` (per layer and in total: tokens, critical
-    path, cost, TFLOPs, latency, time to first token; see ``get_accounting``)
-    and ``latency_s``.
+    Instantiate:
+        .. code-block:: python
 
-    With ``durable=True``, called in a node of a LangGraph graph that has a
-    checkpointer, its steps are saved in the caller's thread: a run resumed
-    after a crash pays only for the calls that had not finished
-    (``response_metadata["resumed_calls"]`` counts the calls an earlier run on
-    the thread made, told by their start times). ``review_references=True``
-    also stops before the aggregator, for the caller to read, edit or drop
-    references (see ``langchain_moa.graph.human_review``; not with the
-    staircase strategy).
+            from langchain_moa import ChatMoA
+
+            moa = ChatMoA()                        # offline, embedded model
+            moa = ChatMoA(preset="moa-lite")       # the paper's, on Together
+            moa = ChatMoA(
+                proposers=["openai:gpt-4o-mini", "openai:gpt-4.1-mini"],
+                aggregator="openai:gpt-4o",
+                layers=3,
+            )
+
+    Invoke:
+        .. code-block:: python
+
+            answer = moa.invoke("Why is the sky blue?")
+            answer.text
+
+    Stream:
+        The aggregator's tokens, as it writes them (proposers are not streamed).
+
+        .. code-block:: python
+
+            for chunk in moa.stream("Why is the sky blue?"):
+                print(chunk.text, end="")
+
+    Async:
+        .. code-block:: python
+
+            answer = await moa.ainvoke("Why is the sky blue?")
+            async for chunk in moa.astream("Why is the sky blue?"):
+                print(chunk.text, end="")
+
+    Tool calling:
+        The aggregator may call the tools; proposers read them as text.
+
+        .. code-block:: python
+
+            def get_weather(city: str) -> str:
+                \"\"\"The weather in a city.\"\"\"
+                return "sunny"
+
+            moa.bind_tools([get_weather]).invoke("Weather in Paris?").tool_calls
+
+    Structured output:
+        .. code-block:: python
+
+            from pydantic import BaseModel
+
+            class Answer(BaseModel):
+                answer: str
+                confidence: float
+
+            moa.with_structured_output(Answer).invoke("Why is the sky blue?")
+
+    Usage metadata:
+        ``usage_metadata`` sums every call of the run, proposers included.
+
+        .. code-block:: python
+
+            moa.invoke("Why is the sky blue?").usage_metadata
+
+    Response metadata:
+        ``model_name``, ``model_provider`` (``"moa"``), ``layers`` (each layer's
+        call records: node, model, text, usage, latency, time to first token,
+        cost, TFLOPs, error; the aggregator's layer last; see ``get_calls``),
+        ``accounting`` (per layer and in total: tokens, critical path, cost,
+        TFLOPs, latency, time to first token; see ``get_accounting``),
+        ``degradations`` and ``latency_s``.
+
+    Durable runs:
+        With ``durable=True``, called in a node of a LangGraph graph that has a
+        checkpointer, its steps are saved in the caller's thread: a run resumed
+        after a crash pays only for the calls that had not finished
+        (``response_metadata["resumed_calls"]`` counts the calls an earlier run
+        on the thread made, told by their start times). ``review_references=True``
+        also stops before the aggregator, for the caller to read, edit or drop
+        references (see ``langchain_moa.graph.human_review``; not with the
+        staircase strategy).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")

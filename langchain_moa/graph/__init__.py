@@ -1,7 +1,7 @@
 """The Mixture-of-Agents graph: a node per proposer, a join per layer, an aggregator."""
 
 from langchain_moa.graph.builder import build_moa_graph, compile_moa_graph, node_slug
-from langchain_moa.graph.nodes import AggregatorFailedError, LayerFailedError
+from langchain_moa.graph.errors import AggregatorFailedError, LayerFailedError
 from langchain_moa.graph.prompts import (
     AGGREGATE_AND_SYNTHESIZE_PROMPT,
     RANK_PROMPT,

@@ -25,10 +25,11 @@ from langgraph.graph.state import CompiledStateGraph
 
 from langchain_moa.graph import agreement
 from langchain_moa.graph.human_review import anoting_edits, noting_edits
+from langchain_moa.graph.join import Begin, Join
 from langchain_moa.graph.limits import LayerClocks
-from langchain_moa.graph.nodes import Begin, Join, Proposer
 from langchain_moa.graph.plan import Wiring
 from langchain_moa.graph.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT, Prompt
+from langchain_moa.graph.proposer import Proposer
 from langchain_moa.graph.runnable import as_node
 from langchain_moa.graph.state import AGGREGATOR_NODE, BEGIN_NODE, MoAInput, MoAOutput, MoAState
 from langchain_moa.graph.strategies import plan_for

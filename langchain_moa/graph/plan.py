@@ -16,7 +16,7 @@ from typing import Any
 
 from langgraph.graph import StateGraph
 
-from langchain_moa.graph.nodes import Final
+from langchain_moa.graph.final import Final
 from langchain_moa.graph.prompts import AGGREGATE_AND_SYNTHESIZE_PROMPT, Prompt
 from langchain_moa.stacks import Stack
 

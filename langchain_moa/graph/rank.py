@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from langchain_core.messages import AIMessage, BaseMessage
 
 from langchain_moa.accounting import ModelCall
-from langchain_moa.graph.nodes import Attempt, Final, stream_whole
+from langchain_moa.graph.calls import stream_whole
+from langchain_moa.graph.final import Attempt, Final
 from langchain_moa.graph.plan import Plan
 from langchain_moa.graph.prompts import RANK_PROMPT
 from langchain_moa.stacks import Rank

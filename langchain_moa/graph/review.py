@@ -22,10 +22,11 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 
+from langchain_moa.graph.final import Aggregator
 from langchain_moa.graph.limits import LayerClocks
-from langchain_moa.graph.nodes import Aggregator, Proposer
 from langchain_moa.graph.plan import Plan, Wiring
 from langchain_moa.graph.prompts import Prompt
+from langchain_moa.graph.proposer import Proposer
 from langchain_moa.graph.runnable import as_node
 from langchain_moa.graph.state import AGGREGATOR_NODE, MoAState, Ranking, role, turn
 from langchain_moa.stacks import RankThenSynthesize, model_label

@@ -18,7 +18,7 @@ from typing import cast
 from langchain_core.messages import AnyMessage
 from langchain_core.runnables import RunnableConfig
 
-from langchain_moa.graph.nodes import Aggregator
+from langchain_moa.graph.final import Aggregator
 from langchain_moa.graph.plan import Plan
 from langchain_moa.graph.prompts import tool_turns_as_text
 from langchain_moa.graph.state import AGGREGATOR_KWARGS, STREAM_ANSWER, MoAState

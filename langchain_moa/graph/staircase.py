@@ -56,19 +56,14 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 
 from langchain_moa.accounting import BadResponseError, ModelCall, describe_error
+from langchain_moa.graph.calls import Start, emit, logger, streaming
+from langchain_moa.graph.errors import LayerFailedError
+from langchain_moa.graph.final import Aggregator
+from langchain_moa.graph.join import Join
 from langchain_moa.graph.limits import abandoned, acall_within, call_within
-from langchain_moa.graph.nodes import (
-    Aggregator,
-    Join,
-    LayerFailedError,
-    Proposer,
-    Start,
-    _emit,
-    _streaming,
-    logger,
-)
 from langchain_moa.graph.plan import Plan
 from langchain_moa.graph.prompts import Prompt, append_system
+from langchain_moa.graph.proposer import Proposer
 from langchain_moa.graph.state import (
     ANSWER_CHUNK,
     CALL_END,
@@ -362,7 +357,7 @@ class StaircaseAggregator(Aggregator):
             logger.warning("%s failed: %s", proposer.name, describe_error(error))
         else:
             proposer.clock(state).answered()
-        _emit(config, CALL_ERROR if error else CALL_END, call)
+        emit(config, CALL_ERROR if error else CALL_END, call)
 
     def propose(
         self, board: Board, proposal: Proposal, state: MoAState, config: RunnableConfig
@@ -553,7 +548,7 @@ class StaircaseAggregator(Aggregator):
                 if not carries_answer(piece):
                     continue
                 out = piece if step.added else _joined(steps.written, piece)
-                if _streaming(step.config):
+                if streaming(step.config):
                     get_stream_writer()({"event": ANSWER_CHUNK, "chunk": out})
                 step.first_token = step.first_token or time.perf_counter()
                 step.added += out.text
@@ -631,7 +626,7 @@ class StaircaseAggregator(Aggregator):
         steps.written += step.added
         if error is not None:
             logger.warning("%s failed: %s", step.node.name, describe_error(error))
-        _emit(step.config, CALL_ERROR if error else CALL_END, call)
+        emit(step.config, CALL_ERROR if error else CALL_END, call)
         return call
 
     def after_partial(self, step: Step, steps: Steps) -> bool:

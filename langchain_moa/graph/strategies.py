@@ -6,7 +6,7 @@ nodes says how it runs (a ``plan`` function each: ``graph.rank``,
 ``graph.sequential``, ``graph.review``, ``graph.staircase``); `PLANS` ties the
 two. A strategy of your own is one module::
 
-    from langchain_moa.graph.nodes import Aggregator
+    from langchain_moa.graph.final import Aggregator
     from langchain_moa.graph.plan import Plan
     from langchain_moa.graph.strategies import plans
     from langchain_moa.stacks import Strategy, register
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from langchain_moa.graph import rank, review, sequential, staircase
-from langchain_moa.graph.nodes import Aggregator
+from langchain_moa.graph.final import Aggregator
 from langchain_moa.graph.plan import Plan
 from langchain_moa.stacks import (
     Rank,

@@ -34,7 +34,7 @@ class Strategy(BaseModel):
 
     Subclass it for a strategy of your own: set ``name`` and override
     ``final_node``, which gets the keyword arguments of a
-    `langchain_moa.graph.nodes.Final` node (layer, model, prompt, policy,
+    `langchain_moa.graph.final.Final` node (layer, model, prompt, policy,
     fallbacks...) and returns the node that writes the answer, e.g. an
     ``Aggregator`` with a prompt of your own, or a ``Final`` subclass.
     """
@@ -47,7 +47,7 @@ class Strategy(BaseModel):
     def final_node(self, **parts: Any) -> Any:
         """The node that writes the answer (only strategies of your own need it).
 
-        It returns a ``langchain_moa.graph.nodes.Final`` (not named in the
+        It returns a ``langchain_moa.graph.final.Final`` (not named in the
         signature: the stack spec must not import the graph).
 
         Raises:

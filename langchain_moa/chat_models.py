@@ -58,7 +58,6 @@ from langchain_moa.graph.state import (
     STREAM_ANSWER,
     Reuse,
     carries_answer,
-    check_conversation,
     finish_reason,
     get_calls,
     role,
@@ -533,10 +532,9 @@ class ChatMoA(BaseChatModel, StackSpec):
     def _input(self, messages: list[BaseMessage], **kwargs: Any) -> tuple[MoAInput, dict]:
         """The graph's input, and the call options that go to the aggregator alone.
 
-        Raises:
-            ValueError: there is nothing to answer (see ``check_conversation``).
+        The conversation is checked where every run starts, by the graph's first
+        node (``begin``): an empty one is a ``ValueError`` before any model call.
         """
-        check_conversation(messages)
         graph_input = MoAInput(
             # Copies: add_messages gives messages ids, and the caller's stay as they are.
             messages=[m.model_copy() for m in messages],  # type: ignore[misc]

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import (
+    architecture,
     deception,
     durable_load,
     embedded_engines,
@@ -123,6 +124,7 @@ FIGURES: Mapping[str, Figure | Example] = {
         "docs/results/embedded_engines_multi.json", embedded_engines.markdown
     ),
     "pareto-example": Example(pareto_example.table, pareto_example.SOURCE),
+    "modules": Example(architecture.table, architecture.SOURCE),
     "strategies": Figure("docs/results/strategies.json", ablation.markdown_of),
     "durable-load": Figure(
         "docs/results/durable_load.json",

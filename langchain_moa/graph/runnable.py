@@ -1,4 +1,4 @@
-"""`node`: a graph node made of a plain function, without a trace of its own.
+"""`as_node`: a graph node made of a plain function, without a trace of its own.
 
 LangGraph's ``add_node`` wraps a plain function in its ``RunnableCallable``,
 which reads the function's signature once. langchain-core's public

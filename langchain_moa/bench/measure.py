@@ -66,15 +66,6 @@ DEADLINE_S = 0.6
 LOAD_TIMEOUT_S = 60.0
 """Measurement 5's ``timeout_s``: generous, so that a call that fails is one that queued."""
 
-TARGETS = {
-    "critical_path_1s": ("<= 1.02x", lambda v: v <= 1.02),  # noqa: PLR2004 - the issue's targets
-    "critical_path_02_05s": ("<= 1.04x", lambda v: v <= 1.04),  # noqa: PLR2004
-    "speedup_vs_sequential": (">= 3x", lambda v: v >= 3),  # noqa: PLR2004
-    "overhead_ms_per_call": ("<= 0.5 ms", lambda v: v <= 0.5),  # noqa: PLR2004
-    "ttft_vs_critical_path": ("<= 1.05x", lambda v: v <= 1.05),  # noqa: PLR2004
-    "deadline_p95_ratio": ("<= 0.6x", lambda v: v <= 0.6),  # noqa: PLR2004
-}
-
 logger = logging.getLogger(__name__)
 
 
@@ -460,7 +451,122 @@ async def deadline_tail(bench: Bench, queries: int, concurrency: int) -> dict[st
     }
 
 
-MEASUREMENTS = (1, 2, 3, 4, 5, 6)
+@dataclass(frozen=True)
+class Measurement:
+    """One measurement of ``moa bench``: how it runs, its target, its table row."""
+
+    number: int
+    """Its number in the table and in ``--only``."""
+    name: str
+    """Its key in the JSON report."""
+    measure: Callable[[Bench, Settings], Awaitable[dict[str, Any]]]
+    """Runs it; the result holds ``value`` and what the row says."""
+    target: Callable[[Mapping[str, Any]], str]
+    holds: Callable[[Mapping[str, Any]], bool]
+    label: Callable[[Mapping[str, Any]], str]
+    shown: Callable[[Mapping[str, Any]], str] = lambda r: f"{r['value']:.3f}x"
+    """The value as the table shows it."""
+
+
+def _critical_path_label(calls: str) -> Callable[[Mapping[str, Any]], str]:
+    def label(result: Mapping[str, Any]) -> str:
+        bare = result["bare_clients_ratio"]["median"]
+        return (
+            f"1. end to end / critical path, {calls} calls (median; the bare clients "
+            f"gathered: {bare:.3f}x)"
+        )
+
+    return label
+
+
+def _load_label(result: Mapping[str, Any]) -> str:
+    return (
+        f"5. {result['queries']} concurrent queries answered "
+        f"({result['calls']} calls, peak {result['peak_in_flight']} in flight, "
+        f"{result['client_cpu_ms_per_query']:.1f} ms CPU/query, "
+        f"peak RSS {result['peak_rss_mib']:.0f} MiB)"
+    )
+
+
+# The issue's targets, one number each.
+REGISTRY: tuple[Measurement, ...] = (
+    Measurement(
+        1,
+        "critical_path_1s",
+        lambda bench, settings: critical_path_ratio(bench, "call1s", settings.queries_1s),
+        target=lambda _: "<= 1.02x",
+        holds=lambda r: r["value"] <= 1.02,  # noqa: PLR2004
+        label=_critical_path_label("~1 s"),
+    ),
+    Measurement(
+        1,
+        "critical_path_02_05s",
+        lambda bench, settings: critical_path_ratio(bench, "call02to05s", settings.queries_short),
+        target=lambda _: "<= 1.04x",
+        holds=lambda r: r["value"] <= 1.04,  # noqa: PLR2004
+        label=_critical_path_label("0.2-0.5 s"),
+    ),
+    Measurement(
+        2,
+        "speedup_vs_sequential",
+        lambda bench, settings: sequential_speedup(
+            bench, "call02to05s", settings.queries_sequential
+        ),
+        target=lambda _: ">= 3x",
+        holds=lambda r: r["value"] >= 3,  # noqa: PLR2004
+        label=lambda _: "2. sequential (proposer after proposer) / ChatMoA",
+    ),
+    Measurement(
+        3,
+        "overhead_ms_per_call",
+        lambda bench, settings: orchestration_overhead(bench, settings.queries_overhead),
+        target=lambda _: "<= 0.5 ms",
+        holds=lambda r: r["value"] <= 0.5,  # noqa: PLR2004
+        label=lambda r: (
+            "3. orchestration per call at zero delay (bare client: "
+            f"{r['bare_client_ms_per_call']:.2f} ms/call; a plain LangGraph graph of "
+            f"the same calls: {r['plain_langgraph_ms_per_call']:.2f} ms/call)"
+        ),
+        shown=lambda r: f"{r['value']:.3f} ms",
+    ),
+    Measurement(
+        4,
+        "ttft_vs_critical_path",
+        lambda bench, settings: ttft_ratio(bench, settings.queries_ttft),
+        target=lambda _: "<= 1.05x",
+        holds=lambda r: r["value"] <= 1.05,  # noqa: PLR2004
+        label=lambda _: "4. streamed first token / critical path to aggregator's first token",
+    ),
+    Measurement(
+        5,
+        "concurrent_load",
+        lambda bench, settings: concurrent_load(
+            bench, settings.load_queries, settings.provider_limit
+        ),
+        target=lambda r: f"all, <= {r['limit']} in flight",
+        holds=lambda r: r["value"] == r["queries"] and bool(r["within_limit"]),
+        label=_load_label,
+        shown=lambda r: f"{r['value']}/{r['queries']}",
+    ),
+    Measurement(
+        6,
+        "deadline_p95_ratio",
+        lambda bench, settings: deadline_tail(
+            bench, settings.queries_tail, settings.tail_concurrency
+        ),
+        target=lambda _: "<= 0.6x",
+        holds=lambda r: r["value"] <= 0.6,  # noqa: PLR2004
+        label=lambda r: (
+            f"6. heavy tail: p95 with deadline_s / waiting for all "
+            f"(p50 {r['with_deadline_s']['median']:.2f} s vs "
+            f"{r['waiting_for_all_s']['median']:.2f} s)"
+        ),
+    ),
+)
+"""Every measurement, in the table's order: the one place one is defined."""
+
+MEASUREMENTS = tuple(sorted({m.number for m in REGISTRY}))
+"""The numbers ``--only`` takes."""
 
 
 def scheduled_server(
@@ -480,44 +586,12 @@ async def run(
     started = time.perf_counter()
     with scheduled_server(BEHAVIOURS, in_thread=in_thread) as server:
         bench = Bench(server)
-        steps: list[tuple[int, str, Callable[[], Awaitable[dict[str, Any]]]]] = [
-            (
-                1,
-                "critical_path_1s",
-                lambda: critical_path_ratio(bench, "call1s", settings.queries_1s),
-            ),
-            (
-                1,
-                "critical_path_02_05s",
-                lambda: critical_path_ratio(bench, "call02to05s", settings.queries_short),
-            ),
-            (
-                2,
-                "speedup_vs_sequential",
-                lambda: sequential_speedup(bench, "call02to05s", settings.queries_sequential),
-            ),
-            (
-                3,
-                "overhead_ms_per_call",
-                lambda: orchestration_overhead(bench, settings.queries_overhead),
-            ),
-            (4, "ttft_vs_critical_path", lambda: ttft_ratio(bench, settings.queries_ttft)),
-            (
-                5,
-                "concurrent_load",
-                lambda: concurrent_load(bench, settings.load_queries, settings.provider_limit),
-            ),
-            (
-                6,
-                "deadline_p95_ratio",
-                lambda: deadline_tail(bench, settings.queries_tail, settings.tail_concurrency),
-            ),
-        ]
-        for number, name, step in steps:
-            if number in chosen:
+        for measurement in REGISTRY:
+            if measurement.number in chosen:
                 step_started = time.perf_counter()
-                bench.results[name] = {"measurement": number, **await step()}
-                bench.results[name]["seconds"] = time.perf_counter() - step_started
+                result = await measurement.measure(bench, settings)
+                bench.results[measurement.name] = {"measurement": measurement.number, **result}
+                bench.results[measurement.name]["seconds"] = time.perf_counter() - step_started
         if errors := server.errors:
             msg = f"the benchmark's server itself failed: {errors[0]!r}"
             raise RuntimeError(msg)
@@ -537,59 +611,16 @@ async def run(
 
 def table_rows(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per measured value: measurement, value, target, whether it holds."""
-    rows = []
-    for name, result in results.items():
-        value = result["value"]
-        if name == "concurrent_load":
-            holds = value == result["queries"] and bool(result["within_limit"])
-            limit = result["limit"]
-            rows.append(
-                {
-                    "measurement": f"5. {result['queries']} concurrent queries answered "
-                    f"({result['calls']} calls, peak {result['peak_in_flight']} in flight, "
-                    f"{result['client_cpu_ms_per_query']:.1f} ms CPU/query, "
-                    f"peak RSS {result['peak_rss_mib']:.0f} MiB)",
-                    "value": f"{value}/{result['queries']}",
-                    "target": f"all, <= {limit} in flight",
-                    "holds": holds,
-                }
-            )
-            continue
-        target, check = TARGETS[name]
-        rows.append(
-            {
-                "measurement": _label(name, result),
-                "value": f"{value:.3f} ms" if name == "overhead_ms_per_call" else f"{value:.3f}x",
-                "target": target,
-                "holds": bool(check(value)),
-            }
-        )
-    return rows
-
-
-def _label(name: str, result: Mapping[str, Any]) -> str:
-    if name.startswith("critical_path_"):
-        calls = "~1 s" if name == "critical_path_1s" else "0.2-0.5 s"
-        bare = result["bare_clients_ratio"]["median"]
-        return (
-            f"1. end to end / critical path, {calls} calls (median; the bare clients "
-            f"gathered: {bare:.3f}x)"
-        )
-    if name == "speedup_vs_sequential":
-        return "2. sequential (proposer after proposer) / ChatMoA"
-    if name == "overhead_ms_per_call":
-        return (
-            "3. orchestration per call at zero delay (bare client: "
-            f"{result['bare_client_ms_per_call']:.2f} ms/call; a plain LangGraph graph of "
-            f"the same calls: {result['plain_langgraph_ms_per_call']:.2f} ms/call)"
-        )
-    if name == "ttft_vs_critical_path":
-        return "4. streamed first token / critical path to aggregator's first token"
-    return (
-        f"6. heavy tail: p95 with deadline_s / waiting for all "
-        f"(p50 {result['with_deadline_s']['median']:.2f} s vs "
-        f"{result['waiting_for_all_s']['median']:.2f} s)"
-    )
+    by_name = {m.name: m for m in REGISTRY}
+    return [
+        {
+            "measurement": by_name[name].label(result),
+            "value": by_name[name].shown(result),
+            "target": by_name[name].target(result),
+            "holds": bool(by_name[name].holds(result)),
+        }
+        for name, result in results.items()
+    ]
 
 
 def markdown(report: Mapping[str, Any]) -> str:

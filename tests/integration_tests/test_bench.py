@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from langchain_moa.bench.measure import TARGETS
+from langchain_moa.bench.measure import REGISTRY
 from langchain_moa.bench.process import ServerProcess
 from langchain_moa.bench.server import Behaviour
 from langchain_moa.cli import main
@@ -37,7 +37,7 @@ def test_bench_quick_writes_every_measurement(
     assert code == (0 if all(row["holds"] for row in report["table"]) else 1)
     assert report["server"] == "process"
     results = report["measurements"]
-    assert set(results) == {*TARGETS, "concurrent_load"}
+    assert set(results) == {m.name for m in REGISTRY}
     for name, result in results.items():
         numbers = _numbers(result)
         assert numbers, name

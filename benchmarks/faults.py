@@ -632,7 +632,7 @@ class Report:
 
 
 def summary_markdown(summary: Mapping[str, Any]) -> str:
-    """The README's tables: every scenario's outcomes, then the deadline comparison."""
+    """docs/failures.md's tables: every scenario's outcomes, then the deadline comparison."""
     lines = [
         (
             "| fault | asked | answered | degraded | failed (clear error) | unclear | hung "

@@ -1,10 +1,10 @@
-"""The README's Pareto example: the paper's stacks at the paper's numbers, token counts assumed.
+"""The Pareto example of docs/evaluation.md: the paper's stacks, token counts assumed.
 
 Not a measurement. The paper's published AlpacaEval 2.0 LC win rates (Wang et al., 2024,
 Table 2) for its stacks, with token counts ASSUMED: every query's instruction is 300 input
 tokens, every answer 400 output tokens, and a call that reads the previous layer's 6 answers
 has 300 + 6 x 400 = 2,700 input tokens; list prices and model sizes are the package's
-(`langchain_moa/costs.py`). ``make figures`` renders the README's table from it
+(`langchain_moa/costs.py`). ``make figures`` renders docs/evaluation.md's table from it
 (`frontier_table`); this script also draws ``docs/pareto.png``::
 
     .venv/bin/python -m benchmarks.pareto_example
@@ -26,7 +26,7 @@ SOURCE = (
     "Illustrative, not a measurement: the paper's published LC win rates with assumed token "
     "counts (`benchmarks/pareto_example.py`)."
 )
-"""The line under the README's table, in place of a run's provenance."""
+"""The line under the table, in place of a run's provenance."""
 
 QWEN110 = "Qwen/Qwen1.5-110B-Chat"
 QWEN72 = "Qwen/Qwen1.5-72B-Chat"
@@ -91,7 +91,7 @@ def write_metrics(folder: Path, run: str, bench: str, metrics: dict[str, Any]) -
 
 
 def write_paper_example(folder: Path, items: int = 5) -> Path:
-    """The README's example: a folder of scripted AlpacaEval results, one run per stack."""
+    """The example: a folder of scripted AlpacaEval results, one run per stack."""
     for run, (lc, record) in PAPER.items():
         metrics = {
             "length_controlled_winrate": lc,
@@ -110,7 +110,7 @@ def analysis(folder: Path) -> pareto.Budget:
 
 
 def table() -> str:
-    """The README's table: the example's frontiers by cost and by TFLOPs."""
+    """The table: the example's frontiers by cost and by TFLOPs."""
     with tempfile.TemporaryDirectory() as folder:
         return pareto.frontier_table(analysis(Path(folder)))
 

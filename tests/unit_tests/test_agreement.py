@@ -387,7 +387,7 @@ async def test_wordllama_embeds_asynchronously() -> None:
     assert vectors == embeddings.embed_documents(["Paris", "Lyon"])
 
 
-# The sets benchmarks/similarity.py measures (its table is in the README); the tests
+# The sets benchmarks/similarity.py measures (its table is in docs/strategies.md); the tests
 # assert the orderings, not the numbers.
 def test_paraphrases_are_more_similar_than_different_answers_or_unrelated_texts() -> None:
     paraphrases = min(pairwise(PARAPHRASES))

@@ -1,6 +1,6 @@
 """The budget analysis on scripted results.
 
-`write_paper_example` (``benchmarks/pareto_example.py``) writes the README's example folder:
+`write_paper_example` (``benchmarks/pareto_example.py``) writes docs/evaluation.md's example folder:
 the paper's published LC win rates with token counts assumed, not measured.
 """
 

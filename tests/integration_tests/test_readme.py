@@ -1,0 +1,78 @@
+"""The README's examples that need no provider run as they are, on the embedded model.
+
+The one that needs a provider's key (the paper's stack on Together and OpenAI) is
+checked, not run: ``tests/unit_tests/test_docs.py`` compiles it and resolves its
+imports, as it does every block of every page.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration_tests.conftest import llama_server_pids, marked_env
+from tests.integration_tests.embedded import free_port
+
+ROOT = Path(__file__).parents[2]
+MOA = str(Path(sys.executable).with_name("moa"))
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+BLOCKS = re.findall(r"^```python\n(.*?)^```$", README, re.MULTILINE | re.DOTALL)
+
+pytestmark = pytest.mark.timeout(400)
+
+
+def _example(needle: str) -> str:
+    (block,) = [b for b in BLOCKS if needle in b]
+    return block
+
+
+def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True, text=True, timeout=300, check=False, env=env, cwd=ROOT,
+    )  # fmt: skip
+
+
+def test_the_offline_example_answers() -> None:
+    env, mark = marked_env()
+    done = _run(_example("ChatMoA(max_tokens=256)"), env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip()  # the answer it prints
+    assert not llama_server_pids(mark=mark)  # its server stopped at exit
+
+
+def test_the_openai_client_example_answers_through_moa_serve() -> None:
+    port = free_port()
+    env, mark = marked_env()
+    serve = subprocess.Popen(
+        [MOA, "serve", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert serve.poll() is None, serve.communicate()[1]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "moa serve did not start"
+            time.sleep(0.2)
+        code = _example("from openai import OpenAI")
+        assert "127.0.0.1:8000" in code
+        done = _run(code.replace("127.0.0.1:8000", f"127.0.0.1:{port}"), os.environ.copy())
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "total_tokens=" in done.stdout  # the answer, then its usage
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.communicate(timeout=30)
+    assert not llama_server_pids(mark=mark)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -19,6 +18,7 @@ from langchain_core.runnables import RunnableConfig
 
 from langchain_moa.accounting import format_summary, known_secret
 from langchain_moa.chat_models import ChatMoA
+from langchain_moa.cli_fields import add_field_flag
 from langchain_moa.eval import cli as eval_cli
 from langchain_moa.graph import (
     CALL_END,
@@ -37,11 +37,6 @@ from langchain_moa.serve import (
 )
 from langchain_moa.stacks import (
     PRESETS,
-    STRATEGIES,
-    DeadlineStart,
-    ReferenceFilter,
-    ReferenceFormat,
-    ReferenceOrder,
     StackSpec,
     load_stack,
 )
@@ -109,59 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("--gguf", help="embedded model only: serve this GGUF instead of SmolLM2")
     policies = chat.add_argument_group("time and failure policies (over a --config file's own)")
-    policies.add_argument(
-        "--timeout-s", type=float, help="seconds one call may take, retries included"
-    )
-    policies.add_argument(
-        "--deadline-s",
-        type=float,
-        help="a layer goes on without its late calls this many seconds after it began "
-        "(once --min-proposers answered)",
-    )
-    policies.add_argument(
-        "--deadline-after",
-        choices=get_args(DeadlineStart),
-        help="what --deadline-s counts from: the layer's start or its quorum (default start)",
-    )
-    policies.add_argument(
-        "--fallback",
-        action="append",
-        dest="fallbacks",
-        metavar="PROVIDER:MODEL",
-        help="an aggregator to try when the one before failed (repeat, in order)",
-    )
-    policies.add_argument(
-        "--best-proposer-fallback",
-        action="store_true",
-        default=None,
-        help="when every aggregator failed, answer with the most agreed-upon proposer answer",
-    )
-    policies.add_argument(
-        "--max-input-tokens", type=int, help="every model's context budget for its input"
-    )
-    policies.add_argument(
-        "--reference-format",
-        choices=get_args(ReferenceFormat),
-        help="the paper's numbered references (default) or delimited ones",
-    )
-    policies.add_argument(
-        "--reference-filter",
-        choices=get_args(ReferenceFilter),
-        help="drop references that disagree with the majority (Cluster & Filter)",
-    )
     strategies = chat.add_argument_group("strategy (over a --config file's own)")
-    strategies.add_argument(
-        "--strategy",
-        type=_strategy,
-        metavar="NAME|JSON",
-        help=f"how the answers become one: {', '.join(STRATEGIES)} (default synthesize, "
-        'the paper), or a table with options: \'{"name": "self-moa-seq", "window": 2}\'',
-    )
-    strategies.add_argument(
-        "--reference-order",
-        choices=get_args(ReferenceOrder),
-        help="the proposers' order (default) or shuffled per query (position bias)",
-    )
+    # One flag per stack field, made of the field itself (its type, choices and docstring).
+    for name in POLICY_FLAGS:
+        group = strategies if name in STRATEGY_FIELDS else policies
+        add_field_flag(group, name)
     strategies.add_argument(
         "--early-stop",
         choices=get_args(AgreementMethod),
@@ -499,16 +446,8 @@ POLICY_FLAGS = (
 )
 """The policy and strategy flags' stack fields: they apply to every kind of stack."""
 
-
-def _strategy(text: str) -> Any:
-    """A strategy's name, or its table of options as JSON."""
-    if not text.lstrip().startswith("{"):
-        return text
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        msg = f"not a JSON table: {error}"
-        raise argparse.ArgumentTypeError(msg) from None
+STRATEGY_FIELDS = frozenset({"strategy", "reference_order"})
+"""Of those, the ones ``--help`` shows under the strategy."""
 
 
 def _policies(args: argparse.Namespace) -> dict[str, Any]:

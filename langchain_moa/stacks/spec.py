@@ -343,7 +343,10 @@ class StackSpec(BaseModel):
     stack (preset ``local``). ``ChatMoA`` has exactly these fields.
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    # Docstrings become the fields' descriptions: the command line's help is made of them.
+    model_config = ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True, use_attribute_docstrings=True
+    )
 
     preset: PresetName | None = None
     """A named stack: the paper's ``moa``, ``moa-lite``, ``moa-gpt4o``, or ``local``."""
@@ -374,11 +377,11 @@ class StackSpec(BaseModel):
         default_factory=lambda: parse_strategy("synthesize"),
         validation_alias=AliasChoices("strategy", "aggregation"),
     )
-    """How the proposers are chosen and their answers become one, by name or as a
-    ``Strategy``: ``"synthesize"`` (the paper, the default), ``"rank"`` (its
-    LLM-ranker baseline), ``"self-moa"``, ``"self-moa-seq"``,
-    ``"rank-then-synthesize"`` (see ``stacks.strategy``); options as a table
-    (``{"name": "self-moa-seq", "window": 3}``). ``aggregation`` is accepted too."""
+    """How the proposers are chosen and their answers become one, by name (default
+    synthesize, the paper's). A name of ``stacks.STRATEGIES`` (``"rank"`` is the
+    paper's LLM-ranker baseline; see ``stacks.strategy``), its table of options
+    (``{"name": "self-moa-seq", "window": 3}``) or a ``Strategy``. ``aggregation``
+    is accepted too."""
 
     reference_order: ReferenceOrder = "given"
     """``"shuffle"``: each layer's references are shown in a random order, drawn

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 from typing import Any, cast
 
@@ -309,3 +309,14 @@ def _require(message: BaseMessageChunk | None, node: str) -> BaseMessageChunk:
         msg = f"{node}: the model streamed nothing"
         raise BadResponseError(msg)
     return message
+
+
+def plain_aggregator(node: Final, **changes: Any) -> Aggregator:
+    """The paper's aggregator with ``node``'s model, prompt, fallbacks and limits.
+
+    What a strategy's node composes when a step of it is plain synthesis
+    (Self-MoA-Seq's every window, staircase when no partial step went out):
+    ``changes`` rename it or move its index.
+    """
+    shared = {f.name: getattr(node, f.name) for f in fields(Aggregator) if hasattr(node, f.name)}
+    return Aggregator(**{**shared, **changes})

@@ -11,14 +11,14 @@ streamed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import cast
 
 from langchain_core.messages import AnyMessage
 from langchain_core.runnables import RunnableConfig
 
-from langchain_moa.graph.final import Aggregator
+from langchain_moa.graph.final import Aggregator, plain_aggregator
 from langchain_moa.graph.plan import Plan
 from langchain_moa.graph.prompts import tool_turns_as_text
 from langchain_moa.graph.state import AGGREGATOR_KWARGS, STREAM_ANSWER, MoAState
@@ -46,8 +46,8 @@ class SequentialAggregator(Aggregator):
     window: int = 3
     """References per call, the carried synthesis included."""
 
-    def step(self, number: int, *, last: bool) -> SequentialAggregator:
-        """The node as it makes step ``number`` (1-based).
+    def step(self, number: int, *, last: bool) -> Aggregator:
+        """The plain aggregator that makes step ``number`` (1-based).
 
         Steps before the last are recorded as ``aggregator/step-N``; the last is
         the aggregator's answer, under its own name.
@@ -55,7 +55,7 @@ class SequentialAggregator(Aggregator):
         # Room for each step's fallbacks and its last resort: indexes stay distinct.
         index = (number - 1) * (2 + len(self.fallbacks))
         name = self.name if last else f"{self.name}/step-{number}"
-        return replace(self, name=name, index=index)
+        return plain_aggregator(self, name=name, index=index)
 
     def step_state(
         self, state: MoAState, carried: tuple[str, str] | None, picked: range, *, last: bool
@@ -101,12 +101,12 @@ class SequentialAggregator(Aggregator):
         steps, calls = self.plan(state), []
         carried: tuple[str, str] | None = None
         if len(steps) == 1:
-            return super().__call__(state, config)
+            return self.step(1, last=True)(state, config)
         for number, picked in enumerate(steps, start=1):
             last = number == len(steps)
             node = self.step(number, last=last)
             sub = self.step_state(state, carried, picked, last=last)
-            update = Aggregator.__call__(node, sub, config if last else self.quiet(config))
+            update = node(sub, config if last else self.quiet(config))
             calls.extend(update["calls"])
             carried = (node.name, update["answer"].text)
         return {**update, "calls": calls}
@@ -116,12 +116,12 @@ class SequentialAggregator(Aggregator):
         steps, calls = self.plan(state), []
         carried: tuple[str, str] | None = None
         if len(steps) == 1:
-            return await super().acall(state, config)
+            return await self.step(1, last=True).acall(state, config)
         for number, picked in enumerate(steps, start=1):
             last = number == len(steps)
             node = self.step(number, last=last)
             sub = self.step_state(state, carried, picked, last=last)
-            update = await Aggregator.acall(node, sub, config if last else self.quiet(config))
+            update = await node.acall(sub, config if last else self.quiet(config))
             calls.extend(update["calls"])
             carried = (node.name, update["answer"].text)
         return {**update, "calls": calls}

@@ -58,7 +58,7 @@ from langgraph.config import get_stream_writer
 from langchain_moa.accounting import BadResponseError, ModelCall, describe_error
 from langchain_moa.graph.calls import Start, emit, logger, streaming
 from langchain_moa.graph.errors import LayerFailedError
-from langchain_moa.graph.final import Aggregator
+from langchain_moa.graph.final import Aggregator, plain_aggregator
 from langchain_moa.graph.join import Join
 from langchain_moa.graph.limits import abandoned, acall_within, call_within
 from langchain_moa.graph.plan import Plan
@@ -701,7 +701,7 @@ class StaircaseAggregator(Aggregator):
         full, base = self.joined(state, board)
         if not steps.written:
             # Nothing went out yet: the plain aggregator, with its fallbacks.
-            update = Aggregator.__call__(self, full, config)
+            update = plain_aggregator(self)(full, config)
             return {**update, **base, "calls": [*base["calls"], *steps.calls, *update["calls"]]}
         step = self.begin_step(full, config, steps, last=True)
         self.run_step(step, steps)
@@ -713,7 +713,7 @@ class StaircaseAggregator(Aggregator):
         """``last_step``, for async runs."""
         full, base = self.joined(state, board)
         if not steps.written:
-            update = await Aggregator.acall(self, full, config)
+            update = await plain_aggregator(self).acall(full, config)
             return {**update, **base, "calls": [*base["calls"], *steps.calls, *update["calls"]]}
         step = await self.abegin_step(full, config, steps, last=True)
         await self.arun_step(step, steps)
@@ -731,7 +731,7 @@ class StaircaseAggregator(Aggregator):
     def __call__(self, state: MoAState, config: RunnableConfig) -> dict:
         """The node (sync): each proposal streamed in a thread, the steps here."""
         if self.plain(state):
-            return super().__call__(state, config)
+            return plain_aggregator(self)(state, config)
         board = Board([Proposal(p, p.started(state, config)) for p in self.proposers])
         for proposal in board.proposals:
             # Daemon threads: a stopped proposal ends at its next chunk, unwaited for.
@@ -766,7 +766,7 @@ class StaircaseAggregator(Aggregator):
     async def acall(self, state: MoAState, config: RunnableConfig) -> dict:
         """The node (async): each proposal streamed in a task, the steps here."""
         if self.plain(state):
-            return await super().acall(state, config)
+            return await plain_aggregator(self).acall(state, config)
         board = Board(
             [Proposal(p, p.started(state, config)) for p in self.proposers], is_async=True
         )

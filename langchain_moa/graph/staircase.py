@@ -48,7 +48,6 @@ from typing import cast
 
 from langchain_core.messages import (
     AIMessage,
-    AIMessageChunk,
     BaseMessage,
     BaseMessageChunk,
 )
@@ -64,6 +63,14 @@ from langchain_moa.graph.limits import abandoned, acall_within, call_within
 from langchain_moa.graph.plan import Plan
 from langchain_moa.graph.prompts import Prompt, append_system
 from langchain_moa.graph.proposer import Proposer
+from langchain_moa.graph.staircase_text import (
+    CONTINUE_PROMPT,
+    PARTIAL_NOTE,
+    UNFINISHED,
+    Echo,
+    joined,
+    sentence_ends,
+)
 from langchain_moa.graph.state import (
     ANSWER_CHUNK,
     CALL_END,
@@ -73,69 +80,6 @@ from langchain_moa.graph.state import (
     was_cut,
 )
 from langchain_moa.stacks import Staircase
-
-PARTIAL_NOTE = (
-    "Some responses below are still being written: those end with {marker}, and only "
-    "their beginning is shown. Start your response from what they say so far.\n\n"
-)
-"""Put before the aggregator's prompt text in a step that reads unfinished proposals."""
-
-UNFINISHED = "[unfinished]"
-"""Ends a reference that is still being written."""
-
-CONTINUE_PROMPT = (
-    "Your response to the user has already begun with the text below. Write only what "
-    "comes next, continuing it from exactly where it stops, without repeating it.\n\n"
-    "{written}"
-)
-"""Put at the end of the system message in every step but the first (``{written}``:
-the answer so far)."""
-
-
-def _squash(text: str) -> str:
-    return "".join(text.split())
-
-
-def _after(text: str, prefix: str) -> str:
-    """``text`` past its first ``len(_squash(prefix))`` non-space characters."""
-    remaining = len(_squash(prefix))
-    for position, char in enumerate(text):
-        if remaining == 0:
-            return text[position:]
-        remaining -= not char.isspace()
-    return ""
-
-
-class Echo:
-    """Holds back a continuation's chunks while they only repeat the answer so far.
-
-    Whitespace is ignored in the comparison. A complete copy is dropped (and the
-    rest of the chunk that completes it passed on); a reply that departs from
-    the answer so far before copying all of it is passed on whole.
-    """
-
-    def __init__(self, written: str) -> None:
-        """Compare against ``written``, the answer so far ("" passes everything)."""
-        self.target = _squash(written)
-        self.checking = bool(self.target)
-        self.held: list[BaseMessageChunk] = []
-        self.text = ""
-
-    def feed(self, chunk: BaseMessageChunk) -> list[BaseMessageChunk]:
-        """The chunks that may go out now (none while it still looks like a copy)."""
-        if not self.checking:
-            return [chunk]
-        self.held.append(chunk)
-        self.text += chunk.text
-        probe = _squash(self.text)
-        if len(probe) < len(self.target) and self.target.startswith(probe):
-            return []
-        self.checking = False
-        if probe.startswith(self.target):
-            rest = _after(self.text, self.target)
-            # The model restated the answer so far: only what follows it is new.
-            return [AIMessageChunk(content=rest)] if rest.strip() else []
-        return self.held
 
 
 @dataclass
@@ -547,7 +491,7 @@ class StaircaseAggregator(Aggregator):
             for piece in step.echo.feed(chunk):
                 if not carries_answer(piece):
                     continue
-                out = piece if step.added else _joined(steps.written, piece)
+                out = piece if step.added else joined(steps.written, piece)
                 if streaming(step.config):
                     get_stream_writer()({"event": ANSWER_CHUNK, "chunk": out})
                 step.first_token = step.first_token or time.perf_counter()
@@ -556,7 +500,7 @@ class StaircaseAggregator(Aggregator):
             if step.cap is not None and step.tokens >= step.cap:
                 # Past step_tokens, a step goes on to the end of its sentence (twice as far at
                 # most): a continuation picks up a new sentence far better than a cut word.
-                step.capped = step.tokens >= 2 * step.cap or _sentence_ends(step.added)
+                step.capped = step.tokens >= 2 * step.cap or sentence_ends(step.added)
             return step.capped
 
     def stream_step(self, step: Step, steps: Steps) -> BaseMessage:
@@ -820,33 +764,6 @@ async def _reap(tasks: list[asyncio.Task[None]], *, logged: bool) -> list[BaseEx
             logger.error("a proposal's task failed", exc_info=error)
         return []
     return broken
-
-
-def _sentence_ends(text: str) -> bool:
-    """Whether ``text`` ends a sentence or a line (``0.`` may be a number going on)."""
-    end = text.rstrip(" \t")
-    if end.endswith("\n"):
-        return True
-    return end[-1:] in {".", "!", "?", ":"} and not end[-2:-1].isdigit()
-
-
-def _joined(written: str, chunk: BaseMessageChunk) -> BaseMessageChunk:
-    """A step's first chunk, with the space that joins it to the answer so far.
-
-    Chat models begin a reply without one, so a continuation would run into the
-    last word.
-    """
-    text = chunk.content
-    if (
-        written
-        and not written[-1].isspace()
-        and isinstance(text, str)
-        and text
-        and not text[0].isspace()
-        and text[0] not in ".,;:!?)]}%'\""
-    ):
-        return AIMessageChunk(content=f" {text}")
-    return chunk
 
 
 def plan(strategy: Staircase) -> Plan:

@@ -13,13 +13,8 @@ from langchain_core.outputs import ChatGenerationChunk
 
 from langchain_moa import ChatMoA, get_calls
 from langchain_moa.graph.nodes import LayerFailedError, Proposer
-from langchain_moa.graph.staircase import (
-    CONTINUE_PROMPT,
-    UNFINISHED,
-    Echo,
-    StaircaseAggregator,
-    _sentence_ends,
-)
+from langchain_moa.graph.staircase import StaircaseAggregator
+from langchain_moa.graph.staircase_text import CONTINUE_PROMPT, UNFINISHED, Echo, sentence_ends
 from langchain_moa.stacks import StackSpec
 from langchain_moa.stacks.strategy import Staircase
 from tests.unit_tests.scripted import ScriptedChatModel
@@ -330,9 +325,9 @@ def test_a_partial_step_runs_on_to_the_end_of_its_sentence() -> None:
     answer = moa.invoke([HumanMessage("q")])
     first = next(c for c in get_calls(answer) if c["node"] == "aggregator/step-1")
     assert first["text"].split()[-1] == "end."
-    assert _sentence_ends("It is 24 cm.\n")
-    assert not _sentence_ends("It is 0.")
-    assert _sentence_ends("It is one.")
+    assert sentence_ends("It is 24 cm.\n")
+    assert not sentence_ends("It is 0.")
+    assert sentence_ends("It is one.")
 
 
 def _add(a: int, b: int) -> int:

@@ -4,6 +4,8 @@ import json
 import pytest
 
 from langchain_moa import ChatMoA, cli
+from langchain_moa.cli import chat
+from langchain_moa.graph import AggregatorFailedError
 from langchain_moa.stacks import SelfMoASeq
 from tests.fixtures import FIXTURES
 from tests.unit_tests.eval.hf_cache import use_hf_cache
@@ -86,7 +88,7 @@ def test_policy_flags_become_stack_fields(monkeypatch) -> None:
          "--best-proposer-fallback", "--max-input-tokens", "9000",
          "--reference-format", "delimited", "--reference-filter", "cluster"]
     )  # fmt: skip
-    moa = cli._model(args)
+    moa = chat._model(args)
     policy = moa.stack.spec.policy(1)
     assert (policy.min_proposers, policy.timeout_s, policy.deadline_s) == (2, 20, 4)
     assert policy.deadline_after == "quorum"
@@ -105,7 +107,7 @@ def test_strategy_flags_become_stack_fields(monkeypatch, tmp_path) -> None:
          "--reference-order", "shuffle", "--early-stop", "embedding",
          "--early-stop-threshold", "0.8"]
     )  # fmt: skip
-    spec = cli._model(args).stack.spec
+    spec = chat._model(args).stack.spec
     assert (spec.strategy.name, spec.strategy.window, spec.reference_order) == (
         "self-moa-seq", 2, "shuffle"
     )  # fmt: skip
@@ -113,7 +115,7 @@ def test_strategy_flags_become_stack_fields(monkeypatch, tmp_path) -> None:
     path = tmp_path / "stack.yaml"
     path.write_text("proposers: [openai:a]\naggregator: openai:a\nstrategy: rank\n")
     args = cli._parser().parse_args(["chat", "q", "--config", str(path), "--strategy", "self-moa"])
-    assert cli._model(args).stack.spec.strategy.name == "self-moa"
+    assert chat._model(args).stack.spec.strategy.name == "self-moa"
 
 
 def test_bad_strategy_flags_are_named(capsys) -> None:
@@ -133,7 +135,7 @@ def test_policy_flags_apply_over_a_stack_file(monkeypatch, tmp_path) -> None:
     path = tmp_path / "stack.toml"
     path.write_text('proposers = ["openai:a"]\naggregator = "openai:a"\ndeadline_s = 9\n')
     args = cli._parser().parse_args(["chat", "q", "--config", str(path), "--timeout-s", "3"])
-    spec = cli._model(args).stack.spec
+    spec = chat._model(args).stack.spec
     assert (spec.deadline_s, spec.timeout_s) == (9, 3)
 
 
@@ -141,9 +143,9 @@ def test_a_failed_run_is_a_one_line_error(monkeypatch, capsys) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "unused")
 
     def fail(args):
-        raise cli.AggregatorFailedError("every aggregator failed: aggregator (x): server_error")
+        raise AggregatorFailedError("every aggregator failed: aggregator (x): server_error")
 
-    monkeypatch.setattr(cli, "chat_command", fail)
+    monkeypatch.setattr(chat, "chat_command", fail)
     args = ["chat", "q"]
     parser = cli._parser()
     monkeypatch.setattr(cli, "_parser", lambda: parser)
@@ -155,7 +157,7 @@ def test_a_failed_run_is_a_one_line_error(monkeypatch, capsys) -> None:
 
 
 def _shown_layers(moa, capsys) -> str:
-    callbacks = [cli._LayerPrinter()]
+    callbacks = [chat._LayerPrinter()]
     moa.invoke("q", config={"callbacks": callbacks})
     return capsys.readouterr().out
 

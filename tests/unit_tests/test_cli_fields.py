@@ -5,11 +5,12 @@ import argparse
 import pytest
 
 from langchain_moa import cli
-from langchain_moa.cli_fields import add_field_flag, field_options, help_of
+from langchain_moa.cli import chat
+from langchain_moa.cli.fields import add_field_flag, field_options, help_of
 from langchain_moa.stacks import StackSpec
 
 
-@pytest.mark.parametrize("name", cli.POLICY_FLAGS)
+@pytest.mark.parametrize("name", chat.POLICY_FLAGS)
 def test_each_flag_is_its_field(name: str) -> None:
     flag, options = field_options(name)
     field = StackSpec.model_fields[name]

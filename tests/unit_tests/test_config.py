@@ -8,6 +8,7 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from langchain_moa import ChatMoA, StackError, cli
+from langchain_moa.cli import chat
 from langchain_moa.local import shared_server
 from langchain_moa.openai_compatible import NO_KEY
 from langchain_moa.stacks import ModelConfig, StackSpec, factory, load_config, load_stack
@@ -649,7 +650,7 @@ def chat_args(*argv: str):
 
 def test_cli_config_builds_the_stack(tmp_path) -> None:
     path = write(tmp_path, "stack.yaml", YAML_STACK)
-    moa = cli._model(chat_args("--config", str(path)))
+    moa = chat._model(chat_args("--config", str(path)))
     assert isinstance(moa, ChatMoA)
     assert stack_of(moa) == ([[MINI, QWEN], [MINI]], GPT_4O)
 

@@ -6,6 +6,7 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from langchain_moa import ChatMoA, StackError, cli
+from langchain_moa.cli import chat
 from langchain_moa.local import shared_server
 from langchain_moa.model_names import model_from_spec
 from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
@@ -369,20 +370,20 @@ def chat_args(*argv: str):
 
 
 def test_cli_preset_builds_the_stack(keys) -> None:
-    moa = cli._model(chat_args("--preset", "moa-lite", "--max-tokens", "64"))
+    moa = chat._model(chat_args("--preset", "moa-lite", "--max-tokens", "64"))
     assert isinstance(moa, ChatMoA)
     assert len(moa.stack.layers) + 1 == 2
     assert moa.stack.aggregator.extra_body == {"max_tokens": 64}
 
 
 def test_cli_preset_defaults_to_the_papers_max_tokens(keys) -> None:
-    moa = cli._model(chat_args("--preset", "moa", "--min-proposers", "5"))
+    moa = chat._model(chat_args("--preset", "moa", "--min-proposers", "5"))
     assert moa.stack.aggregator.extra_body == {"max_tokens": 2048}
     assert moa.min_proposers == 5
 
 
 def test_cli_models_build_the_stack(keys) -> None:
-    moa = cli._model(
+    moa = chat._model(
         chat_args(
             "--model", "openai:a", "--model", "openai:b", "--layers", "2", "--max-tokens", "9"
         )
@@ -390,7 +391,7 @@ def test_cli_models_build_the_stack(keys) -> None:
     ((a, b),) = moa.stack.layers
     assert [a.model_name, b.model_name, moa.stack.aggregator.model_name] == ["a", "b", "a"]
     assert {m.max_tokens for m in (a, b, moa.stack.aggregator)} == {9}
-    agg = cli._model(chat_args("--model", "openai:a", "--aggregator", "openai:c"))
+    agg = chat._model(chat_args("--model", "openai:a", "--aggregator", "openai:c"))
     assert len(agg.stack.layers) + 1 == 3
     assert agg.stack.aggregator.model_name == "c"
 
@@ -403,16 +404,16 @@ def test_cli_without_a_stack_keeps_the_embedded_default(monkeypatch) -> None:
         return "embedded"
 
     monkeypatch.setattr(ChatMoA, "local", classmethod(fake_local))
-    assert cli._model(chat_args()) == "embedded"
+    assert chat._model(chat_args()) == "embedded"
     # min_proposers unset: ChatMoA's own default (1) applies.
     assert seen == {"layers": 2, "proposers": 3, "max_tokens": 512, "model_path": None}
-    cli._model(chat_args("--min-proposers", "2"))
+    chat._model(chat_args("--min-proposers", "2"))
     assert seen["min_proposers"] == 2
 
 
 def test_cli_embedded_layers_are_checked_not_replaced() -> None:
     with pytest.raises(ValueError, match="layers: must be at least 2, got 0"):
-        cli._model(chat_args("--layers", "0"))
+        chat._model(chat_args("--layers", "0"))
 
 
 def test_cli_missing_key_is_an_error_naming_it(no_keys, capsys) -> None:

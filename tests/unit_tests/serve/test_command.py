@@ -8,6 +8,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from langchain_moa import cli
+from langchain_moa.cli import serve
 from langchain_moa.serve import app as app_module
 
 LOCAL = "http://127.0.0.1:8000"
@@ -43,7 +44,7 @@ def test_presets_and_stack_files_are_served_by_name(served, tmp_path):
 
 
 def test_moa_serve_says_where_it_listens_and_opens_no_browser(served, monkeypatch, capsys):
-    monkeypatch.setattr(cli.webbrowser, "open", lambda url: pytest.fail(f"opened {url}"))
+    monkeypatch.setattr(serve.webbrowser, "open", lambda url: pytest.fail(f"opened {url}"))
     assert cli.main(["serve", "--port", "0"]) == 0
     ((_, kwargs),) = served
     # run() calls back with the port it bound (0 asks for a free one).
@@ -64,7 +65,7 @@ def test_moa_ui_opens_the_page_without_holding_up_the_server(served, monkeypatch
         release.wait(10)
         return True
 
-    monkeypatch.setattr(cli.webbrowser, "open", slow_browser)
+    monkeypatch.setattr(serve.webbrowser, "open", slow_browser)
     assert cli.main(["ui", "--port", "9"]) == 0
     ((app, kwargs),) = served
     started = time.perf_counter()
@@ -79,7 +80,7 @@ def test_moa_ui_opens_the_page_without_holding_up_the_server(served, monkeypatch
 
 
 def test_moa_ui_without_a_browser_only_serves(served, monkeypatch, capsys):
-    monkeypatch.setattr(cli.webbrowser, "open", lambda url: pytest.fail(f"opened {url}"))
+    monkeypatch.setattr(serve.webbrowser, "open", lambda url: pytest.fail(f"opened {url}"))
     assert cli.main(["ui", "--no-browser"]) == 0
     ((_, kwargs),) = served
     kwargs["listening"]("http://127.0.0.1:8000/")
@@ -87,7 +88,7 @@ def test_moa_ui_without_a_browser_only_serves(served, monkeypatch, capsys):
 
 
 def test_moa_ui_says_where_the_page_is_when_no_browser_opens(served, monkeypatch, capsys):
-    monkeypatch.setattr(cli.webbrowser, "open", lambda url: False)
+    monkeypatch.setattr(serve.webbrowser, "open", lambda url: False)
     assert cli.main(["ui"]) == 0
     ((_, kwargs),) = served
     kwargs["listening"]("http://127.0.0.1:8000/")

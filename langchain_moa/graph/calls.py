@@ -201,9 +201,7 @@ class ModelNode:
 
     def record(
         self,
-        turn: int,
-        started_at: float,
-        t0: float,
+        start: Start,
         *,
         message: BaseMessage | None = None,
         error: BaseException | None = None,
@@ -216,9 +214,11 @@ class ModelNode:
     ) -> ModelCall:
         """The call's record, with its message or its error (and the error's reason).
 
-        ``first_token`` is the monotonic time its first streamed token arrived;
-        ``state`` gives the references it read (none in layer 1).
+        ``start`` is what ``started`` returned; ``first_token`` is the monotonic
+        time its first streamed token arrived; ``state`` gives the references it
+        read (none in layer 1).
         """
+        turn, started_at, t0 = start
         label = model_label(model or self.model)
         usage = getattr(message, "usage_metadata", None)
         return ModelCall(

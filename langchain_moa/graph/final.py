@@ -127,7 +127,7 @@ class Final(ModelNode):
         """Record and announce a failed attempt."""
         logger.warning("%s failed: %s", attempt.node, describe_error(error))
         call = self.record(
-            *attempt.start,
+            attempt.start,
             error=error,
             node=attempt.node,
             model=attempt.model,
@@ -141,7 +141,7 @@ class Final(ModelNode):
     def success(self, attempt: Attempt, reply: BaseMessage, calls: list[ModelCall]) -> dict:
         """The update for an attempt's answer."""
         call = self.record(
-            *attempt.start,
+            attempt.start,
             message=reply,
             node=attempt.node,
             model=attempt.model,

@@ -59,7 +59,7 @@ class Proposer(ModelNode):
             message = None
         else:
             clock.answered()
-        call = self.record(*start, message=message, error=error, note=note, state=state)
+        call = self.record(start, message=message, error=error, note=note, state=state)
         emit(config, CALL_ERROR if error else CALL_END, call)
         return {"calls": [call]}
 

@@ -286,7 +286,7 @@ class StaircaseAggregator(Aggregator):
 
         def record() -> ModelCall:
             return proposer.record(
-                *proposal.start,
+                proposal.start,
                 message=None if error is not None else proposal.message,
                 error=error,
                 note="; ".join(filter(None, [proposal.note, note])) or None,
@@ -559,7 +559,7 @@ class StaircaseAggregator(Aggregator):
         error = step.error
         message = AIMessage(content=step.added, usage_metadata=usage)
         call = step.node.record(
-            *step.start,
+            step.start,
             message=message,
             error=error,
             note=step.note,

@@ -1,10 +1,13 @@
 """Stacks of the embedded model's shape for the tests that serve them (``moa serve``, the page)."""
 
 import socket
+import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 from langchain_openai import ChatOpenAI
 
 from langchain_moa import ChatMoA
@@ -50,6 +53,23 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_until_healthy(process: subprocess.Popen[str], port: int, timeout_s: float = 60) -> None:
+    """Return once ``moa serve`` (``process``) answers ``GET /health`` on ``port``.
+
+    Fails with its stderr if it exits first, or when ``timeout_s`` passes.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert process.poll() is None, process.communicate()[1]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "moa serve did not start"
+        time.sleep(0.2)
 
 
 @contextmanager

@@ -12,14 +12,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.integration_tests.conftest import llama_server_pids, marked_env
-from tests.integration_tests.embedded import free_port
+from tests.integration_tests.embedded import free_port, wait_until_healthy
 
 ROOT = Path(__file__).parents[2]
 MOA = str(Path(sys.executable).with_name("moa"))
@@ -57,16 +55,7 @@ def test_the_openai_client_example_answers_through_moa_serve() -> None:
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert serve.poll() is None, serve.communicate()[1]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "moa serve did not start"
-            time.sleep(0.2)
+        wait_until_healthy(serve, port)
         code = _example("from openai import OpenAI")
         assert "127.0.0.1:8000" in code
         done = _run(code.replace("127.0.0.1:8000", f"127.0.0.1:{port}"), os.environ.copy())

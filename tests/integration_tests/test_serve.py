@@ -12,16 +12,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 from langchain_openai import ChatOpenAI
 
 from langchain_moa import ChatMoA
-from tests.integration_tests.embedded import embedded_stack, free_port, serving
+from tests.integration_tests.embedded import embedded_stack, free_port, serving, wait_until_healthy
 
 # Two minutes in all on 2 cores; more means something hangs.
 pytestmark = pytest.mark.timeout(300)
@@ -164,16 +162,7 @@ def test_moa_serve_serves_a_stack_file(server, tmp_path):
         text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "moa serve did not start"
-            time.sleep(0.2)
+        wait_until_healthy(process, port)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY)
         ids = [m.id for m in client.models.list()]
         assert ids == ["local", "moa", "moa-lite", "moa-gpt4o", "filed"]

@@ -17,6 +17,7 @@ from collections.abc import (
 )
 from contextlib import aclosing, closing
 from contextvars import Context
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Self, cast
@@ -696,18 +697,6 @@ class ChatMoA(BaseChatModel, StackSpec):
             )
         )
 
-    @staticmethod
-    def _answer_chunk(part: Any) -> ChatGenerationChunk | None:
-        if not (isinstance(part, dict) and part.get("event") == ANSWER_CHUNK):
-            return None
-        chunk: AIMessageChunk = part["chunk"]
-        if not carries_answer(chunk):
-            return None
-        # The aggregator's own usage and metadata are counted in the last chunk.
-        return ChatGenerationChunk(
-            message=AIMessageChunk(content=chunk.content, tool_call_chunks=chunk.tool_call_chunks)
-        )
-
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -728,14 +717,10 @@ class ChatMoA(BaseChatModel, StackSpec):
                 state = context.run(self._graph.invoke, graph_input, config)
                 return self._result(state, started)
             assert run_manager is not None  # noqa: S101 - tokens needs one
-            state, first_token = {}, None
-            for part in self._parts(context, graph_input, config):
-                if isinstance(part, dict):
-                    state = part
-                    continue
-                first_token = first_token or time.perf_counter()
-                run_manager.on_llm_new_token(part.text, chunk=_with_run_id(part, run_manager))
-        return _with_run_id(self._result(state, started, first_token), run_manager)
+            seen = _Streamed()
+            for chunk in self._parts(context, graph_input, config, seen):
+                run_manager.on_llm_new_token(chunk.text, chunk=_with_run_id(chunk, run_manager))
+        return _with_run_id(self._result(seen.state, started, seen.first_token), run_manager)
 
     async def _agenerate(
         self,
@@ -757,15 +742,12 @@ class ChatMoA(BaseChatModel, StackSpec):
                 state = await asyncio.create_task(run, context=context)
                 return self._result(state, started)
             assert run_manager is not None  # noqa: S101 - tokens needs one
-            state, first_token = {}, None
-            async for part in self._aparts(context, graph_input, config):
-                if isinstance(part, dict):
-                    state = part
-                    continue
-                first_token = first_token or time.perf_counter()
-                chunk = _with_run_id(part, run_manager)
-                await run_manager.on_llm_new_token(part.text, chunk=chunk)
-        return _with_run_id(self._result(state, started, first_token), run_manager)
+            seen = _Streamed()
+            async for chunk in self._aparts(context, graph_input, config, seen):
+                await run_manager.on_llm_new_token(
+                    chunk.text, chunk=_with_run_id(chunk, run_manager)
+                )
+        return _with_run_id(self._result(seen.state, started, seen.first_token), run_manager)
 
     def _stream(
         self,
@@ -774,25 +756,20 @@ class ChatMoA(BaseChatModel, StackSpec):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        started, state = time.perf_counter(), cast("dict[str, Any]", {})
-        first_token: float | None = None
+        started, seen = time.perf_counter(), _Streamed()
         callbacks = streaming_graph_callbacks(self, run_manager, is_async=False)
         graph_input, options = self._input(messages, **kwargs)
         config = self._run_config(
             callbacks, stream=True, stop=stop, aggregator_kwargs=options, graph_input=graph_input
         )
         with set_config_context(config) as context:
-            for part in self._parts(context, graph_input, config):
-                if isinstance(part, dict):
-                    state = part
-                    continue
-                first_token = first_token or time.perf_counter()
+            for chunk in self._parts(context, graph_input, config, seen):
                 # Only a manager handed to us is ours to report tokens to: where
                 # langchain-core kept it (stream()), it reports them itself.
                 if run_manager:
-                    run_manager.on_llm_new_token(part.text, chunk=part)
-                yield part
-        yield self._last_chunk(state, started, first_token)
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        yield self._last_chunk(seen.state, started, seen.first_token)
 
     async def _astream(
         self,
@@ -801,28 +778,23 @@ class ChatMoA(BaseChatModel, StackSpec):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        started, state = time.perf_counter(), cast("dict[str, Any]", {})
-        first_token: float | None = None
+        started, seen = time.perf_counter(), _Streamed()
         callbacks = streaming_graph_callbacks(self, run_manager, is_async=True)
         graph_input, options = self._input(messages, **kwargs)
         config = self._run_config(
             callbacks, stream=True, stop=stop, aggregator_kwargs=options, graph_input=graph_input
         )
         with set_config_context(config) as context:
-            async for part in self._aparts(context, graph_input, config):
-                if isinstance(part, dict):
-                    state = part
-                    continue
-                first_token = first_token or time.perf_counter()
+            async for chunk in self._aparts(context, graph_input, config, seen):
                 if run_manager:
-                    await run_manager.on_llm_new_token(part.text, chunk=part)
-                yield part
-        yield self._last_chunk(state, started, first_token)
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        yield self._last_chunk(seen.state, started, seen.first_token)
 
     def _parts(
-        self, context: Context, graph_input: MoAInput, config: RunnableConfig
-    ) -> Iterator[ChatGenerationChunk | dict[str, Any]]:
-        """The graph run streamed in ``context``: the answer's chunks, and its states."""
+        self, context: Context, graph_input: MoAInput, config: RunnableConfig, seen: _Streamed
+    ) -> Iterator[ChatGenerationChunk]:
+        """The graph run streamed in ``context``: the answer's chunks; the rest in ``seen``."""
         # Pregel.stream is a generator (its annotation says Iterator).
         parts = cast(
             "Generator[Any, None, None]",
@@ -832,14 +804,12 @@ class ChatMoA(BaseChatModel, StackSpec):
         # too, so that its calls stop instead of running on.
         with closing(parts):
             for mode, part in iter(partial(context.run, next, parts, None), None):
-                if mode == "values":
-                    yield cast("dict[str, Any]", part)
-                elif chunk := self._answer_chunk(part):
+                if chunk := seen.took(mode, part):
                     yield chunk
 
     async def _aparts(
-        self, context: Context, graph_input: MoAInput, config: RunnableConfig
-    ) -> AsyncIterator[ChatGenerationChunk | dict[str, Any]]:
+        self, context: Context, graph_input: MoAInput, config: RunnableConfig, seen: _Streamed
+    ) -> AsyncIterator[ChatGenerationChunk]:
         """``_parts``, for async runs: a caller that stops reading cancels the graph's calls."""
         parts = cast(
             "AsyncGenerator[Any, None]",
@@ -847,11 +817,34 @@ class ChatMoA(BaseChatModel, StackSpec):
         )
         async with aclosing(parts):
             while step := await asyncio.create_task(anext(parts, None), context=context):
-                mode, part = step
-                if mode == "values":
-                    yield cast("dict[str, Any]", part)
-                elif chunk := self._answer_chunk(part):
+                if chunk := seen.took(*step):
                     yield chunk
+
+
+@dataclass
+class _Streamed:
+    """What a streamed graph run leaves beside the answer's chunks."""
+
+    state: dict[str, Any] = field(default_factory=dict)
+    """Its last state (``values``)."""
+    first_token: float | None = None
+    """When its first answer chunk came (monotonic), None until then."""
+
+    def took(self, mode: str, part: Any) -> ChatGenerationChunk | None:
+        """The answer chunk in this part of the stream, if it is one; a state is kept."""
+        if mode == "values":
+            self.state = cast("dict[str, Any]", part)
+            return None
+        if not (isinstance(part, dict) and part.get("event") == ANSWER_CHUNK):
+            return None
+        chunk: AIMessageChunk = part["chunk"]
+        if not carries_answer(chunk):
+            return None
+        self.first_token = self.first_token or time.perf_counter()
+        # The aggregator's own usage and metadata are counted in the last chunk.
+        return ChatGenerationChunk(
+            message=AIMessageChunk(content=chunk.content, tool_call_chunks=chunk.tool_call_chunks)
+        )
 
 
 def _with_run_id(

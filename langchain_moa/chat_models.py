@@ -533,6 +533,9 @@ class ChatMoA(BaseChatModel, StackSpec):
     def _input(self, messages: list[BaseMessage], **kwargs: Any) -> tuple[MoAInput, dict]:
         """The graph's input, and the call options that go to the aggregator alone.
 
+        The tools go in the input (every node reads them); ``tool_choice`` stays
+        with the other call options.
+
         The conversation is checked where every run starts, by the graph's first
         node (``begin``): an empty one is a ``ValueError`` before any model call.
         """
@@ -540,7 +543,6 @@ class ChatMoA(BaseChatModel, StackSpec):
             # Copies: add_messages gives messages ids, and the caller's stay as they are.
             messages=[m.model_copy() for m in messages],  # type: ignore[misc]
             tools=kwargs.pop("tools", None) or [],
-            tool_choice=kwargs.pop("tool_choice", None),
         )
         if self.fanout == "per_turn" and (reuse := turn_references(messages, self.model_name)):
             graph_input["reuse"] = reuse

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import weakref
+from collections.abc import Sequence
 from functools import cache
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -54,6 +55,22 @@ def openai_compatible_model(
     if "http_async_client" not in kwargs:
         kwargs["http_async_client"] = httpx.AsyncClient(transport=AsyncRedactingTransport())
     return model_class(model=model, base_url=base_url, api_key=api_key, **kwargs)
+
+
+def max_tokens_option(models: Sequence[object], limit: int) -> dict[str, Any]:
+    """A call's ``max_tokens`` for ``models`` (one call, then its fallbacks), where they read it.
+
+    A model made by ``openai_compatible_model`` carries its limit in
+    ``extra_body``, so a call's limit goes there too; ``extra_body`` is replaced
+    whole by a call's (langchain-openai merges no call option into the
+    model's), so only when every model has the same one. Other models take the
+    plain ``max_tokens``.
+    """
+    bodies = [getattr(model, "extra_body", None) for model in models]
+    first = bodies[0] if bodies else None
+    if isinstance(first, dict) and "max_tokens" in first and all(b == first for b in bodies):
+        return {"extra_body": {**first, "max_tokens": limit}}
+    return {"max_tokens": limit}
 
 
 @cache

@@ -100,8 +100,10 @@ def build_moa_graph(
 
     Returns:
         The compiled graph: input ``MoAInput`` (``messages``, and ``tools``
-        and ``tool_choice`` when bound), output ``MoAOutput`` (``messages``
-        with the answer, ``answer`` and ``calls``; see ``get_calls``).
+        when bound), output ``MoAOutput`` (``messages`` with the answer,
+        ``answer`` and ``calls``; see ``get_calls``). The aggregator's call
+        options (``stop``, ``tool_choice``...) go in the config's
+        ``configurable["moa_aggregator_kwargs"]``.
 
     Raises:
         StackError: The stack is invalid; the message names what is wrong.

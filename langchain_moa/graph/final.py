@@ -108,8 +108,14 @@ class Final(ModelNode):
             yield Attempt(self.index + index, node, model, state, config, start)
 
     def kwargs(self, config: RunnableConfig) -> dict[str, Any]:
-        """Call options for the aggregator alone (``stop``...)."""
-        return dict(configurable(config).get(AGGREGATOR_KWARGS) or {})
+        """Call options for the aggregator alone (``stop``...), as the config carries them.
+
+        ``tool_choice`` is one of them, but it is bound with the tools
+        (``Aggregator.model_for``), not passed to a call that may have none.
+        """
+        options = dict(configurable(config).get(AGGREGATOR_KWARGS) or {})
+        options.pop("tool_choice", None)
+        return options
 
     def call(self, attempt: Attempt) -> BaseMessage:
         """One attempt's call."""
@@ -252,11 +258,19 @@ class Aggregator(Final):
 
     @staticmethod
     def model_for(attempt: Attempt) -> Runnable[LanguageModelInput, BaseMessage]:
-        """The attempt's model, with the state's tools bound to it."""
+        """The attempt's model, with the state's tools bound to it.
+
+        The tools are the state's: every node reads them (proposers as text).
+        How the aggregator must use them, ``tool_choice``, is a call option like
+        the rest, in the config; a ``tool_choice`` in the state (the old way,
+        deprecated by ``begin``) is read when the config has none.
+        """
         state = attempt.state
         if not state.get("tools"):
             return attempt.model
-        return attempt.model.bind_tools(state["tools"], tool_choice=state.get("tool_choice"))
+        options = configurable(attempt.config).get(AGGREGATOR_KWARGS) or {}
+        choice = options.get("tool_choice", state.get("tool_choice"))
+        return attempt.model.bind_tools(state["tools"], tool_choice=choice)
 
     @staticmethod
     def emit(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import secrets
 import uuid
+import warnings
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -52,6 +53,13 @@ class Begin:
                 with the assistant's message.
         """
         check_conversation(state["messages"])
+        if state.get("tool_choice") is not None:
+            warnings.warn(
+                "tool_choice in the graph's input is deprecated: give it with the "
+                'aggregator\'s other call options, configurable["moa_aggregator_kwargs"]',
+                DeprecationWarning,
+                stacklevel=2,
+            )
         seed = None
         if self.shuffle:
             given = configurable(config).get(SHUFFLE_SEED)

@@ -75,7 +75,6 @@ class SequentialAggregator(Aggregator):
             readable = tool_turns_as_text(state["messages"], state.get("tools", []))
             stepped["messages"] = cast("list[AnyMessage]", readable)
             stepped.pop("tools", None)
-            stepped.pop("tool_choice", None)
         return stepped
 
     @staticmethod

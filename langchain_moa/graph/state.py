@@ -21,7 +21,8 @@ class MoAInput(TypedDict):
     tools: NotRequired[list[dict[str, Any]]]
     """Tools (OpenAI format) bound to the aggregator; proposers read them as text."""
     tool_choice: NotRequired[Any]
-    """The aggregator's ``tool_choice``, with ``tools``."""
+    """Deprecated: give the aggregator's ``tool_choice`` with its other call options,
+    in ``configurable["moa_aggregator_kwargs"]``; read from here when that has none."""
     reuse: NotRequired[Reuse | None]
     """The turn's references, when they exist already: the run goes straight to
     the aggregator (``ChatMoA``'s ``fanout="per_turn"``)."""
@@ -131,7 +132,10 @@ SHUFFLE_SEED = "moa_shuffle_seed"
 """``configurable`` key: the seed of a run's reference orders, to replay a shuffled run."""
 
 AGGREGATOR_KWARGS = "moa_aggregator_kwargs"
-"""``configurable`` key: call options for the aggregator only (``stop``...)."""
+"""``configurable`` key: call options for the aggregator only (``stop``, ``tool_choice``...).
+
+The one channel for them: the state holds what every node reads (the
+conversation, the tools), the config how the answer's call is made."""
 
 ANSWER_CHUNK = "moa_answer_chunk"
 """``event`` value of a custom stream event that carries an answer token."""

@@ -21,6 +21,7 @@ from langchain_core.runnables import Runnable
 
 from langchain_moa.chat_models import ChatMoA
 from langchain_moa.graph.state import check_conversation
+from langchain_moa.openai_compatible import max_tokens_option
 from langchain_moa.serve import structured
 from langchain_moa.serve.from_langchain import new_id
 from langchain_moa.serve.structured import AnswerFormat
@@ -90,7 +91,7 @@ class Ask:
         if self.temperature is not None:
             options["temperature"] = self.temperature
         if self.max_tokens is not None:
-            options.update(length_option(moa, self.max_tokens))
+            options.update(max_tokens_option(moa.stack.aggregators, self.max_tokens))
         return options
 
     def check(self, answer: BaseMessage) -> None:
@@ -115,22 +116,6 @@ def with_call_ids(answer: BaseMessage) -> BaseMessage:
         return answer
     named = [{**call, "id": call.get("id") or new_id("call_")} for call in calls]
     return answer.model_copy(update={"tool_calls": named})
-
-
-def length_option(moa: ChatMoA, limit: int) -> dict[str, Any]:
-    """``max_tokens`` for the aggregator, where its server reads it.
-
-    langchain-openai sends a call's ``max_tokens`` as ``max_completion_tokens``,
-    which some OpenAI-compatible servers ignore (llama.cpp's); models made for
-    them (``openai_compatible_model``, the embedded server's) carry theirs in
-    ``extra_body`` instead, and so does this limit when every aggregator has
-    the same ``extra_body`` (a call's option replaces the model's whole).
-    """
-    bodies = [getattr(model, "extra_body", None) for model in moa.stack.aggregators]
-    first = bodies[0]
-    if isinstance(first, dict) and "max_tokens" in first and all(b == first for b in bodies):
-        return {"extra_body": {**first, "max_tokens": limit}}
-    return {"max_tokens": limit}
 
 
 def answered(ask: Ask, answer: BaseMessage, turns: TurnReferences | None) -> BaseMessage:

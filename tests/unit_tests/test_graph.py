@@ -362,6 +362,31 @@ def test_aggregator_options_come_from_the_config_not_the_state() -> None:
     assert "aggregator_kwargs" not in state
 
 
+TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+
+
+def test_tool_choice_is_a_call_option_like_the_others_and_the_tools_are_state() -> None:
+    proposers = _models("a", "b")
+    aggregator = ScriptedChatModel(model_name="agg")
+    graph = build_moa_graph([proposers], aggregator)
+    choice = {"type": "function", "function": {"name": "weather"}}
+    config = {"configurable": {"moa_aggregator_kwargs": {"tool_choice": choice, "stop": ["X"]}}}
+    graph.invoke({"messages": [HumanMessage("q")], "tools": [TOOL]}, config)
+    kwargs = aggregator.log[0]["kwargs"]
+    assert (kwargs["tools"], kwargs["tool_choice"], kwargs["stop"]) == ([TOOL], choice, ["X"])
+    # Proposers get neither the tools bound nor the aggregator's choice.
+    assert all("tool_choice" not in p.log[0]["kwargs"] for p in proposers)
+
+
+def test_tool_choice_in_the_input_still_works_and_says_it_is_deprecated() -> None:
+    aggregator = ScriptedChatModel(model_name="agg")
+    graph = build_moa_graph([_models("a")], aggregator)
+    given = {"messages": [HumanMessage("q")], "tools": [TOOL], "tool_choice": "required"}
+    with pytest.warns(DeprecationWarning, match="moa_aggregator_kwargs"):
+        graph.invoke(given)
+    assert aggregator.log[0]["kwargs"]["tool_choice"] == "required"
+
+
 # get_calls: one answer's call records, layer by layer, in proposer order.
 
 

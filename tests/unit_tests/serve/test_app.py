@@ -11,9 +11,8 @@ from langchain_core.outputs import ChatGenerationChunk
 from starlette.testclient import TestClient
 
 from langchain_moa import ChatMoA
-from langchain_moa.openai_compatible import openai_compatible_model
+from langchain_moa.openai_compatible import max_tokens_option, openai_compatible_model
 from langchain_moa.serve.app import create_app, default_stacks
-from langchain_moa.serve.asking import length_option
 from tests.unit_tests.scripted import ScriptedChatModel
 from tests.unit_tests.serve.asgi import leave_when, post_scope
 
@@ -123,8 +122,8 @@ def test_max_tokens_travels_in_extra_body_where_the_model_keeps_its_own_there():
         "m", base_url="http://127.0.0.1:1/v1", api_key="x", max_tokens=64
     )
     moa = ChatMoA(proposers=[served], aggregator=served, layers=2)
-    assert length_option(moa, 5) == {"extra_body": {"max_tokens": 5}}
-    assert length_option(_moa(), 5) == {"max_tokens": 5}
+    assert max_tokens_option(moa.stack.aggregators, 5) == {"extra_body": {"max_tokens": 5}}
+    assert max_tokens_option(_moa().stack.aggregators, 5) == {"max_tokens": 5}
 
 
 def test_streamed_answer_is_the_stacks_chunks_then_done():

@@ -73,9 +73,6 @@ def add_parser(commands: Any) -> None:
         "embedded model, 3 with --model, as the paper)",
     )
     chat.add_argument(
-        "--min-proposers", type=int, help="proposers of each layer that must succeed (default 1)"
-    )
-    chat.add_argument(
         "--proposers",
         type=int,
         help=f"embedded model only: proposers per layer (default {LOCAL_PROPOSERS})",
@@ -118,6 +115,7 @@ def _refuse(option: str, flags: dict[str, Any], hint: str = "") -> None:
 
 
 POLICY_FLAGS = (
+    "min_proposers",
     "timeout_s",
     "deadline_s",
     "deadline_after",
@@ -150,34 +148,27 @@ def _policies(args: argparse.Namespace) -> dict[str, Any]:
 def _model(args: argparse.Namespace) -> ChatMoA:
     """The stack the flags describe, as a ``StackSpec`` and then a ``ChatMoA``."""
     policies = _policies(args)
-    if args.config and policies:
+    if args.config or args.preset:
+        # Counts of the embedded stack's, not stack fields: the spec cannot name them.
+        option = "--config" if args.config else "--preset"
+        _refuse(option, {"--proposers": args.proposers, "--gguf": args.gguf})
+    if args.config:
+        _refuse(
+            "--config",
+            {"--aggregator": args.aggregator, "--layers": args.layers,
+             "--max-tokens": args.max_tokens},
+            ": set it in the file",
+        )  # fmt: skip
+        if not policies:
+            return ChatMoA.from_config(args.config)
         # The file's spec under the flags, checked again as one spec.
         spec = load_stack(args.config)
         return ChatMoA.from_spec(StackSpec(**{**spec.fields(), **policies}))
-    if args.config or args.preset:
-        option = "--config" if args.config else "--preset"
-        _refuse(
-            option,
-            {
-                "--min-proposers": args.min_proposers if args.config else None,
-                "--aggregator": args.aggregator,
-                "--layers": args.layers,
-                "--proposers": args.proposers,
-                "--gguf": args.gguf,
-            },
-        )
-        if args.config:
-            _refuse(
-                "--config",
-                {"--max-tokens": args.max_tokens},
-                ": set it in the file",
-            )
-            return ChatMoA.from_config(args.config)
-        # Unset flags stay unset: the preset's own settings are its defaults.
-        spec = StackSpec(
-            preset=args.preset, **set_fields(args, "max_tokens", "min_proposers"), **policies
-        )
-        return ChatMoA.from_spec(spec)
+    if args.preset:
+        # Unset flags stay unset: the preset's own settings are its defaults. The spec
+        # says what a preset does not take (its models, its layers).
+        fields = set_fields(args, "aggregator", "layers", "max_tokens")
+        return ChatMoA.from_spec(StackSpec(preset=args.preset, **fields, **policies))
     if args.model:
         _refuse(
             "--model",
@@ -187,7 +178,7 @@ def _model(args: argparse.Namespace) -> ChatMoA:
         spec = StackSpec(
             proposers=args.model,
             aggregator=args.aggregator or args.model[0],
-            **set_fields(args, "layers", "max_tokens", "min_proposers"),
+            **set_fields(args, "layers", "max_tokens"),
             **policies,
         )
         return ChatMoA.from_spec(spec)

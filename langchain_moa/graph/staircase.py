@@ -32,6 +32,16 @@ plain aggregator. With tools bound, or a reference filter, the layer is still
 streamed here but there are no partial steps (a tool call cannot be written in
 steps; the filter judges complete answers): the aggregator answers once, from
 the joined references.
+
+Why a sync and an async twin. An async core with the sync node as a thin
+wrapper would have to run an event loop inside a sync call of the library (an
+``asyncio.run``, or a loop in a thread of its own), which this project never
+does, and a caller's sync-only model would then run in executor threads
+anyway. So the sync node streams each proposal in a thread and waits on the
+board's condition, the async one in tasks of the caller's loop (where
+cancelling the run cancels every call); what they decide (``Board.ready``,
+``quorum``, ``partial``, ``take``, ``after_partial``, ``joined``, ``ended``)
+is written once, and only the calls are twins.
 """
 
 from __future__ import annotations

@@ -189,7 +189,6 @@ def _model(args: argparse.Namespace) -> ChatMoA:
         proposers=given(args.proposers, LOCAL_PROPOSERS),
         max_tokens=given(args.max_tokens, LOCAL_MAX_TOKENS),
         model_path=args.gguf,
-        **set_fields(args, "min_proposers"),
         **policies,
     )
 

@@ -105,7 +105,12 @@ class MoAState(MoAInput):
     calls: Annotated[list[ModelCall], operator.add]
     """Every model call, in completion order, of every run on this state."""
     run: NotRequired[str]
-    """This run's id, which its calls' layer clocks are kept under (see ``limits``)."""
+    """This run's key for the layer clocks its calls share in this process (``limits``).
+
+    Not a second name for the run: what a run leaves in the state names it by its
+    ``turn``, which a person can read and a resumed or replayed run keeps. The turn
+    cannot key the clocks: two threads' runs of one graph may answer conversations
+    of the same length at once."""
     reused: NotRequired[bool]
     """Whether this run reuses the turn's references (``reuse``) instead of proposing."""
     references: NotRequired[list[str]]

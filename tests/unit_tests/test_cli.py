@@ -151,25 +151,6 @@ def test_min_proposers_is_a_flag_made_of_its_field_and_applies_over_a_stack_file
     assert "How many proposers of each layer must succeed" in " ".join(help_text.split())
 
 
-def test_flags_a_stack_does_not_take_are_named(monkeypatch, tmp_path, capsys) -> None:
-    monkeypatch.setenv("TOGETHER_API_KEY", "unused")
-    path = tmp_path / "stack.toml"
-    path.write_text('proposers = ["openai:a"]\naggregator = "openai:a"\n')
-    for flags, error in [
-        # The spec's own check: a preset fixes its models and layers.
-        (["--preset", "moa-lite", "--layers", "2"], "layers: not allowed with preset"),
-        (["--preset", "moa-lite", "--aggregator", "openai:x"], "aggregator: not allowed"),
-        (["--preset", "moa-lite", "--proposers", "2"], "--proposers does not apply with --preset"),
-        # Checked before the policy flags are laid over the file's spec.
-        (["--config", str(path), "--layers", "2", "--timeout-s", "3"], "set it in the file"),
-        (["--config", str(path), "--gguf", "x.gguf"], "--gguf does not apply with --config"),
-    ]:
-        with pytest.raises(SystemExit) as caught:
-            cli.main(["chat", "q", *flags])
-        assert caught.value.code == 2
-        assert error in capsys.readouterr().err
-
-
 def test_a_failed_run_is_a_one_line_error(monkeypatch, capsys) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "unused")
 

@@ -665,7 +665,8 @@ def test_cli_config_builds_the_stack(tmp_path) -> None:
         (["--proposers", "2"], "--proposers does not apply with --config"),
         (["--gguf", "m.gguf"], "--gguf does not apply with --config"),
         (["--max-tokens", "9"], "--max-tokens does not apply with --config: set it in the file"),
-        (["--min-proposers", "1"], "--min-proposers does not apply with --config"),
+        # Checked before the policy flags are laid over the file's settings.
+        (["--layers", "3", "--timeout-s", "3"], "--layers does not apply with --config"),
     ],
 )
 def test_cli_config_argument_errors(tmp_path, capsys, argv, message) -> None:

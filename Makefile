@@ -7,7 +7,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 QUESTION ?= What are three good reasons to learn a second language?
-EXTRAS := local,eval,examples,studio,bench,serve,agreement,durable,test,lint
+EXTRAS := local,eval,examples,studio,bench,serve,agreement,durable,together,test,lint
 
 # llama-cpp-python compiles from source (minutes on 2 cores). It is built once
 # per machine into WHEELS and installed from there. The build is portable:

@@ -1,10 +1,12 @@
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from langchain_moa import LlamaServer
+from tests.integration_tests.postgres import Postgres, running_postgres
 
 MARK = "MOA_TEST_MARK"
 
@@ -41,4 +43,11 @@ def llama_server_pids(serving: str = "", mark: str = "") -> set[int]:
 @pytest.fixture(scope="session")
 def server():
     with LlamaServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL of the session's own (test_durable, the docs' durable example)."""
+    with running_postgres() as running:
         yield running

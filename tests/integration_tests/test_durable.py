@@ -23,7 +23,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,18 +31,11 @@ from langchain_core.messages import AIMessage, messages_from_dict
 from langchain_moa.graph.human_review import pending_review
 from tests.integration_tests import durable_worker
 from tests.integration_tests.durable_worker import AGGREGATOR, PROPOSERS, QUESTION
-from tests.integration_tests.postgres import Postgres, running_postgres
 from tests.integration_tests.scripted_openai import ScriptedOpenAI
 
 ROOT = Path(__file__).parents[2]
 WAIT_S = 60.0
 """The longest a worker may take to reach the aggregator's call (imports included)."""
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    with running_postgres() as server:
-        yield server
 
 
 def _worker(database: str, base_url: str, thread: str, out: Path, *, is_async: bool) -> list[str]:

@@ -1,8 +1,8 @@
 """The README's examples that need no provider run as they are, on the embedded model.
 
-The one that needs a provider's key (the paper's stack on Together and OpenAI) is
-checked, not run: ``tests/unit_tests/test_docs.py`` compiles it and resolves its
-imports, as it does every block of every page.
+The one that names providers (the paper's stack on Together and OpenAI) runs in
+``test_docs_run.py``, with every other block of the docs, against servers on
+127.0.0.1.
 """
 
 from __future__ import annotations

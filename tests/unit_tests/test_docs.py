@@ -1,9 +1,11 @@
 """The README and docs/ pages: every link leads somewhere, every code block is checked.
 
-A code block is checked as far as it can be here without a provider: Python is
-compiled and its imports resolved, every ``moa`` command line is parsed by the
-``moa`` command's own parser, every ``pip install`` names a real extra, YAML
-parses and a stack in it is a valid stack spec, a script a command runs exists.
+A code block is checked here without a server: Python is compiled and its
+imports resolved, every ``moa`` command line is parsed by the ``moa`` command's
+own parser, every ``pip install`` names a real extra, YAML parses and a stack in
+it is a valid stack spec, a script a command runs exists. Every Python block is
+also run, against servers on 127.0.0.1: ``tests/integration_tests/test_docs_run.py``
+and ``test_readme.py``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ a connection string, and these around it:
 
 So these runs say that the code as documented works against the APIs it names,
 not what a model answers: the scripted server is plumbing. The README's two
-blocks that need no provider run on the embedded model, in ``test_readme.py``.
+blocks that need no provider run on the embedded model (``test_readme.py``).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ ROOT = Path(__file__).parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```python\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL)
 RUN_ON_THE_EMBEDDED_MODEL = (
-    "ChatMoA(max_tokens=256)\nprint(",
+    "ChatMoA(max_tokens=256)\nanswer =",
     "from openai import OpenAI\n\nclient",
 )
 """The README's blocks that ``test_readme.py`` runs (a needle of each)."""

@@ -1,4 +1,5 @@
-"""Stacks of the embedded model's shape for the tests that serve them (``moa serve``, the page)."""
+"""Stacks for the tests that serve them (``moa serve``, the page): the embedded model's
+shape, or two proposers and an aggregator on a scripted OpenAI-compatible server."""
 
 import socket
 import subprocess
@@ -14,6 +15,20 @@ from langchain_moa import ChatMoA
 from langchain_moa.bench.serving import BackgroundServer
 from langchain_moa.local.server import LlamaServer, _LlamaServerChatModel
 from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
+
+
+def scripted_stack(base_url: str, fanout: str = "every_call") -> ChatMoA:
+    """Proposers ``proposer-a`` and ``proposer-b`` and an ``aggregator``, served at ``base_url``."""
+
+    def model(name: str) -> ChatOpenAI:
+        return openai_compatible_model(name, base_url=base_url, api_key=NO_KEY, max_retries=0)
+
+    return ChatMoA(
+        proposers=[model("proposer-a"), model("proposer-b")],
+        aggregator=model("aggregator"),
+        layers=2,
+        fanout=fanout,
+    )
 
 
 def embedded_stack(

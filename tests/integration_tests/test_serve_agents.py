@@ -35,9 +35,7 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ConfigDict
 
-from langchain_moa import ChatMoA
-from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
-from tests.integration_tests.embedded import embedded_stack, serving
+from tests.integration_tests.embedded import embedded_stack, scripted_stack, serving
 from tests.integration_tests.scripted_openai import ScriptedOpenAI
 from tests.weather import WEATHER
 
@@ -61,23 +59,11 @@ def scripted():
         yield serving
 
 
-def _stack(base_url: str, fanout: str = "every_call") -> ChatMoA:
-    def model(name: str) -> ChatOpenAI:
-        return openai_compatible_model(name, base_url=base_url, api_key=NO_KEY, max_retries=0)
-
-    return ChatMoA(
-        proposers=[model("proposer-a"), model("proposer-b")],
-        aggregator=model("aggregator"),
-        layers=2,
-        fanout=fanout,
-    )
-
-
 @pytest.fixture(scope="module")
 def served(scripted, server):
     stacks = {
-        "agents": _stack(scripted.base_url),
-        "agents-per-turn": _stack(scripted.base_url, "per_turn"),
+        "agents": scripted_stack(scripted.base_url),
+        "agents-per-turn": scripted_stack(scripted.base_url, "per_turn"),
         "local": embedded_stack(server, proposers=2, max_tokens=48),
     }
     with serving(stacks, api_key=KEY) as background:

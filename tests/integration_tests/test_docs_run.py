@@ -25,30 +25,19 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import httpx2
 import pytest
 
-from langchain_moa import ChatMoA
-from langchain_moa.openai_compatible import NO_KEY, openai_compatible_model
-from tests.integration_tests.embedded import serving
+from tests.docs_pages import README_ON_THE_EMBEDDED_MODEL, blocks
+from tests.integration_tests.embedded import scripted_stack, serving
 from tests.integration_tests.postgres import Postgres
 from tests.integration_tests.scripted_openai import ScriptedOpenAI
 
-ROOT = Path(__file__).parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE = re.compile(r"^```python\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL)
-RUN_ON_THE_EMBEDDED_MODEL = (
-    "ChatMoA(max_tokens=256)\nanswer =",
-    "from openai import OpenAI\n\nclient",
-)
-"""The README's blocks that ``test_readme.py`` runs (a needle of each)."""
 DOCS_DB_URI = "postgresql://postgres:secret@localhost:5432/postgres"
 PROVIDERS = [("api.openai.com", 443), ("api.together.xyz", 443), ("api.together.ai", 443)]
 LOCAL_SERVER = ("127.0.0.1", 8000)
@@ -58,25 +47,16 @@ CALLS = (".invoke(", ".stream(", ".create(", ".parse(", "Runner.run(")
 pytestmark = pytest.mark.timeout(120)
 
 
-def _blocks() -> list[tuple[str, str]]:
-    found = []
-    for page in PAGES:
-        text = page.read_text(encoding="utf-8")
-        for block in FENCE.finditer(text):
-            line = text[: block.start()].count("\n") + 1
-            found.append((f"{page.relative_to(ROOT)}:{line}", block["body"]))
-    return found
-
-
 def _elsewhere(where: str, body: str) -> bool:
-    return where.startswith("README.md:") and any(n in body for n in RUN_ON_THE_EMBEDDED_MODEL)
+    return where.startswith("README.md:") and any(n in body for n in README_ON_THE_EMBEDDED_MODEL)
 
 
-BLOCKS = [(w, b) for w, b in _blocks() if not _elsewhere(w, b)]
+PYTHON = blocks("python")
+BLOCKS = [(where, body) for where, _, body in PYTHON if not _elsewhere(where, body)]
 
 
 def test_only_the_readmes_two_blocks_run_elsewhere() -> None:
-    assert len(_blocks()) - len(BLOCKS) == len(RUN_ON_THE_EMBEDDED_MODEL)
+    assert len(PYTHON) - len(BLOCKS) == len(README_ON_THE_EMBEDDED_MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +68,7 @@ def scripted() -> Iterator[ScriptedOpenAI]:
 @pytest.fixture(scope="module")
 def served(scripted: ScriptedOpenAI) -> Iterator[Any]:
     """``moa serve``'s app over the stacks the serve page names, of scripted models."""
-
-    def model(name: str) -> Any:
-        return openai_compatible_model(
-            name, base_url=scripted.base_url, api_key=NO_KEY, max_retries=0
-        )
-
-    stack = ChatMoA(proposers=[model("a"), model("b")], aggregator=model("agg"), layers=2)
+    stack = scripted_stack(scripted.base_url)
     with serving({"local": stack, "team": stack}) as server:
         yield server
 

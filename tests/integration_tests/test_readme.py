@@ -11,7 +11,6 @@ The one that names providers (the paper's stack on Together and OpenAI) runs in
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -19,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs_pages import README_ON_THE_EMBEDDED_MODEL, ROOT, blocks
 from tests.integration_tests.conftest import llama_server_pids, marked_env
 from tests.integration_tests.embedded import free_port, wait_until_healthy
 
-ROOT = Path(__file__).parents[2]
+OFFLINE, CLIENT = README_ON_THE_EMBEDDED_MODEL
 MOA = str(Path(sys.executable).with_name("moa"))
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-BLOCKS = re.findall(r"^```python\n(.*?)^```$", README, re.MULTILINE | re.DOTALL)
+BLOCKS = [body for _, _, body in blocks("python", [ROOT / "README.md"])]
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -46,7 +45,7 @@ def test_the_offline_example_is_where_test_examples_runs_it() -> None:
     # examples/quickstart.py opens with it, word for word, and test_examples runs that
     # file on the embedded model (an answer printed, its server stopped at exit): the
     # block runs there rather than once more here.
-    block = _example("ChatMoA(max_tokens=256)")
+    block = _example(OFFLINE)
     assert block in (ROOT / "examples" / "quickstart.py").read_text(encoding="utf-8")
 
 
@@ -59,7 +58,7 @@ def test_the_openai_client_example_answers_through_moa_serve() -> None:
     )  # fmt: skip
     try:
         wait_until_healthy(serve, port)
-        code = _example("from openai import OpenAI")
+        code = _example(CLIENT)
         assert "127.0.0.1:8000" in code
         done = _run(code.replace("127.0.0.1:8000", f"127.0.0.1:{port}"), os.environ.copy())
         assert done.returncode == 0, done.stderr[-3000:]

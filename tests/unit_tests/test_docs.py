@@ -22,28 +22,15 @@ import yaml
 
 from langchain_moa import cli
 from langchain_moa.stacks import StackSpec
+from tests.docs_pages import FENCE, PAGES, ROOT, blocks
 
-ROOT = Path(__file__).parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE = re.compile(r"^```(?P<lang>[a-z]*)\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL)
 LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)\)")
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 EXTRAS = set(PROJECT["optional-dependencies"])
 
 
-def _blocks(lang: str) -> list[tuple[str, int, str]]:
-    found = []
-    for page in PAGES:
-        text = page.read_text(encoding="utf-8")
-        for block in FENCE.finditer(text):
-            if block["lang"] == lang:
-                line = text[: block.start()].count("\n") + 1
-                found.append((f"{page.relative_to(ROOT)}:{line}", line, block["body"]))
-    return found
-
-
-def _ids(blocks: list[tuple[str, int, str]]) -> list[str]:
-    return [where for where, _, _ in blocks]
+def _ids(found: list[tuple[str, int, str]]) -> list[str]:
+    return [where for where, _, _ in found]
 
 
 def _slug(heading: str) -> str:
@@ -76,7 +63,7 @@ def test_every_relative_link_leads_to_a_file_and_heading(page: Path) -> None:
             assert anchor in _anchors(where), f"{page.relative_to(ROOT)}: no heading #{anchor}"
 
 
-PYTHON = _blocks("python")
+PYTHON = blocks("python")
 
 
 @pytest.mark.parametrize(("where", "line", "body"), PYTHON, ids=_ids(PYTHON))
@@ -104,7 +91,7 @@ def _commands(body: str) -> list[str]:
     return lines
 
 
-BASH = _blocks("bash")
+BASH = blocks("bash")
 
 
 @pytest.mark.parametrize(("where", "line", "body"), BASH, ids=_ids(BASH))
@@ -130,7 +117,7 @@ def test_shell_blocks_name_real_commands_flags_and_extras(where: str, line: int,
     assert line > 0
 
 
-YAML = _blocks("yaml")
+YAML = blocks("yaml")
 
 
 @pytest.mark.parametrize(("where", "line", "body"), YAML, ids=_ids(YAML))
